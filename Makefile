@@ -1,0 +1,36 @@
+# The front door: `make run` and `make test`. Everything they need is installed into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint format clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: start a local etcd on 127.0.0.1:2379 (unless one listens there) and sync examples/ in watch mode
+run: install
+	$(BIN)/python scripts/run-local.py
+
+## test: lint, type-check, check the layering, then every test (integration tests start their own etcd)
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,179 @@
+"""The command line: parse options into :class:`Settings` and hand them to the service. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gitops_sync import __version__, logs
+from gitops_sync.errors import ConfigurationError
+from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
+from gitops_sync.service.running import ExitCode, Mode, run
+from gitops_sync.settings import ETCD_MAX_TXN_OPS, Settings
+
+EPILOG = """\
+environment:
+  LOG_LEVEL      debug, info (default), warning or error
+  ETCD_HOST      default for --etcd-host
+  ETCD_PORT      default for --etcd-port
+
+exit codes:
+  0  every manifest synced (or nothing to do)
+  1  finished, but some manifests are invalid or some writes failed
+  2  usage or configuration error
+  3  etcd could not be reached
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gitops-sync",
+        description="Reconcile capability manifests (capabilities/*.yaml) into an etcd v3 registry.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--capabilities",
+        type=Path,
+        default=Path("capabilities"),
+        metavar="DIR",
+        help="directory of *.yaml / *.yml manifests (default: capabilities/)",
+    )
+    etcd = parser.add_argument_group("etcd")
+    etcd.add_argument(
+        "--etcd-host",
+        default=os.environ.get("ETCD_HOST", "localhost"),
+        help="etcd host (default: $ETCD_HOST or localhost)",
+    )
+    etcd.add_argument(
+        "--etcd-port",
+        type=int,
+        default=_env_int("ETCD_PORT", 2379),
+        help="etcd client port (default: $ETCD_PORT or 2379)",
+    )
+    etcd.add_argument(
+        "--etcd-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="deadline for each etcd request (default: 5)",
+    )
+    etcd.add_argument(
+        "--prefix",
+        default=DEFAULT_PREFIX,
+        help=f"key prefix of the capability registry (default: {DEFAULT_PREFIX})",
+    )
+    etcd.add_argument(
+        "--sync-prefix",
+        default=DEFAULT_SYNC_PREFIX,
+        help=f"key prefix of the service's own bookkeeping (default: {DEFAULT_SYNC_PREFIX})",
+    )
+    etcd.add_argument(
+        "--max-txn-ops",
+        type=int,
+        default=ETCD_MAX_TXN_OPS,
+        metavar="N",
+        help=f"operations per etcd transaction; match etcd's --max-txn-ops (default: {ETCD_MAX_TXN_OPS})",
+    )
+
+    modes = parser.add_argument_group("modes (default: sync once and exit)").add_mutually_exclusive_group()
+    modes.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep running: sync on every manifest change and every --interval seconds",
+    )
+    modes.add_argument("--dry-run", action="store_true", help="print what a sync would change; write nothing")
+    modes.add_argument("--list", action="store_true", help="list the capability ids in etcd")
+    modes.add_argument(
+        "--health-check",
+        action="store_true",
+        help="exit 0 if etcd answers, 3 if not (for container health checks)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --watch: full resync at least this often (default: 60)",
+    )
+
+    prune = parser.add_argument_group("pruning capabilities whose manifest is gone")
+    prune.add_argument("--no-prune", action="store_true", help="never delete capabilities from etcd")
+    prune.add_argument(
+        "--max-prune",
+        type=int,
+        default=50,
+        metavar="N",
+        help="delete nothing if more than N capabilities would be deleted at once (default: 50)",
+    )
+    prune.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="allow a directory with no manifests to delete every managed capability",
+    )
+    return parser
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"gitops-sync: error: {name}={value!r} is not a number") from None
+
+
+def settings_from(options: argparse.Namespace) -> Settings:
+    return Settings(
+        capabilities=options.capabilities,
+        etcd_host=options.etcd_host,
+        etcd_port=options.etcd_port,
+        etcd_timeout=options.etcd_timeout,
+        prefix=options.prefix,
+        sync_prefix=options.sync_prefix,
+        interval=options.interval,
+        dry_run=options.dry_run,
+        prune=not options.no_prune,
+        max_prune=options.max_prune,
+        allow_empty=options.allow_empty,
+        max_txn_ops=options.max_txn_ops,
+    )
+
+
+def mode_of(options: argparse.Namespace) -> Mode:
+    if options.watch:
+        return "watch"
+    if options.list:
+        return "list"
+    if options.health_check:
+        return "health-check"
+    return "sync"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    try:
+        logs.configure(os.environ.get("LOG_LEVEL"))
+        settings = settings_from(options)
+        mode = mode_of(options)
+        if mode in ("sync", "watch") and not settings.capabilities.is_dir():
+            raise ConfigurationError(
+                f"capabilities directory {settings.capabilities} does not exist or is not a "
+                "directory; pass --capabilities DIR"
+            )
+        return run(settings, mode)
+    except ConfigurationError as exc:
+        print(f"gitops-sync: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        logging.getLogger("gitops-sync").info("Interrupted")
+        return 130
+    except BrokenPipeError:  # `gitops-sync --list | head`: the reader left; that is fine
+        sys.stderr.close()
+        return ExitCode.OK

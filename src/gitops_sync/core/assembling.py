@@ -1,0 +1,124 @@
+"""Assemble the desired state from the source files, re-using what a previous sync already wrote.
+
+A file is parsed only when it or the keys made from it changed since the service recorded them:
+an unchanged file whose keys still hold what was written is taken as already rendered. That is what
+makes a restart with nothing changed cheap and write nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from gitops_sync.core.rendering import decode_record, keys_digest
+from gitops_sync.errors import ManifestError
+from gitops_sync.model.keys import capability_key, capability_keys
+from gitops_sync.model.plans import DesiredCapability, DesiredState
+from gitops_sync.model.problems import Problem
+from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
+from gitops_sync.model.sources import SourceFile
+
+Desire = Callable[[SourceFile], DesiredCapability]
+"""Parse, check and render one file; raises :class:`ManifestError`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assembly:
+    desired: DesiredState
+    problems: tuple[Problem, ...]
+    reused: frozenset[str]
+    """Ids taken from etcd as they are, without parsing their file."""
+
+
+def assemble(
+    sources: Sequence[SourceFile],
+    unreadable: Iterable[Problem],
+    actual: RegistryState,
+    *,
+    prefix: str,
+    desire: Desire,
+) -> Assembly:
+    """Build the desired state. Purely computational, given a pure ``desire``."""
+    records = _records_by_source(actual.records)
+    problems = list(unreadable)
+    found: dict[str, list[DesiredCapability]] = defaultdict(list)
+    reused: set[str] = set()
+
+    for source in sources:
+        known = records.get(source.name)
+        previous = _unchanged(source, known, actual, prefix) if known else None
+        if previous is not None:
+            found[previous.id].append(previous)
+            reused.add(previous.id)
+            continue
+        try:
+            found_capability = desire(source)
+        except ManifestError as exc:
+            problems.append(Problem(exc.source, exc.message, exc.line))
+        else:
+            found[found_capability.id].append(found_capability)
+
+    held = {
+        records[problem.source][0]
+        for problem in problems
+        if problem.severity == "error" and problem.source in records
+    }
+    capabilities: dict[str, DesiredCapability] = {}
+    for capability_id, claims in found.items():
+        if len(claims) == 1:
+            capabilities[capability_id] = claims[0]
+            continue
+        held.add(capability_id)
+        names = sorted(claim.source for claim in claims)
+        for claim in claims:
+            others = ", ".join(name for name in names if name != claim.source)
+            problems.append(
+                Problem(
+                    claim.source,
+                    f"dc_identifier {capability_id} is also defined in {others}; each id must be "
+                    "defined by one file (rename or remove one); etcd keeps its last good state",
+                )
+            )
+    problems.sort(key=lambda p: (p.source, p.line or 0, p.message))
+    return Assembly(
+        desired=DesiredState(capabilities, frozenset(held)),
+        problems=tuple(problems),
+        reused=frozenset(reused & capabilities.keys()),
+    )
+
+
+def _records_by_source(raw: Mapping[str, KeyState]) -> dict[str, tuple[str, ManagedRecord]]:
+    records: dict[str, tuple[str, ManagedRecord]] = {}
+    for capability_id, state in raw.items():
+        record = decode_record(state.value)
+        if record is not None:
+            records[record.source] = (capability_id, record)
+    return records
+
+
+def _unchanged(
+    source: SourceFile,
+    known: tuple[str, ManagedRecord],
+    actual: RegistryState,
+    prefix: str,
+) -> DesiredCapability | None:
+    """The capability as etcd holds it, if the file and the keys are what the record says."""
+    capability_id, record = known
+    if record.source_sha256 != source.sha256:
+        return None
+    values: dict[str, bytes] = {}
+    for key in capability_keys(prefix, capability_id):
+        state = actual.capability_keys.get(key)
+        if state is None:
+            return None
+        values[key] = state.value
+    if keys_digest(values) != record.keys_sha256:
+        return None
+    return DesiredCapability(
+        id=capability_id,
+        type=values[capability_key(prefix, capability_id, "type")].decode(errors="replace"),
+        source=source.name,
+        values=values,
+        record=actual.records[capability_id].value,
+    )

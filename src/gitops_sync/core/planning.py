@@ -1,0 +1,135 @@
+"""Plan the changes that bring etcd to the desired state, with every safety rule on deletions.
+
+``plan(desired, actual, ...)`` is purely computational: applying its changes and planning again
+gives an empty plan (the property tests check exactly that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gitops_sync.model.keys import (
+    CAPABILITY_FIELDS,
+    capability_key,
+    capability_keys,
+    managed_key,
+    split_capability_key,
+)
+from gitops_sync.model.plans import Change, ChangeKind, DesiredCapability, DesiredState, Plan
+from gitops_sync.model.registry import RegistryState
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePolicy:
+    """When capabilities whose manifest is gone may be deleted (DESIGN.md section 3)."""
+
+    enabled: bool = True
+    max_deletes: int = 50
+    allow_empty: bool = False
+
+
+def plan(
+    desired: DesiredState,
+    actual: RegistryState,
+    *,
+    prefix: str,
+    sync_prefix: str,
+    prune: PrunePolicy,
+) -> Plan:
+    """The changes, one per capability, that make ``actual`` match ``desired``."""
+    changes: list[Change] = []
+    unchanged: list[str] = []
+    for capability_id in sorted(desired.capabilities):
+        change = _upsert(desired.capabilities[capability_id], actual, prefix, sync_prefix)
+        if change is None:
+            unchanged.append(capability_id)
+        else:
+            changes.append(change)
+
+    gone = sorted(
+        actual.records.keys() - desired.capabilities.keys() - desired.held,
+    )
+    refusal = _prune_refusal(gone, desired, prune)
+    if refusal is None:
+        changes.extend(_delete(capability_id, actual, prefix, sync_prefix) for capability_id in gone)
+
+    present = {
+        parts[0] for key in actual.capability_keys if (parts := split_capability_key(prefix, key)) is not None
+    }
+    foreign = present - actual.records.keys() - desired.capabilities.keys() - desired.held
+    return Plan(
+        changes=tuple(changes),
+        unchanged=tuple(unchanged),
+        withheld_deletes=tuple(gone) if refusal else (),
+        prune_refusal=refusal,
+        foreign=tuple(sorted(foreign)),
+    )
+
+
+def _upsert(
+    capability: DesiredCapability, actual: RegistryState, prefix: str, sync_prefix: str
+) -> Change | None:
+    puts: list[tuple[str, bytes]] = []
+    expected: list[tuple[str, int]] = []
+    fields: list[str] = []
+    existing = 0
+    for key, value in capability.values.items():
+        state = actual.capability_keys.get(key)
+        existing += state is not None
+        if state is None or state.value != value:
+            puts.append((key, value))
+            expected.append((key, state.mod_revision if state else 0))
+            parts = split_capability_key(prefix, key)
+            fields.append(parts[1] if parts else key)
+    record_key = managed_key(sync_prefix, capability.id)
+    record = actual.records.get(capability.id)
+    if record is None or record.value != capability.record:
+        puts.append((record_key, capability.record))
+        expected.append((record_key, record.mod_revision if record else 0))
+    if not puts:
+        return None
+    kind: ChangeKind = "record" if not fields else "create" if existing == 0 else "update"
+    return Change(
+        capability_id=capability.id,
+        kind=kind,
+        puts=tuple(puts),
+        expected=tuple(expected),
+        fields=tuple(fields),
+        type=capability.type,
+    )
+
+
+def _delete(capability_id: str, actual: RegistryState, prefix: str, sync_prefix: str) -> Change:
+    """Delete exactly this capability's keys and its record; never a prefix."""
+    keys = [key for key in capability_keys(prefix, capability_id) if key in actual.capability_keys]
+    expected = [(key, actual.capability_keys[key].mod_revision) for key in keys]
+    record_key = managed_key(sync_prefix, capability_id)
+    expected.append((record_key, actual.records[capability_id].mod_revision))
+    return Change(
+        capability_id=capability_id,
+        kind="delete",
+        deletes=(*keys, record_key),
+        expected=tuple(expected),
+        fields=tuple(
+            field for field in CAPABILITY_FIELDS if capability_key(prefix, capability_id, field) in keys
+        ),
+    )
+
+
+def _prune_refusal(gone: list[str], desired: DesiredState, prune: PrunePolicy) -> str | None:
+    if not gone:
+        return None
+    count = f"{len(gone)} capabilit{'y' if len(gone) == 1 else 'ies'}"
+    if not prune.enabled:
+        return f"pruning is off (--no-prune); {count} without a manifest kept"
+    if not desired.capabilities and not desired.held and not prune.allow_empty:
+        return (
+            f"the capabilities directory yields no manifests; refusing to delete {count} "
+            "(pass --allow-empty if the registry really should be emptied)"
+        )
+    if len(gone) > prune.max_deletes:
+        return (
+            f"{count} would be deleted, more than --max-prune {prune.max_deletes}; nothing deleted "
+            "(raise --max-prune if this is intended)"
+        )
+    return None

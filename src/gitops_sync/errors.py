@@ -1,0 +1,50 @@
+"""The project's one error tree. Library errors are translated into these where the library is called.
+
+GitOpsSyncError
+├── ManifestError        a manifest file cannot become a capability (names the file, and the line)
+├── ConfigurationError   options or environment that cannot work (exit code 2)
+│   └── SourceUnavailable   the capabilities directory is missing or cannot be listed
+└── StoreError           etcd did not do what was asked
+    ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
+    └── StoreConflict       a compare-and-swap transaction lost to a concurrent writer
+"""
+
+from __future__ import annotations
+
+
+class GitOpsSyncError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ManifestError(GitOpsSyncError):
+    """A manifest cannot be turned into a capability; ``str()`` is ``file[:line]: message``."""
+
+    def __init__(self, source: str, message: str, line: int | None = None) -> None:
+        self.source = source
+        self.message = message
+        self.line = line
+        super().__init__(self.location + ": " + message)
+
+    @property
+    def location(self) -> str:
+        return self.source if self.line is None else f"{self.source}:{self.line}"
+
+
+class ConfigurationError(GitOpsSyncError):
+    """An option, environment variable or path that cannot work as given."""
+
+
+class SourceUnavailable(ConfigurationError):
+    """The capabilities directory is missing or cannot be listed; nothing is pruned then."""
+
+
+class StoreError(GitOpsSyncError):
+    """etcd refused or failed a request."""
+
+
+class StoreUnavailable(StoreError):
+    """etcd could not be reached, or did not answer in time."""
+
+
+class StoreConflict(StoreError):
+    """A transaction's compare failed: someone else changed a key since it was read."""

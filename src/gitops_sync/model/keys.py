@@ -1,0 +1,48 @@
+"""The etcd key layout: the public capability keys and the service's own bookkeeping keys.
+
+Consumers read ``{prefix}{id}/{field}`` for the four fields below (DESIGN.md section 2). The service
+records what it manages under a separate prefix, so listing the capability prefix shows exactly four
+keys per capability.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CAPABILITY_FIELDS: Final = ("metadata", "type", "version", "dependencies")
+
+DEFAULT_PREFIX: Final = "/chora/capabilities/"
+DEFAULT_SYNC_PREFIX: Final = "/chora/sync/"
+
+
+def capability_key(prefix: str, capability_id: str, field: str) -> str:
+    return f"{prefix}{capability_id}/{field}"
+
+
+def capability_keys(prefix: str, capability_id: str) -> tuple[str, ...]:
+    """The exact keys of one capability, in a fixed order."""
+    return tuple(capability_key(prefix, capability_id, field) for field in CAPABILITY_FIELDS)
+
+
+def managed_prefix(sync_prefix: str) -> str:
+    """Where the service records, one key per id, which capabilities it manages."""
+    return f"{sync_prefix}managed/"
+
+
+def managed_key(sync_prefix: str, capability_id: str) -> str:
+    return managed_prefix(sync_prefix) + capability_id
+
+
+def status_key(sync_prefix: str) -> str:
+    """Where the result of the last sync that changed anything is recorded."""
+    return f"{sync_prefix}status"
+
+
+def split_capability_key(prefix: str, key: str) -> tuple[str, str] | None:
+    """``(id, field)`` for a key under ``prefix``, or None for a key outside the schema."""
+    if not key.startswith(prefix):
+        return None
+    capability_id, slash, field = key[len(prefix) :].partition("/")
+    if not slash or not capability_id or "/" in field:
+        return None
+    return capability_id, field

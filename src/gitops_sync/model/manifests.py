@@ -1,0 +1,37 @@
+"""A capability manifest as the rest of the program sees it, once loaded and checked."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
+
+CAPABILITY_TYPES: Mapping[str, str] = {
+    "service": "chora_service",
+    "pattern": "chora_pattern",
+}
+"""Known capability types, each with the manifest block that marks it. A new type is one entry here."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """One entry of ``dc_relation``: the capability depended on, how, and which versions."""
+
+    capability: str
+    relationship: str
+    version: str = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The parts of one manifest file that become etcd keys."""
+
+    source: str
+    """The file's name relative to the capabilities directory, for messages."""
+    id: str
+    type: str
+    version: str
+    metadata: Mapping[str, JSONValue]
+    dependencies: tuple[Dependency, ...]

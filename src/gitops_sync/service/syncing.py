@@ -1,0 +1,197 @@
+"""One sync cycle: read files and etcd, assemble, plan, apply, report.
+
+The cycle is level-based: it always computes the whole desired state and diffs it against what etcd
+holds, so a missed file event only delays convergence. A transaction that loses to a concurrent
+writer is not retried blindly: the cycle re-reads etcd and plans again, and Git's value wins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from gitops_sync.core.assembling import Assembly, assemble
+from gitops_sync.core.batching import batches
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.core.planning import PrunePolicy, plan
+from gitops_sync.core.rendering import desire, to_json
+from gitops_sync.errors import ManifestError, StoreConflict
+from gitops_sync.model.keys import status_key
+from gitops_sync.model.plans import Change, DesiredCapability, Plan
+from gitops_sync.model.problems import Problem
+from gitops_sync.model.registry import RegistryState
+from gitops_sync.model.sources import SourceFile
+from gitops_sync.settings import Settings
+from gitops_sync.sources.git import head_commit
+from gitops_sync.sources.scanning import scan
+from gitops_sync.store.etcd import EtcdStore
+
+log = logging.getLogger("gitops-sync")
+
+MAX_ATTEMPTS: Final = 3
+"""Plans per cycle when transactions keep losing to a concurrent writer."""
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    plan: Plan
+    problems: tuple[Problem, ...]
+    desired: int
+    """Capabilities the manifests define (valid and unique)."""
+    applied: tuple[Change, ...] = ()
+    failed: tuple[str, ...] = ()
+    """Capabilities whose writes did not go through."""
+    held: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def synced(self) -> int:
+        return sum(change.kind in ("create", "update") for change in self.applied)
+
+    @property
+    def deleted(self) -> int:
+        return sum(change.kind == "delete" for change in self.applied)
+
+    @property
+    def skipped(self) -> int:
+        return self.desired - self.synced - len(self.failed)
+
+    @property
+    def errors(self) -> int:
+        return sum(p.severity == "error" for p in self.problems) + len(self.failed)
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+class Syncer:
+    """Runs sync cycles against one store, remembering parsed files between cycles."""
+
+    def __init__(self, settings: Settings, store: EtcdStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
+        self._foreign: tuple[str, ...] = ()
+
+    def run_cycle(self) -> CycleReport:
+        """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything."""
+        settings = self.settings
+        files = scan(settings.capabilities)
+        log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
+        self._forget_all_but(files.files)
+        applied: list[Change] = []
+        failed: tuple[str, ...] = ()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            actual = self.store.read(settings.prefix, settings.sync_prefix)
+            assembly = assemble(
+                files.files, files.problems, actual, prefix=settings.prefix, desire=self._desire
+            )
+            planned = plan(
+                assembly.desired,
+                actual,
+                prefix=settings.prefix,
+                sync_prefix=settings.sync_prefix,
+                prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
+            )
+            if settings.dry_run:
+                break
+            try:
+                self._apply(planned, applied)
+            except StoreConflict as exc:
+                log.warning("Conflict (attempt %d of %d): %s; re-planning", attempt, MAX_ATTEMPTS, exc)
+                failed = tuple(change.capability_id for change in planned.changes)
+                continue
+            failed = ()
+            break
+        report = CycleReport(
+            plan=planned,
+            problems=assembly.problems,
+            desired=len(assembly.desired.capabilities),
+            applied=tuple(applied),
+            failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
+            held=assembly.desired.held,
+        )
+        self._log(report, assembly)
+        if not settings.dry_run:
+            self._record_status(report, actual)
+        return report
+
+    def _desire(self, source: SourceFile) -> DesiredCapability:
+        """Parse and render a file, once per distinct content."""
+        key = (source.name, source.sha256)
+        cached = self._rendered.get(key)
+        if cached is None:
+            try:
+                manifest = load_manifest(source.name, source.content)
+                cached = desire(
+                    manifest,
+                    source,
+                    prefix=self.settings.prefix,
+                    max_request_bytes=self.settings.max_txn_bytes,
+                )
+            except ManifestError as exc:
+                cached = exc
+            self._rendered[key] = cached
+        if isinstance(cached, ManifestError):
+            raise cached
+        return cached
+
+    def _forget_all_but(self, files: tuple[SourceFile, ...]) -> None:
+        current = {(source.name, source.sha256) for source in files}
+        for key in self._rendered.keys() - current:
+            del self._rendered[key]
+
+    def _apply(self, planned: Plan, applied: list[Change]) -> None:
+        for batch in batches(
+            planned.changes,
+            max_ops=self.settings.max_txn_ops,
+            max_bytes=self.settings.max_txn_bytes,
+        ):
+            self.store.commit(batch)
+            applied.extend(batch)
+            for change in batch:
+                if change.kind == "delete":
+                    log.info("Deleted: %s (its manifest is gone)", change.capability_id)
+                elif change.kind != "record":
+                    log.info("Synced: %s (%s)", change.capability_id, change.type)
+
+    def _log(self, report: CycleReport, assembly: Assembly) -> None:
+        for problem in report.problems:
+            level = logging.ERROR if problem.severity == "error" else logging.WARNING
+            log.log(level, "Invalid manifest %s: %s", problem.location, problem.message)
+        if report.held:
+            log.warning("Kept the last good state in etcd of: %s", ", ".join(sorted(report.held)))
+        if report.plan.prune_refusal:
+            log.warning("Not pruning: %s", report.plan.prune_refusal)
+        if report.plan.foreign != self._foreign:
+            self._foreign = report.plan.foreign
+            if self._foreign:
+                log.info(
+                    "Leaving alone %d capabilit(y/ies) under %s not managed by gitops-sync: %s",
+                    len(self._foreign),
+                    self.settings.prefix,
+                    ", ".join(self._foreign),
+                )
+        log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))
+
+    def _record_status(self, report: CycleReport, actual: RegistryState) -> None:
+        """Write the cycle's result under the sync prefix, but only when it differs from the last."""
+        status = {
+            "commit": head_commit(self.settings.capabilities),
+            "capabilities": report.desired,
+            "errors": [str(problem) for problem in report.problems if problem.severity == "error"],
+            "failed": list(report.failed),
+        }
+        if actual.status is not None:
+            try:
+                previous = json.loads(actual.status.value)
+                previous.pop("updated_at", None)
+            except (ValueError, AttributeError):
+                previous = None
+            if previous == status:
+                return
+        status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self.store.put(status_key(self.settings.sync_prefix), to_json(status))

@@ -1,0 +1,1 @@
+"""The file side: reading manifest files (and the Git commit) from the capabilities directory."""
