@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,10 +36,13 @@ def main() -> int:
         "--watch",
         *sys.argv[1:],
     ]
+    child = subprocess.Popen(command)
+    # Ctrl+C reaches the sync too (same process group) and stops it after its cycle; forward
+    # SIGTERM likewise. This script only waits, then stops the etcd it started.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: child.send_signal(signum))
     try:
-        return subprocess.run(command, check=False).returncode
-    except KeyboardInterrupt:
-        return 0
+        return child.wait()
     finally:
         if etcd is not None:
             etcd.stop()

@@ -87,9 +87,7 @@ def _parse(source: str, text: bytes) -> tuple[yaml.Node, dict[str, Any]]:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        reason = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise ManifestError(source, f"not valid YAML: {reason}", mark.line + 1 if mark else None) from None
+        raise ManifestError(source, f"not valid YAML: {_yaml_reason(exc)}", _line(exc)) from None
     except yaml.YAMLError as exc:
         raise ManifestError(source, f"not valid YAML: {exc}") from None
     if root is None:
@@ -101,6 +99,20 @@ def _parse(source: str, text: bytes) -> tuple[yaml.Node, dict[str, Any]]:
             root.start_mark.line + 1,
         )
     return root, document
+
+
+def _line(exc: yaml.MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark else None
+
+
+def _yaml_reason(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, then its context with the line it started on: "did not find ... (while ...)"."""
+    reason = exc.problem or exc.context or "syntax error"
+    if exc.problem and exc.context:
+        started = f" started on line {exc.context_mark.line + 1}" if exc.context_mark else ""
+        reason += f" ({exc.context}{started})"
+    return reason
 
 
 class _KeyLines:

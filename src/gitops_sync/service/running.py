@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Literal, TextIO
 
@@ -30,40 +31,44 @@ class ExitCode(IntEnum):
     """etcd could not be reached."""
 
 
-def run(settings: Settings, mode: Mode, out: TextIO = sys.stdout) -> ExitCode:
-    """Run one mode to completion. Configuration errors propagate to the caller."""
+def run(settings: Settings, mode: Mode, out: TextIO | None = None) -> ExitCode:
+    """Run one mode to completion; what it prints goes to ``out`` (stdout). Configuration errors
+    propagate to the caller."""
     with EtcdStore(settings.endpoints, timeout=settings.etcd_timeout) as store:
         try:
-            if mode == "watch":
-                return ExitCode(watch(Syncer(settings, store)))
-            version = store.version()
-            if mode == "health-check":
-                print(f"etcd at {store.label} is healthy (version {version})", file=out)
-                return ExitCode.OK
-            log.info("Connected to etcd at %s", store.label)
-            if mode == "list":
-                return list_capabilities(settings, store, out)
-            report = Syncer(settings, store).run_cycle()
+            return MODES[mode](settings, store, out or sys.stdout)
         except StoreUnavailable as exc:
             log.error("%s", exc)
             return ExitCode.UNREACHABLE
         except StoreError as exc:
             log.error("%s", exc)
             return ExitCode.INVALID
+
+
+def sync_once(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+    connect(store)
+    report = Syncer(settings, store).run_cycle()
     if settings.dry_run:
         print_plan(report, out)
-    log.info(
-        "Sync complete: %d synced, %d skipped, %d errors",
-        report.synced,
-        report.skipped,
-        report.errors,
-    )
-    if report.deleted:
-        log.info("Pruned %d capabilit%s", report.deleted, "y" if report.deleted == 1 else "ies")
     return ExitCode.OK if report.ok else ExitCode.INVALID
 
 
+def watch_changes(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+    return ExitCode(watch(Syncer(settings, store)))
+
+
+def health_check(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+    print(f"etcd at {store.label} is healthy (version {store.version()})", file=out)
+    return ExitCode.OK
+
+
+def connect(store: EtcdStore) -> None:
+    store.version()
+    log.info("Connected to etcd at %s", store.label)
+
+
 def list_capabilities(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+    connect(store)
     ids = sorted(
         {
             parts[0]
@@ -99,3 +104,11 @@ def print_plan(report: CycleReport, out: TextIO) -> None:
         f"unchanged, {report.errors} invalid",
         file=out,
     )
+
+
+MODES: dict[Mode, Callable[[Settings, EtcdStore, TextIO], ExitCode]] = {
+    "sync": sync_once,
+    "watch": watch_changes,
+    "list": list_capabilities,
+    "health-check": health_check,
+}

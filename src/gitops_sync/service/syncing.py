@@ -117,6 +117,12 @@ class Syncer:
         self._log(report, assembly)
         if not settings.dry_run:
             self._record_status(report, actual)
+            log.info(
+                "Sync complete: %d synced, %d skipped, %d errors",
+                report.synced,
+                report.skipped,
+                report.errors,
+            )
         return report
 
     def _desire(self, source: SourceFile) -> DesiredCapability:

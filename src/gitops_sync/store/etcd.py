@@ -22,7 +22,14 @@ from gitops_sync.model.plans import Change
 from gitops_sync.model.registry import KeyState, RegistryState
 
 PAGE_SIZE: Final = 1000
-GRPC_OPTIONS: Final = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+GRPC_OPTIONS: Final = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # gRPC backs off reconnecting for up to 120 s by default; a registry sync should notice a
+    # restarted etcd within a second or so.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 SINGLE_ENDPOINT_RETRY: Final = 0.0
 """python3-etcd3 refuses a failed endpoint for ``time_retry`` seconds (300 by default), which would
 lock a single-endpoint client out for five minutes after one failed call during an etcd restart."""

@@ -1,0 +1,59 @@
+"""The Docker set-up of the seed. No Docker engine runs here, so check what can be checked without one:
+the compose file's shape, and that every command the containers run is one the CLI accepts."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from gitops_sync.cli import build_parser
+from support import ROOT
+
+COMPOSE = ROOT / "infrastructure" / "etcd" / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def test_compose_runs_a_three_member_cluster_with_health_checks() -> None:
+    services = compose()["services"]
+    members = ["etcd1", "etcd2", "etcd3"]
+    for name in members:
+        etcd = services[name]
+        flags = dict(arg.split("=", 1) for arg in etcd["command"][1:])
+        assert flags["--name"] == name
+        assert flags["--initial-cluster"] == ",".join(f"{m}=http://{m}:2380" for m in members)
+        assert flags["--advertise-client-urls"] == f"http://{name}:2379"
+        assert "endpoint" in etcd["healthcheck"]["test"]
+    assert services["etcd1"]["ports"] == ["127.0.0.1:2379:2379"]
+
+
+def test_compose_starts_the_sync_after_a_healthy_cluster_with_options_the_cli_accepts() -> None:
+    sync = compose()["services"]["gitops-sync"]
+    assert sync["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in ("etcd1", "etcd2", "etcd3")
+    }
+    options = build_parser().parse_args(sync["command"])
+    assert options.watch
+    assert options.etcd_host == "etcd1"
+    assert options.etcd_port == 2379
+    assert str(options.capabilities) == "/app/capabilities"
+    assert any(volume.endswith(":/app/capabilities:ro") for volume in sync["volumes"])
+
+
+def test_dockerfile_entrypoint_command_and_health_check_use_real_options() -> None:
+    text = DOCKERFILE.read_text()
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    command = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    health = json.loads(re.search(r"HEALTHCHECK .*\n?.*CMD (\[.*\])", text).group(1))  # type: ignore[union-attr]
+    assert entrypoint == ["gitops-sync"]
+    assert build_parser().parse_args(command).watch
+    assert health[0] == "gitops-sync"
+    assert build_parser().parse_args(health[1:]).health_check

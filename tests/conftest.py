@@ -1,0 +1,62 @@
+"""Shared fixtures: a real etcd server per test session, emptied before each test that uses it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import etcd3
+import pytest
+
+from gitops_sync.cli import main
+from gitops_sync.testing import EtcdProcess
+from support import CHORA_BASE, Cli, Result
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProcess]:
+    with EtcdProcess(tmp_path_factory.mktemp("etcd")) as server:
+        yield server
+
+
+@pytest.fixture
+def etcd(etcd_server: EtcdProcess) -> Iterator[etcd3.MultiEndpointEtcd3Client]:
+    """A plain client of the session's etcd, which starts every test empty.
+
+    Tests check what etcd holds through this client, independently of the adapter under test.
+    """
+    client = etcd3.client(host=etcd_server.host, port=etcd_server.client_port, timeout=5)
+    everything = etcd3.etcdrpc.DeleteRangeRequest(key=b"\0", range_end=b"\0")
+    client.kvstub.DeleteRange(everything, 5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def capabilities(tmp_path: Path) -> Path:
+    """A private, editable copy of the 48 real chora-base manifests."""
+    target = tmp_path / "capabilities"
+    shutil.copytree(CHORA_BASE, target)
+    return target
+
+
+@pytest.fixture
+def cli(etcd_server: EtcdProcess, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``gitops-sync ARGS`` in-process against the session's etcd; returns code, stdout, stderr."""
+
+    def run(*args: str | Path) -> Result:
+        capsys.readouterr()
+        code = main(
+            [
+                "--etcd-host",
+                etcd_server.host,
+                "--etcd-port",
+                str(etcd_server.client_port),
+                *map(str, args),
+            ]
+        )
+        captured = capsys.readouterr()
+        return Result(int(code), captured.out, captured.err)
+
+    return run

@@ -1,0 +1,131 @@
+"""Watch mode as an operator runs it: the seed's script in a subprocess against a real etcd."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import etcd3
+import pytest
+
+from gitops_sync.testing import EtcdProcess
+from support import PREFIX, ROOT, value_of, wait_for
+
+REGISTRY = "chora.devex.registry"
+
+
+class Watcher:
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def watcher(
+    etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> Iterator[Callable[..., Watcher]]:
+    started: list[Watcher] = []
+
+    def start(*extra: str) -> Watcher:
+        log = tmp_path / f"watch-{len(started)}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "gitops-sync-registry.py"),
+                    "--capabilities",
+                    str(capabilities),
+                    "--watch",
+                    "--etcd-host",
+                    etcd_server.host,
+                    "--etcd-port",
+                    str(etcd_server.client_port),
+                    *extra,
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        running = Watcher(process, log)
+        started.append(running)
+        wait_for(lambda: "Sync cycle complete" in running.text(), timeout=20)
+        return running
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
+
+
+def test_an_edit_reaches_etcd_within_a_second(
+    watcher: Callable[..., Watcher], capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    running = watcher("--interval", "60")
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    manifest = capabilities / f"{REGISTRY}.yaml"
+
+    manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 1.3.0"))
+    started = time.monotonic()
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.3.0", timeout=1.0)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.0
+    assert "Synced: chora.devex.registry (service)" in running.text()
+
+
+def test_a_deleted_and_a_new_file_are_followed(
+    watcher: Callable[..., Watcher], capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    watcher("--interval", "60")
+    (capabilities / f"{REGISTRY}.yaml").unlink()
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/type") is None, timeout=2)
+
+    (capabilities / "chora.devex.extra.yml").write_text(
+        (capabilities / "chora.react.linting.yaml")
+        .read_text()
+        .replace("dc_identifier: chora.react.linting", "dc_identifier: chora.devex.extra")
+    )
+    wait_for(lambda: value_of(etcd, f"{PREFIX}chora.devex.extra/type") == b"pattern", timeout=2)
+
+
+def test_the_interval_resync_puts_back_hand_edits(
+    watcher: Callable[..., Watcher], etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    watcher("--interval", "0.3")
+    etcd.put(f"{PREFIX}{REGISTRY}/version", "0.0.1")
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0", timeout=3)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_it_cleanly(watcher: Callable[..., Watcher], signum: signal.Signals) -> None:
+    running = watcher("--interval", "60")
+
+    running.process.send_signal(signum)
+
+    assert running.process.wait(timeout=10) == 0
+    log = running.text()
+    assert f"Received {signum.name}; stopping after the cycle in flight" in log
+    assert log.rstrip().endswith("Stopped")
+    assert "Traceback" not in log
+
+
+def test_a_broken_file_in_watch_mode_is_reported_and_the_service_keeps_going(
+    watcher: Callable[..., Watcher], capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    running = watcher("--interval", "60")
+    manifest = capabilities / f"{REGISTRY}.yaml"
+    manifest.write_text("metadata: [unclosed\n")
+    wait_for(lambda: f"Invalid manifest {REGISTRY}.yaml:2" in running.text(), timeout=2)
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+
+    other = capabilities / "chora.react.testing.yaml"
+    other.write_text(other.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 2.0.0"))
+    wait_for(lambda: value_of(etcd, f"{PREFIX}chora.react.testing/version") == b"2.0.0", timeout=2)
+    assert running.process.poll() is None

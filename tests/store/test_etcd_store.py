@@ -1,0 +1,94 @@
+"""The etcd adapter against real etcd processes: paged reads, compare-and-swap, outages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import etcd3
+import pytest
+
+from gitops_sync.errors import StoreConflict, StoreUnavailable
+from gitops_sync.model.plans import Change
+from gitops_sync.store.etcd import PAGE_SIZE, EtcdStore
+from gitops_sync.testing import EtcdProcess, free_port
+from support import wait_for
+
+
+def test_read_pages_through_a_large_prefix_at_one_revision(
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    count = PAGE_SIZE * 2 + 500
+    for start in range(0, count, 100):
+        etcd.transaction(
+            compare=[],
+            success=[
+                etcd.transactions.put(f"/p/caps/{i:05d}/type", f"v{i}") for i in range(start, start + 100)
+            ],
+            failure=[],
+        )
+    etcd.put("/p/sync/managed/x", "record")
+    etcd.put("/p/capsule", "outside the prefix")
+
+    with EtcdStore([(etcd_server.host, etcd_server.client_port)], timeout=5) as store:
+        state = store.read("/p/caps/", "/p/sync/")
+
+    assert len(state.capability_keys) == count
+    assert state.capability_keys["/p/caps/01234/type"].value == b"v1234"
+    assert state.records["x"].value == b"record"
+    assert state.revision == etcd.status().raft_index or state.revision > 0
+
+
+def test_commit_is_all_or_nothing_when_a_key_changed_since_it_was_read(
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    etcd.put("/c/a", "1")
+    with EtcdStore([(etcd_server.host, etcd_server.client_port)], timeout=5) as store:
+        state = store.read("/c/", "/none/")
+        etcd.put("/c/a", "changed by someone else")
+        change = Change(
+            "x",
+            "update",
+            puts=(("/c/a", b"2"), ("/c/b", b"2")),
+            expected=(("/c/a", state.capability_keys["/c/a"].mod_revision), ("/c/b", 0)),
+        )
+        with pytest.raises(StoreConflict, match="keys of x changed"):
+            store.commit([change])
+
+    assert etcd.get("/c/a")[0] == b"changed by someone else"
+    assert etcd.get("/c/b")[0] is None
+
+
+def test_unreachable_etcd_is_reported_as_such() -> None:
+    port = free_port()
+    with EtcdStore([("127.0.0.1", port)], timeout=2) as store, pytest.raises(StoreUnavailable) as caught:
+        store.version()
+    assert f"etcd at 127.0.0.1:{port} is unreachable" in str(caught.value)
+
+
+def test_the_client_works_again_as_soon_as_etcd_is_back(tmp_path: Path) -> None:
+    """python3-etcd3 would refuse a failed endpoint for 300 s by default; we must not."""
+    server = EtcdProcess(tmp_path / "etcd").start()
+    try:
+        with EtcdStore([(server.host, server.client_port)], timeout=2) as store:
+            assert store.version()
+            server.stop()
+            with pytest.raises(StoreUnavailable):
+                store.version()
+            server.start()
+            started = time.monotonic()
+            wait_for(_answers(store), timeout=2)
+            assert time.monotonic() - started < 2
+    finally:
+        server.stop()
+
+
+def _answers(store: EtcdStore) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return bool(store.version())
+        except StoreUnavailable:
+            return False
+
+    return check
