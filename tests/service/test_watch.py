@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,3 +130,20 @@ def test_a_broken_file_in_watch_mode_is_reported_and_the_service_keeps_going(
     other.write_text(other.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 2.0.0"))
     wait_for(lambda: value_of(etcd, f"{PREFIX}chora.react.testing/version") == b"2.0.0", timeout=2)
     assert running.process.poll() is None
+
+
+def test_a_replaced_directory_is_watched_again(
+    watcher: Callable[..., Watcher], capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client, tmp_path: Path
+) -> None:
+    running = watcher("--interval", "60")  # only file events can wake it
+    staged = tmp_path / "next"
+    shutil.copytree(capabilities, staged)
+    shutil.rmtree(capabilities)
+    staged.rename(capabilities)  # a checkout that swaps the directory
+    wait_for(lambda: "was replaced; watching the new directory" in running.text(), timeout=5)
+
+    manifest = capabilities / f"{REGISTRY}.yaml"
+    manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 4.0.0"))
+    # an edit right after the swap may land before the new watch is armed: the watch then wakes
+    # the loop once, as soon as it is in place
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"4.0.0", timeout=2)

@@ -18,7 +18,7 @@ from gitops_sync.core.batching import batches
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import desire, to_json
-from gitops_sync.errors import ManifestError, StoreConflict
+from gitops_sync.errors import ManifestError, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
@@ -200,4 +200,7 @@ class Syncer:
             if previous == status:
                 return
         status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        self.store.put(status_key(self.settings.sync_prefix), to_json(status))
+        try:
+            self.store.put(status_key(self.settings.sync_prefix), to_json(status))
+        except StoreError as exc:  # the capabilities are in; the next cycle records the result
+            log.warning("Could not record the sync status: %s", exc)

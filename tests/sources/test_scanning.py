@@ -1,0 +1,75 @@
+"""Reading the capabilities directory on the real file system."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from gitops_sync.errors import SourceUnavailable
+from gitops_sync.sources.scanning import scan
+
+
+def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
+    (tmp_path / "b.yml").write_bytes(b"b: 1\n")
+    (tmp_path / "a.yaml").write_bytes(b"a: 1\n")
+    (tmp_path / "notes.md").write_text("not a manifest")
+    (tmp_path / ".a.yaml.swp").write_text("editor swap file")
+    (tmp_path / "sub.yaml").mkdir()
+    (tmp_path / "sub.yaml" / "inner.yaml").write_text("x: 1")
+
+    result = scan(tmp_path)
+
+    assert [f.name for f in result.files] == ["a.yaml", "b.yml"]
+    assert result.files[0].sha256 == hashlib.sha256(b"a: 1\n").hexdigest()
+    assert result.problems == ()
+
+
+def test_a_file_that_vanishes_mid_scan_is_simply_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        (tmp_path / name).write_text(f"{name}: 1\n")
+    read_bytes = Path.read_bytes
+
+    def read_after_b_is_deleted(path: Path) -> bytes:
+        if path.name == "a.yaml":
+            (tmp_path / "b.yaml").unlink()  # a checkout removes it after the listing
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", read_after_b_is_deleted)
+    result = scan(tmp_path)
+
+    assert [f.name for f in result.files] == ["a.yaml", "c.yaml"]
+    assert result.problems == ()
+
+
+def test_an_unreadable_file_is_reported_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "secret.yaml").write_text("a: 1")
+    (tmp_path / "public.yaml").write_text("a: 1")
+    read_bytes = Path.read_bytes
+
+    def refuse_secret(path: Path) -> bytes:
+        # chmod 0 does not stop root, which CI runs as; refuse the way the kernel would
+        if path.name == "secret.yaml":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_secret)
+    result = scan(tmp_path)
+
+    assert [f.name for f in result.files] == ["public.yaml"]
+    assert [str(p) for p in result.problems] == [
+        "secret.yaml: error: cannot read the file (Permission denied); make it readable"
+    ]
+
+
+def test_a_missing_directory_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        scan(tmp_path / "gone")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SourceUnavailable, match="is not a directory"):
+        scan(tmp_path / "file")
