@@ -1,0 +1,616 @@
+"""Loading manifests: the 48 real chora-base files, both layouts, the defaults, every error a user causes."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.errors import ManifestError
+from gitops_sync.model.manifests import Dependency, Manifest
+
+CHORA_BASE = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "chora-base" / "capabilities"
+)
+RICH = (
+    "chora.awareness.capability_registry_discovery",
+    "chora.awareness.namespace_resolution",
+    "chora.awareness.sap_adoption_verification",
+)
+
+
+def load_real(capability_id: str) -> Manifest:
+    path = CHORA_BASE / f"{capability_id}.yaml"
+    return load_manifest(path.name, path.read_bytes())
+
+
+def load_text(text: str, source: str = "test.yaml") -> Manifest:
+    return load_manifest(source, text.encode())
+
+
+def load_error(text: str | bytes, source: str = "bad.yaml") -> ManifestError:
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(source, text.encode() if isinstance(text, str) else text)
+    error = caught.value
+    assert error.source == source
+    assert str(error).startswith(source)
+    return error
+
+
+# --- the real manifests -------------------------------------------------------------------------
+
+
+def test_all_real_manifests_load() -> None:
+    paths = sorted(CHORA_BASE.glob("*.yaml"))
+    assert len(paths) == 48
+    manifests = [load_manifest(path.name, path.read_bytes()) for path in paths]
+
+    assert [m.id + ".yaml" for m in manifests] == [path.name for path in paths]
+    assert [m.source for m in manifests] == [path.name for path in paths]
+    types = [m.type for m in manifests]
+    assert types.count("service") == 9
+    assert types.count("pattern") == 39
+    for manifest in manifests:
+        assert manifest.metadata["dc_identifier"] == manifest.id
+        assert manifest.version in {"1.0.0", "1.1.0", "1.2.0", "2.0.0"}
+        assert all(dep.capability.startswith("chora.") for dep in manifest.dependencies)
+
+
+@pytest.mark.parametrize("capability_id", RICH)
+def test_rich_manifests_take_type_from_dc_type_and_version_from_chora_version(capability_id: str) -> None:
+    manifest = load_real(capability_id)
+    assert manifest.type == "pattern"
+    assert manifest.version == "1.0.0"
+    assert "dc_hasVersion" not in manifest.metadata
+
+
+def test_registry_service_matches_its_file() -> None:
+    manifest = load_real("chora.devex.registry")
+    assert manifest.type == "service"
+    assert manifest.version == "1.0.0"
+    assert manifest.dependencies == (
+        Dependency("chora.infrastructure.sap_framework", "prerequisite", "^1.0.0"),
+        Dependency("chora.devex.interface_design", "runtime", "^1.0.0"),
+    )
+    assert manifest.metadata["dc_date"] == "2025-11-15"
+    assert manifest.metadata["dc_subject"] == [
+        "service-mesh",
+        "registry",
+        "discovery",
+        "capability-server",
+        "health-monitoring",
+    ]
+
+
+def test_rich_manifest_dependencies_include_every_relation_kind_in_file_order() -> None:
+    manifest = load_real("chora.awareness.capability_registry_discovery")
+    assert manifest.dependencies == (
+        Dependency("chora.devex.registry", "prerequisite"),
+        Dependency("chora.infrastructure.sap_framework", "prerequisite"),
+        Dependency("chora.awareness.agent_awareness", "extends"),
+        Dependency("chora.awareness.task_tracking", "optional"),
+        Dependency("chora.awareness.namespace_resolution", "optional"),
+    )
+
+
+def test_rich_manifest_keeps_each_entrys_own_relationship() -> None:
+    manifest = load_real("chora.awareness.sap_adoption_verification")
+    assert [(d.capability, d.relationship) for d in manifest.dependencies] == [
+        ("chora.infrastructure.sap_framework", "prerequisite"),
+        ("chora.awareness.agent_awareness", "prerequisite"),
+        ("chora.quality.link_validation_reference_management", "prerequisite"),
+        ("chora.awareness.dogfooding_patterns", "complements"),
+        ("chora.awareness.sap_generation", "complements"),
+        ("chora.devex.ci_cd_workflows", "enhances"),
+    ]
+    assert {d.version for d in manifest.dependencies} == {"*"}
+    assert manifest.metadata["chora_version"] == "1.0.0"
+
+
+# --- layouts and defaults -----------------------------------------------------------------------
+
+
+def test_nested_layout_loads() -> None:
+    manifest = load_text(
+        """\
+apiVersion: chora.dev/v1
+kind: Capability
+metadata:
+  dc_identifier: chora.test.nested
+  dc_hasVersion: 0.1.0
+  dc_relation:
+    requires:
+      - capability: chora.test.base
+        version: ">=1.0.0"
+    optional:
+      - chora.test.extra
+spec:
+  chora_service:
+    interfaces: [cli]
+"""
+    )
+    assert manifest.type == "service"
+    assert manifest.version == "0.1.0"
+    assert manifest.dependencies == (
+        Dependency("chora.test.base", "prerequisite", ">=1.0.0"),
+        Dependency("chora.test.extra", "optional", "*"),
+    )
+    assert "dc_relation" in manifest.metadata
+
+
+def test_nested_pattern_block_gives_pattern() -> None:
+    manifest = load_text(
+        """\
+metadata:
+  dc_identifier: chora.test.nested_pattern
+  dc_hasVersion: 1.0.0
+spec:
+  chora_pattern: {}
+"""
+    )
+    assert manifest.type == "pattern"
+    assert manifest.dependencies == ()
+
+
+def test_bare_strings_and_relationship_and_version_defaults() -> None:
+    manifest = load_text(
+        """\
+metadata:
+  dc_identifier: chora.test.defaults
+  dc_type: service
+  dc_hasVersion: 1.0.0
+dc_relation:
+  requires:
+    - chora.test.a
+    - capability: chora.test.b
+    - capability: chora.test.c
+      relationship: runtime
+      version: ^2.0.0
+  extends:
+    - chora.test.d
+  recommends:
+    - capability: chora.test.e
+  empty_kind:
+"""
+    )
+    assert manifest.type == "service"
+    assert manifest.dependencies == (
+        Dependency("chora.test.a", "prerequisite", "*"),
+        Dependency("chora.test.b", "prerequisite", "*"),
+        Dependency("chora.test.c", "runtime", "^2.0.0"),
+        Dependency("chora.test.d", "extends", "*"),
+        Dependency("chora.test.e", "recommends", "*"),
+    )
+
+
+def test_no_dc_relation_means_no_dependencies() -> None:
+    manifest = load_text(
+        "metadata:\n  dc_identifier: chora.test.alone\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+    )
+    assert manifest.dependencies == ()
+
+
+def test_unquoted_dates_and_datetimes_become_iso_strings() -> None:
+    manifest = load_text(
+        """\
+metadata:
+  dc_identifier: chora.test.dates
+  dc_hasVersion: 1.0.0
+  dc_date: 2025-11-15
+  dc_modified: 2025-11-15 22:30:00
+  dc_created: 2025-11-15T22:30:00Z
+  history:
+    - 2024-01-02
+chora_pattern: {}
+"""
+    )
+    assert manifest.metadata["dc_date"] == "2025-11-15"
+    assert manifest.metadata["dc_modified"] == "2025-11-15T22:30:00"
+    assert manifest.metadata["dc_created"] == "2025-11-15T22:30:00+00:00"
+    assert manifest.metadata["history"] == ["2024-01-02"]
+
+
+@pytest.mark.parametrize(
+    ("metadata_lines", "top_level", "expected"),
+    [
+        pytest.param(
+            "  dc_hasVersion: 3.0.0\n  chora_version: 2.0.0\n", "chora_version: 1.0.0\n", "3.0.0", id="all"
+        ),
+        pytest.param("  chora_version: 2.0.0\n", "chora_version: 1.0.0\n", "2.0.0", id="metadata"),
+        pytest.param("", "chora_version: 1.0.0\n", "1.0.0", id="top-level"),
+        pytest.param("  dc_hasVersion: 3.0.0-rc.1+build.5\n", "", "3.0.0-rc.1+build.5", id="prerelease"),
+    ],
+)
+def test_version_lookup_order(metadata_lines: str, top_level: str, expected: str) -> None:
+    text = f"metadata:\n  dc_identifier: chora.test.version\n{metadata_lines}{top_level}chora_pattern: {{}}\n"
+    assert load_text(text).version == expected
+
+
+def test_type_blocks_win_over_dc_type() -> None:
+    text = (
+        "metadata:\n  dc_identifier: chora.test.t\n  dc_type: Pattern\n  dc_hasVersion: 1.0.0\n"
+        "chora_service: {}\n"
+    )
+    assert load_text(text).type == "service"
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+ERRORS = [
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_title: a: b\n",
+        3,
+        ["not valid YAML", "mapping values are not allowed"],
+        id="invalid-yaml",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_subject: [a, b\nchora_pattern: {}\n",
+        4,
+        ["not valid YAML"],
+        id="unclosed-flow-sequence",
+    ),
+    pytest.param("", None, ["empty", "'metadata:'"], id="empty"),
+    pytest.param("# nothing but a comment\n\n", None, ["empty", "'metadata:'"], id="only-comments"),
+    pytest.param("- a\n- b\n", 1, ["list", "not a mapping"], id="top-level-list"),
+    pytest.param("\n\njust a string\n", 3, ["string", "not a mapping"], id="top-level-string"),
+    pytest.param(
+        "kind: Capability\nchora_pattern: {}\n", None, ["no 'metadata:' mapping", "add one"], id="no-metadata"
+    ),
+    pytest.param(
+        "kind: Capability\nmetadata: oops\n", 2, ["no 'metadata:' mapping"], id="metadata-not-a-mapping"
+    ),
+    pytest.param(
+        "chora_pattern: {}\nmetadata:\n  dc_title: X\n  dc_hasVersion: 1.0.0\n",
+        2,
+        ["no dc_identifier", "add 'dc_identifier: chora.{domain}.{name}'"],
+        id="no-dc_identifier",
+    ),
+    pytest.param(
+        "metadata:\n  dc_title: X\n  dc_identifier: Chora.Devex.Registry\n",
+        3,
+        ["'Chora.Devex.Registry'", "chora.{domain}.{name}"],
+        id="malformed-dc_identifier",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: 42\n",
+        2,
+        ["42", "chora.{domain}.{name}"],
+        id="dc_identifier-not-a-string",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n",
+        1,
+        ["cannot tell the capability type", "chora_service or chora_pattern", "dc_type"],
+        id="no-type",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  dc_type: Widget\n",
+        4,
+        ["'Widget'", "Service, Pattern"],
+        id="unknown-dc_type",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: v1.0\nchora_pattern: {}\n",
+        3,
+        ["metadata.dc_hasVersion", "'v1.0'", "SemVer", "'1.0.0'"],
+        id="version-not-semver",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0\nchora_pattern: {}\n",
+        3,
+        ["1.0", "quoted string"],
+        id="unquoted-float-version",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\nchora_pattern: {}\nchora_version: 2\n",
+        4,
+        ["chora_version is 2", "quoted string"],
+        id="unquoted-int-top-level-version",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\nchora_pattern: {}\n",
+        1,
+        ["no version", "dc_hasVersion"],
+        id="no-version",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+        "dc_relation:\n  - chora.test.y\n",
+        5,
+        ["dc_relation must map relation kinds"],
+        id="dc_relation-not-a-mapping",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  dc_relation: {}\n"
+        "chora_pattern: {}\ndc_relation: {}\n",
+        6,
+        ["both at the top level and inside metadata", "keep one"],
+        id="dc_relation-twice",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+        "dc_relation:\n  requires: chora.test.y\n",
+        6,
+        ["dc_relation.requires must be a list"],
+        id="relation-kind-not-a-list",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+        "dc_relation:\n  requires:\n    - capability: chora.test.y\n    - relationship: runtime\n",
+        6,
+        ["dc_relation.requires entry 2", "has no 'capability: <id>'"],
+        id="dependency-without-capability",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+        "dc_relation:\n  optional:\n    - [chora.test.y]\n",
+        6,
+        ["dc_relation.optional entry 1 is a list", "capability: <id>"],
+        id="dependency-is-a-list",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+        "dc_relation:\n  requires:\n    - capability: chora.test.y\n      version: 1.0\n",
+        6,
+        ["chora.test.y", "version is 1.0", "quoted string"],
+        id="version-constraint-not-a-string",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  1: one\nchora_pattern: {}\n",
+        1,
+        ["has the key 1", "quote it"],
+        id="non-string-key-in-metadata",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  nested:\n    yes: 1\n"
+        "chora_pattern: {}\n",
+        1,
+        ["metadata.nested has the key True", "quote it"],
+        id="non-string-key-nested-in-metadata",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  ratio: .nan\n"
+        "chora_pattern: {}\n",
+        1,
+        ["metadata.ratio is nan", "JSON cannot hold"],
+        id="nan-in-metadata",
+    ),
+    pytest.param(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  blob: !!binary aGk=\n"
+        "chora_pattern: {}\n",
+        1,
+        ["metadata.blob is a binary value", "use a string"],
+        id="binary-in-metadata",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "fragments"), ERRORS)
+def test_errors_name_the_file_the_line_and_the_fix(text: str, line: int | None, fragments: list[str]) -> None:
+    error = load_error(text)
+    assert error.line == line
+    for fragment in fragments:
+        assert fragment in error.message
+    expected_location = "bad.yaml" if line is None else f"bad.yaml:{line}"
+    assert str(error) == f"{expected_location}: {error.message}"
+
+
+BOTH_BLOCKS = (
+    "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_service: {}\nchora_pattern: {}\n"
+)
+
+
+def test_both_type_blocks_are_an_error() -> None:
+    error = load_error(BOTH_BLOCKS)
+    assert "chora_service, chora_pattern" in error.message
+    assert "keep the one block" in error.message
+
+
+def test_both_type_blocks_across_layouts_are_an_error() -> None:
+    error = load_error(
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\nchora_service: {}\n"
+        "spec:\n  chora_pattern: {}\n"
+    )
+    assert "keep the one block" in error.message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="loading._capability_type raises without a line although YAML gives both blocks' lines",
+)
+def test_both_type_blocks_error_points_at_a_line() -> None:
+    error = load_error(BOTH_BLOCKS)
+    assert error.line in {4, 5}
+
+
+def test_invalid_utf8_is_a_manifest_error() -> None:
+    error = load_error(b"metadata:\n  dc_title: \xc3\x28\n")
+    assert "not valid YAML" in error.message
+
+
+def alias_bomb(levels: int = 9, fan_out: int = 9) -> str:
+    names = [chr(ord("a") + level) for level in range(levels)]
+    lines = [
+        "metadata:",
+        "  dc_identifier: chora.test.bomb",
+        "  dc_hasVersion: 1.0.0",
+        "  dc_type: Pattern",
+        f"  {names[0]}: &{names[0]} [{', '.join(['lol'] * fan_out)}]",
+    ]
+    for previous, name in itertools.pairwise(names):
+        lines.append(f"  {name}: &{name} [{', '.join(['*' + previous] * fan_out)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_rejected_quickly() -> None:
+    text = alias_bomb()
+    assert len(text) < 1024
+    started = time.perf_counter()
+    error = load_error(text)
+    assert time.perf_counter() - started < 5
+    assert "values" in error.message
+    assert "aliases" in error.message
+    assert error.line == 1
+
+
+def test_aliases_within_the_budget_load() -> None:
+    manifest = load_text(alias_bomb(levels=3, fan_out=3))
+    assert manifest.metadata["c"] == [[["lol"] * 3] * 3] * 3
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("[" * 10_000, id="top-level"),
+        pytest.param(
+            "metadata:\n  dc_identifier: chora.test.deep\n  dc_hasVersion: 1.0.0\n  x: "
+            + "[" * 10_000
+            + "\n",
+            id="inside-metadata",
+        ),
+        pytest.param(
+            "metadata:\n  dc_identifier: chora.test.deep\n  dc_hasVersion: 1.0.0\n  x: "
+            + "{a: " * 10_000
+            + "\n",
+            id="mappings",
+        ),
+    ],
+)
+def test_deep_nesting_is_a_manifest_error(text: str) -> None:
+    error = load_error(text)
+    assert "nesting" in error.message or "nested" in error.message
+
+
+def test_deep_nesting_through_an_alias_chain_is_a_manifest_error() -> None:
+    # Each anchor nests the previous one: the document is shallow, the value it builds is 3,000 deep.
+    chain = "".join(f"  - &a{i} [{f'*a{i - 1}' if i else 'leaf'}]\n" for i in range(3_000))
+    error = load_error(
+        "metadata:\n  dc_identifier: chora.test.chain\n  dc_hasVersion: 1.0.0\n  dc_type: Pattern\n  x:\n"
+        + chain
+    )
+    assert "nested too deeply" in error.message
+
+
+# Constructor errors that are not yaml.YAMLError: PyYAML raises plain ValueError, KeyError or
+# AttributeError from its scalar constructors, and loading lets them escape.
+LEAKING_SCALARS = [
+    pytest.param("dc_date: 2025-13-01", id="month-13"),
+    pytest.param("dc_date: 2025-02-30", id="february-30"),
+    pytest.param("dc_date: 0000-01-01", id="year-0"),
+    pytest.param("x: !!timestamp soon", id="timestamp-tag"),
+    pytest.param("x: !!int many", id="int-tag"),
+    pytest.param("x: !!float some", id="float-tag"),
+    pytest.param("x: !!bool maybe", id="bool-tag"),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=(ValueError, KeyError, AttributeError),
+    reason="loading._parse catches only yaml.YAMLError; PyYAML's scalar constructors raise "
+    "ValueError/KeyError/AttributeError for these, which escape load_manifest",
+)
+@pytest.mark.parametrize("scalar", LEAKING_SCALARS)
+def test_unconstructible_scalars_are_manifest_errors(scalar: str) -> None:
+    error = load_error(
+        f"metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: 1.0.0\n  {scalar}\nchora_pattern: {{}}\n"
+    )
+    assert error.line == 4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="ID_PATTERN ends in '$', which also matches before a trailing newline; "
+    "the id is a path segment of every key",
+)
+def test_dc_identifier_with_trailing_newline_is_rejected() -> None:
+    load_error('metadata:\n  dc_identifier: "chora.test.x\\n"\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n')
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=pytest.fail.Exception,
+    reason="SEMVER_PATTERN ends in '$', which also matches before a trailing newline",
+)
+def test_version_with_trailing_newline_is_rejected() -> None:
+    load_error('metadata:\n  dc_identifier: chora.test.x\n  dc_hasVersion: "1.0.0\\n"\nchora_pattern: {}\n')
+
+
+# --- nothing but ManifestError, whatever the input ----------------------------------------------
+
+YAML_TOKENS = st.sampled_from(
+    [
+        "metadata:",
+        "dc_identifier:",
+        " chora.test.x",
+        "dc_hasVersion:",
+        "chora_version:",
+        " 1.0.0",
+        " 1.0",
+        "dc_type:",
+        " Pattern",
+        "chora_service:",
+        "chora_pattern:",
+        "spec:",
+        "dc_relation:",
+        "requires:",
+        "capability:",
+        "version:",
+        "\n",
+        "\n  ",
+        "\n    ",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ", ",
+        ": ",
+        "&a ",
+        "*a",
+        "'",
+        '"',
+        "#",
+        "null",
+        " 2025-11-15",
+        " ~",
+        " 7",
+    ]
+)
+
+
+def check_only_manifest_errors(text: bytes) -> None:
+    try:
+        manifest = load_manifest("fuzz.yaml", text)
+    except ManifestError as error:
+        caught = error
+    else:
+        assert isinstance(manifest, Manifest)
+        return
+    assert caught.source == "fuzz.yaml"
+    assert caught.line is None or caught.line >= 1
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.text())
+def test_arbitrary_text_gives_a_manifest_or_a_manifest_error(text: str) -> None:
+    check_only_manifest_errors(text.encode())
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary())
+def test_arbitrary_bytes_give_a_manifest_or_a_manifest_error(text: bytes) -> None:
+    check_only_manifest_errors(text)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(YAML_TOKENS, max_size=40))
+def test_yaml_like_text_gives_a_manifest_or_a_manifest_error(tokens: list[str]) -> None:
+    check_only_manifest_errors("".join(tokens).encode())

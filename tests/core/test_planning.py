@@ -1,0 +1,521 @@
+"""Planning: creates, updates, record-only changes, deletions of managed ids only, and the prune guards."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.core.planning import PrunePolicy, plan
+from gitops_sync.core.rendering import desire, encode_record
+from gitops_sync.model.keys import (
+    CAPABILITY_FIELDS,
+    DEFAULT_PREFIX,
+    DEFAULT_SYNC_PREFIX,
+    capability_key,
+    capability_keys,
+    managed_key,
+    managed_prefix,
+    split_capability_key,
+)
+from gitops_sync.model.manifests import Dependency, Manifest
+from gitops_sync.model.plans import DesiredCapability, DesiredState, Plan
+from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
+from gitops_sync.model.sources import SourceFile
+
+PREFIX = DEFAULT_PREFIX
+SYNC = DEFAULT_SYNC_PREFIX
+ALLOW_ALL = PrunePolicy(enabled=True, max_deletes=1_000, allow_empty=True)
+
+
+def manifest_text(
+    capability_id: str,
+    *,
+    version: str = "1.0.0",
+    title: str = "A capability",
+    requires: str = "chora.test.base",
+) -> bytes:
+    return (
+        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: {title}\n  dc_hasVersion: {version}\n"
+        f"chora_service: {{}}\ndc_relation:\n  requires:\n    - {requires}\n"
+    ).encode()
+
+
+def desired_capability(capability_id: str, text: bytes | None = None) -> DesiredCapability:
+    content = manifest_text(capability_id) if text is None else text
+    source = SourceFile(f"{capability_id}.yaml", content, hashlib.sha256(content).hexdigest())
+    return desire(load_manifest(source.name, content), source, prefix=PREFIX, max_request_bytes=1_500_000)
+
+
+def desired_state(*capabilities: DesiredCapability, held: Iterable[str] = ()) -> DesiredState:
+    return DesiredState({c.id: c for c in capabilities}, frozenset(held))
+
+
+def stored(*capabilities: DesiredCapability, managed: bool = True, revision: int = 10) -> RegistryState:
+    """etcd after a sync wrote these capabilities (with their records, if ``managed``)."""
+    keys: dict[str, KeyState] = {}
+    records: dict[str, KeyState] = {}
+    for capability in capabilities:
+        keys.update((key, KeyState(value, revision)) for key, value in capability.values.items())
+        if managed:
+            records[capability.id] = KeyState(capability.record, revision)
+    return RegistryState(revision=revision, capability_keys=keys, records=records)
+
+
+def merged(*states: RegistryState) -> RegistryState:
+    return RegistryState(
+        revision=max(s.revision for s in states),
+        capability_keys={k: v for s in states for k, v in s.capability_keys.items()},
+        records={k: v for s in states for k, v in s.records.items()},
+    )
+
+
+def make_plan(desired: DesiredState, actual: RegistryState, prune: PrunePolicy = ALLOW_ALL) -> Plan:
+    return plan(desired, actual, prefix=PREFIX, sync_prefix=SYNC, prune=prune)
+
+
+def apply(the_plan: Plan, actual: RegistryState) -> RegistryState:
+    """What etcd holds after the plan's transactions succeed: each change at a new revision."""
+    keys = dict(actual.capability_keys)
+    records = dict(actual.records)
+    revision = actual.revision
+    records_at = managed_prefix(SYNC)
+    for change in the_plan.changes:
+        revision += 1
+        for key, expected_revision in change.expected:
+            current = keys.get(key) if not key.startswith(records_at) else records.get(key[len(records_at) :])
+            assert (current.mod_revision if current else 0) == expected_revision, key
+        for key, value in change.puts:
+            if key.startswith(records_at):
+                records[key[len(records_at) :]] = KeyState(value, revision)
+            else:
+                keys[key] = KeyState(value, revision)
+        for key in change.deletes:
+            if key.startswith(records_at):
+                del records[key[len(records_at) :]]
+            else:
+                del keys[key]
+    return RegistryState(revision=revision, capability_keys=keys, records=records)
+
+
+def owner(key: str) -> str | None:
+    """The capability id a key belongs to: a schema key under the prefix, or a managed record."""
+    if key.startswith(managed_prefix(SYNC)):
+        return key[len(managed_prefix(SYNC)) :]
+    parts = split_capability_key(PREFIX, key)
+    return parts[0] if parts else None
+
+
+# --- upserts ------------------------------------------------------------------------------------
+
+
+def test_create_puts_four_keys_and_the_record_expecting_them_absent() -> None:
+    capability = desired_capability("chora.test.a")
+    result = make_plan(desired_state(capability), RegistryState(revision=5, capability_keys={}, records={}))
+
+    (change,) = result.changes
+    assert change.kind == "create"
+    assert change.capability_id == "chora.test.a"
+    assert change.type == "service"
+    assert change.fields == CAPABILITY_FIELDS
+    assert change.puts == (*capability.values.items(), (managed_key(SYNC, "chora.test.a"), capability.record))
+    assert change.expected == tuple((key, 0) for key, _ in change.puts)
+    assert change.deletes == ()
+    assert change.op_count == 5
+    assert result.unchanged == ()
+
+
+def test_update_puts_only_the_changed_keys_and_the_record() -> None:
+    old = desired_capability("chora.test.a")
+    new = desired_capability("chora.test.a", manifest_text("chora.test.a", requires="chora.test.other"))
+    actual = stored(old, revision=7)
+
+    (change,) = make_plan(desired_state(new), actual).changes
+    dependencies_key = capability_key(PREFIX, "chora.test.a", "dependencies")
+    record_key = managed_key(SYNC, "chora.test.a")
+    assert change.kind == "update"
+    assert change.fields == ("dependencies",)
+    assert change.puts == ((dependencies_key, new.values[dependencies_key]), (record_key, new.record))
+    assert change.expected == ((dependencies_key, 7), (record_key, 7))
+
+
+def test_a_new_version_changes_the_metadata_and_version_keys() -> None:
+    old = desired_capability("chora.test.a")
+    new = desired_capability("chora.test.a", manifest_text("chora.test.a", version="1.1.0"))
+    (change,) = make_plan(desired_state(new), stored(old)).changes
+    assert change.kind == "update"
+    assert change.fields == ("metadata", "version")
+    assert (capability_key(PREFIX, "chora.test.a", "version"), b"1.1.0") in change.puts
+
+
+def test_update_compares_each_key_at_its_own_revision() -> None:
+    old = desired_capability("chora.test.a")
+    new = desired_capability("chora.test.a", manifest_text("chora.test.a", version="2.0.0", title="Renamed"))
+    actual = stored(old, revision=7)
+    metadata_key = capability_key(PREFIX, "chora.test.a", "metadata")
+    version_key = capability_key(PREFIX, "chora.test.a", "version")
+    keys = dict(actual.capability_keys)
+    keys[metadata_key] = replace(keys[metadata_key], mod_revision=3)
+    keys[version_key] = replace(keys[version_key], mod_revision=4)
+    actual = replace(actual, capability_keys=keys)
+
+    (change,) = make_plan(desired_state(new), actual).changes
+    assert change.kind == "update"
+    assert change.fields == ("metadata", "version")
+    assert change.expected == ((metadata_key, 3), (version_key, 4), (managed_key(SYNC, "chora.test.a"), 7))
+
+
+def test_a_key_deleted_by_hand_is_put_back_expecting_it_absent() -> None:
+    capability = desired_capability("chora.test.a")
+    actual = stored(capability, revision=7)
+    type_key = capability_key(PREFIX, "chora.test.a", "type")
+    actual = replace(
+        actual, capability_keys={k: v for k, v in actual.capability_keys.items() if k != type_key}
+    )
+
+    (change,) = make_plan(desired_state(capability), actual).changes
+    assert change.kind == "update"
+    assert change.fields == ("type",)
+    assert change.puts == ((type_key, b"service"),)
+    assert change.expected == ((type_key, 0),)
+
+
+def test_keys_present_without_a_record_are_adopted() -> None:
+    capability = desired_capability("chora.test.a")
+    (change,) = make_plan(desired_state(capability), stored(capability, managed=False)).changes
+    assert change.kind == "record"
+    assert change.puts == ((managed_key(SYNC, "chora.test.a"), capability.record),)
+    assert change.expected == ((managed_key(SYNC, "chora.test.a"), 0),)
+
+
+def test_record_only_change_when_the_file_changed_but_its_keys_did_not() -> None:
+    before = desired_capability("chora.test.a")
+    after = desired_capability(
+        "chora.test.a", b"# a comment changes the file, not the keys\n" + manifest_text("chora.test.a")
+    )
+    assert before.values == after.values
+    assert before.record != after.record
+
+    (change,) = make_plan(desired_state(after), stored(before, revision=9)).changes
+    assert change.kind == "record"
+    assert change.fields == ()
+    assert change.puts == ((managed_key(SYNC, "chora.test.a"), after.record),)
+    assert change.expected == ((managed_key(SYNC, "chora.test.a"), 9),)
+
+
+def test_unchanged_capability_gives_an_empty_plan() -> None:
+    a, b = desired_capability("chora.test.a"), desired_capability("chora.test.b")
+    result = make_plan(desired_state(b, a), stored(a, b))
+    assert result.is_empty
+    assert result.changes == ()
+    assert result.unchanged == ("chora.test.a", "chora.test.b")
+    assert result.foreign == ()
+    assert result.prune_refusal is None
+
+
+def test_changes_come_in_id_order() -> None:
+    capabilities = [desired_capability(f"chora.test.{name}") for name in ("c", "a", "b")]
+    result = make_plan(
+        desired_state(*capabilities), RegistryState(revision=1, capability_keys={}, records={})
+    )
+    assert [c.capability_id for c in result.changes] == ["chora.test.a", "chora.test.b", "chora.test.c"]
+    assert result.of_kind("create") == result.changes
+    assert result.of_kind("delete") == ()
+
+
+# --- deletions ----------------------------------------------------------------------------------
+
+
+def test_prune_deletes_exactly_the_four_keys_and_the_record() -> None:
+    kept, gone = desired_capability("chora.test.kept"), desired_capability("chora.test.gone")
+    actual = stored(kept, gone, revision=4)
+    extra = {
+        f"{PREFIX}chora.test.gone/notes": KeyState(b"hand-written", 2),
+        f"{PREFIX}chora.test.gone": KeyState(b"not a schema key", 2),
+        f"{PREFIX}chora.test.gone_too/metadata": KeyState(b"{}", 2),
+        f"{PREFIX}chora.test.gone.more/metadata": KeyState(b"{}", 2),
+    }
+    actual = replace(actual, capability_keys={**actual.capability_keys, **extra})
+
+    result = make_plan(desired_state(kept), actual)
+    (change,) = result.changes
+    assert change.kind == "delete"
+    assert change.capability_id == "chora.test.gone"
+    assert change.puts == ()
+    assert change.deletes == (
+        *capability_keys(PREFIX, "chora.test.gone"),
+        managed_key(SYNC, "chora.test.gone"),
+    )
+    assert change.expected == tuple((key, 4) for key in change.deletes)
+    assert change.fields == CAPABILITY_FIELDS
+    assert result.unchanged == ("chora.test.kept",)
+    assert result.withheld_deletes == ()
+    assert set(result.foreign) == {"chora.test.gone_too", "chora.test.gone.more"}
+
+
+def test_prune_deletes_only_the_keys_that_still_exist() -> None:
+    gone = desired_capability("chora.test.gone")
+    actual = stored(gone, revision=4)
+    keep = {capability_key(PREFIX, "chora.test.gone", "version")}
+    actual = replace(actual, capability_keys={k: v for k, v in actual.capability_keys.items() if k in keep})
+
+    (change,) = make_plan(desired_state(desired_capability("chora.test.other")), actual).of_kind("delete")
+    assert change.deletes == (*keep, managed_key(SYNC, "chora.test.gone"))
+    assert change.fields == ("version",)
+
+
+def test_unmanaged_ids_are_reported_as_foreign_and_never_touched() -> None:
+    ours = desired_capability("chora.test.ours")
+    theirs = desired_capability("chora.test.theirs")
+    actual = merged(stored(ours), stored(theirs, managed=False))
+
+    result = make_plan(desired_state(ours), actual)
+    assert result.changes == ()
+    assert result.foreign == ("chora.test.theirs",)
+
+    emptied = make_plan(desired_state(), actual, PrunePolicy(allow_empty=True))
+    assert [c.capability_id for c in emptied.changes] == ["chora.test.ours"]
+    assert emptied.foreign == ("chora.test.theirs",)
+
+
+def test_held_ids_are_never_deleted_nor_foreign() -> None:
+    held = desired_capability("chora.test.broken")
+    other = desired_capability("chora.test.fine")
+    result = make_plan(desired_state(other, held=["chora.test.broken"]), stored(held, other))
+    assert result.changes == ()
+    assert result.withheld_deletes == ()
+    assert result.foreign == ()
+
+
+def test_held_ids_are_never_deleted_even_when_nothing_else_is_desired() -> None:
+    held = desired_capability("chora.test.broken")
+    result = make_plan(desired_state(held=["chora.test.broken"]), stored(held))
+    assert result.changes == ()
+    assert result.prune_refusal is None
+
+
+# --- prune guards -------------------------------------------------------------------------------
+
+
+def gone_scene(count: int) -> tuple[DesiredState, RegistryState]:
+    """One capability to create and ``count`` managed ones whose manifests are gone."""
+    gone = [desired_capability(f"chora.test.gone{i}") for i in range(count)]
+    return desired_state(desired_capability("chora.test.new")), stored(*gone)
+
+
+def test_prune_off_withholds_every_deletion() -> None:
+    desired, actual = gone_scene(2)
+    result = make_plan(desired, actual, PrunePolicy(enabled=False))
+    assert [c.kind for c in result.changes] == ["create"]
+    assert result.withheld_deletes == ("chora.test.gone0", "chora.test.gone1")
+    assert result.prune_refusal is not None
+    assert "--no-prune" in result.prune_refusal
+    assert "2 capabilities" in result.prune_refusal
+
+
+def test_empty_desired_state_withholds_every_deletion() -> None:
+    _, actual = gone_scene(3)
+    result = make_plan(desired_state(), actual, PrunePolicy(allow_empty=False))
+    assert result.changes == ()
+    assert result.withheld_deletes == ("chora.test.gone0", "chora.test.gone1", "chora.test.gone2")
+    assert result.prune_refusal is not None
+    assert "--allow-empty" in result.prune_refusal
+
+
+def test_allow_empty_lets_an_empty_desired_state_prune() -> None:
+    _, actual = gone_scene(3)
+    result = make_plan(desired_state(), actual, PrunePolicy(allow_empty=True))
+    assert [c.kind for c in result.changes] == ["delete"] * 3
+    assert result.prune_refusal is None
+
+
+def test_more_deletions_than_the_limit_withholds_all_of_them() -> None:
+    desired, actual = gone_scene(3)
+    result = make_plan(desired, actual, PrunePolicy(max_deletes=2))
+    assert [c.kind for c in result.changes] == ["create"]
+    assert result.withheld_deletes == ("chora.test.gone0", "chora.test.gone1", "chora.test.gone2")
+    assert result.prune_refusal is not None
+    assert "--max-prune 2" in result.prune_refusal
+    assert "3 capabilities" in result.prune_refusal
+
+
+def test_deletions_up_to_the_limit_go_ahead() -> None:
+    desired, actual = gone_scene(2)
+    result = make_plan(desired, actual, PrunePolicy(max_deletes=2))
+    assert [c.kind for c in result.changes] == ["create", "delete", "delete"]
+    assert result.withheld_deletes == ()
+    assert result.prune_refusal is None
+
+
+def test_no_refusal_when_nothing_is_gone() -> None:
+    result = make_plan(
+        desired_state(), RegistryState(revision=1, capability_keys={}, records={}), PrunePolicy()
+    )
+    assert result.prune_refusal is None
+    assert result.is_empty
+
+
+# --- properties over random states --------------------------------------------------------------
+
+IDS = tuple(f"chora.prop.c{i}" for i in range(6))
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    desired: DesiredState
+    actual: RegistryState
+    prune: PrunePolicy
+
+
+def rendering(capability_id: str, variant: int) -> DesiredCapability:
+    """One revision of a capability's manifest, rendered by the real renderer."""
+    manifest = Manifest(
+        source=f"{capability_id}.yaml",
+        id=capability_id,
+        type=("service", "pattern")[variant % 2],
+        version=("1.0.0", "1.1.0", "2.0.0-rc.1")[variant % 3],
+        metadata={"dc_identifier": capability_id, "dc_title": ("A", "Ü")[variant // 3 % 2]},
+        dependencies=tuple(Dependency(dep, "prerequisite") for dep in IDS[: variant % 3]),
+    )
+    content = f"revision {variant}".encode()
+    source = SourceFile(manifest.source, content, hashlib.sha256(content).hexdigest())
+    return desire(manifest, source, prefix=PREFIX, max_request_bytes=1_500_000)
+
+
+RENDERINGS = {capability_id: tuple(rendering(capability_id, v) for v in range(7)) for capability_id in IDS}
+"""A few revisions per id, rendered once: drawing from them keeps the examples fast."""
+
+
+@st.composite
+def scenes(draw: st.DrawFn) -> Scene:
+    capabilities: dict[str, DesiredCapability] = {}
+    held: set[str] = set()
+    keys: dict[str, KeyState] = {}
+    records: dict[str, KeyState] = {}
+    revisions = st.integers(min_value=1, max_value=100)
+    for capability_id in IDS:
+        role = draw(st.sampled_from(["desired", "held", "absent"]))
+        wanted = draw(st.sampled_from(RENDERINGS[capability_id]))
+        if role == "desired":
+            capabilities[capability_id] = wanted
+        elif role == "held":
+            held.add(capability_id)
+        other = draw(st.sampled_from(RENDERINGS[capability_id]))
+        for key in capability_keys(PREFIX, capability_id):
+            source = draw(st.sampled_from(["absent", "wanted", "other", "garbage"]))
+            if source != "absent":
+                value = {"wanted": wanted.values, "other": other.values}.get(source, {}).get(
+                    key, b"\x00garbage"
+                )
+                keys[key] = KeyState(value, draw(revisions))
+        if draw(st.booleans()):
+            keys[f"{PREFIX}{capability_id}/unrelated"] = KeyState(b"not ours", draw(revisions))
+        record = draw(st.sampled_from(["absent", "wanted", "other", "stale", "garbage"]))
+        if record != "absent":
+            value = {
+                "wanted": wanted.record,
+                "other": other.record,
+                "stale": encode_record(ManagedRecord("moved.yaml", "0" * 64, "1" * 64)),
+            }.get(record, b"garbage")
+            records[capability_id] = KeyState(value, draw(revisions))
+    prune = PrunePolicy(
+        enabled=draw(st.booleans()),
+        max_deletes=draw(st.integers(min_value=0, max_value=len(IDS))),
+        allow_empty=draw(st.booleans()),
+    )
+    return Scene(
+        DesiredState(capabilities, frozenset(held)),
+        RegistryState(revision=1_000, capability_keys=keys, records=records),
+        prune,
+    )
+
+
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, database=None)
+
+
+@PROPERTY_SETTINGS
+@given(scenes())
+def test_applying_the_plan_then_planning_again_changes_nothing(scene: Scene) -> None:
+    first = make_plan(scene.desired, scene.actual, ALLOW_ALL)
+    after = apply(first, scene.actual)
+    second = make_plan(scene.desired, after, ALLOW_ALL)
+    assert second.changes == ()
+    assert set(second.unchanged) == set(scene.desired.capabilities)
+    for capability in scene.desired.capabilities.values():
+        for key, value in capability.values.items():
+            assert after.capability_keys[key].value == value
+        assert after.records[capability.id].value == capability.record
+
+    # Under a policy that withholds deletions, only those withheld deletions remain.
+    first = make_plan(scene.desired, scene.actual, scene.prune)
+    second = make_plan(scene.desired, apply(first, scene.actual), scene.prune)
+    assert second.changes == ()
+    assert second.withheld_deletes == first.withheld_deletes
+
+
+@PROPERTY_SETTINGS
+@given(scenes())
+def test_the_plan_never_touches_unmanaged_or_held_ids(scene: Scene) -> None:
+    result = make_plan(scene.desired, scene.actual, scene.prune)
+    desired = scene.desired.capabilities.keys()
+    for change in result.changes:
+        if change.kind == "delete":
+            assert change.capability_id in scene.actual.records
+            assert change.capability_id not in desired
+            assert change.capability_id not in scene.desired.held
+        else:
+            assert change.capability_id in desired
+    touched = {owner(key) for change in result.changes for key, _ in change.expected}
+    assert not touched & scene.desired.held
+    present = {owner(key) for key in scene.actual.capability_keys} - {None}
+    assert set(result.foreign) == present - scene.actual.records.keys() - desired - scene.desired.held
+    assert not touched & set(result.foreign)
+
+    # Pruning is all or nothing.
+    gone = sorted(scene.actual.records.keys() - desired - scene.desired.held)
+    deleted = [change.capability_id for change in result.of_kind("delete")]
+    if result.prune_refusal is None:
+        assert deleted == gone
+        assert result.withheld_deletes == ()
+    else:
+        assert gone
+        assert deleted == []
+        assert list(result.withheld_deletes) == gone
+
+
+@PROPERTY_SETTINGS
+@given(scenes())
+def test_every_change_touches_only_its_own_capability(scene: Scene) -> None:
+    result = make_plan(scene.desired, scene.actual, scene.prune)
+    touched_anywhere: list[str] = []
+    for change in result.changes:
+        own = {*capability_keys(PREFIX, change.capability_id), managed_key(SYNC, change.capability_id)}
+        keys = [key for key, _ in change.puts] + list(change.deletes)
+        assert set(keys) <= own
+        assert len(keys) == len(set(keys)), "a transaction may not touch a key twice"
+        assert [key for key, _ in change.expected] == keys, "every touched key is compared"
+        touched_anywhere.extend(keys)
+        for key, revision in change.expected:
+            current = (
+                scene.actual.records.get(change.capability_id)
+                if key == managed_key(SYNC, change.capability_id)
+                else scene.actual.capability_keys.get(key)
+            )
+            assert revision == (current.mod_revision if current else 0), key
+        if change.kind != "delete":
+            changed_fields = tuple(
+                parts[1] for key in keys if (parts := split_capability_key(PREFIX, key)) is not None
+            )
+            assert change.fields == changed_fields
+            existing = [
+                k for k in capability_keys(PREFIX, change.capability_id) if k in scene.actual.capability_keys
+            ]
+            assert change.kind == ("record" if not changed_fields else "update" if existing else "create")
+            assert change.type == scene.desired.capabilities[change.capability_id].type
+    assert len(touched_anywhere) == len(set(touched_anywhere))
+    changed = {change.capability_id for change in result.changes}
+    assert set(result.unchanged) == scene.desired.capabilities.keys() - changed

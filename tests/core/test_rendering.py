@@ -1,0 +1,247 @@
+"""Rendering: the exact bytes of the four keys, determinism, the keys digest and the managed record."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.core.rendering import (
+    decode_record,
+    desire,
+    encode_record,
+    keys_digest,
+    render_values,
+    request_size,
+)
+from gitops_sync.errors import ManifestError
+from gitops_sync.model.keys import DEFAULT_PREFIX
+from gitops_sync.model.registry import ManagedRecord
+from gitops_sync.model.sources import SourceFile
+
+TITLE = "Golden \u2013 \u00dcn\u00efcode"
+GOLDEN = f"""\
+apiVersion: chora.dev/v1
+kind: Capability
+metadata:
+  dc_title: {TITLE}
+  dc_identifier: chora.test.golden
+  dc_hasVersion: 2.1.0
+  dc_date: 2025-11-15
+  dc_subject: [zeta, alpha]
+  dc_extent: {{pages: 3, ratio: 0.5, draft: true, note: null}}
+chora_service:
+  interfaces: [cli]
+dc_relation:
+  requires:
+    - chora.test.base
+    - capability: chora.test.other
+      version: ^1.2.0
+  optional:
+    - capability: chora.test.extra
+      relationship: enhances
+"""
+
+
+def source_file(name: str, text: str) -> SourceFile:
+    content = text.encode()
+    return SourceFile(name, content, hashlib.sha256(content).hexdigest())
+
+
+def rendered(text: str, prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
+    return render_values(load_manifest("test.yaml", text.encode()), prefix)
+
+
+def test_golden_keys_and_bytes() -> None:
+    values = rendered(GOLDEN)
+    assert values == {
+        "/chora/capabilities/chora.test.golden/metadata": (
+            '{"dc_date":"2025-11-15","dc_extent":{"draft":true,"note":null,"pages":3,"ratio":0.5},'
+            '"dc_hasVersion":"2.1.0","dc_identifier":"chora.test.golden","dc_subject":["zeta","alpha"],'
+            f'"dc_title":"{TITLE}"}}'
+        ).encode(),
+        "/chora/capabilities/chora.test.golden/type": b"service",
+        "/chora/capabilities/chora.test.golden/version": b"2.1.0",
+        "/chora/capabilities/chora.test.golden/dependencies": (
+            b'[{"capability":"chora.test.base","relationship":"prerequisite","version":"*"},'
+            b'{"capability":"chora.test.other","relationship":"prerequisite","version":"^1.2.0"},'
+            b'{"capability":"chora.test.extra","relationship":"enhances","version":"*"}]'
+        ),
+    }
+    # ensure_ascii=False: non-ASCII text is stored as UTF-8, not as \u escapes.
+    assert values["/chora/capabilities/chora.test.golden/metadata"].endswith(
+        b'"dc_title":"Golden \xe2\x80\x93 \xc3\x9cn\xc3\xafcode"}'
+    )
+    assert list(values) == [
+        "/chora/capabilities/chora.test.golden/metadata",
+        "/chora/capabilities/chora.test.golden/type",
+        "/chora/capabilities/chora.test.golden/version",
+        "/chora/capabilities/chora.test.golden/dependencies",
+    ]
+
+
+def test_no_dependencies_render_as_an_empty_array() -> None:
+    values = rendered(
+        "metadata:\n  dc_identifier: chora.test.alone\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n"
+    )
+    assert values["/chora/capabilities/chora.test.alone/dependencies"] == b"[]"
+    assert values["/chora/capabilities/chora.test.alone/type"] == b"pattern"
+
+
+def test_prefix_is_used_verbatim() -> None:
+    values = rendered(GOLDEN, prefix="/other/")
+    assert sorted(values) == [
+        "/other/chora.test.golden/dependencies",
+        "/other/chora.test.golden/metadata",
+        "/other/chora.test.golden/type",
+        "/other/chora.test.golden/version",
+    ]
+
+
+def test_same_manifest_gives_same_bytes() -> None:
+    assert rendered(GOLDEN) == rendered(GOLDEN)
+
+
+def test_metadata_key_order_and_layout_do_not_change_the_bytes() -> None:
+    reordered = """\
+# the same capability, written differently
+dc_relation:
+  requires: [chora.test.base, {version: ^1.2.0, capability: chora.test.other}]
+  optional: [{relationship: enhances, capability: chora.test.extra}]
+chora_service: {interfaces: [cli]}
+metadata:
+  dc_extent:
+    note: ~
+    draft: yes
+    ratio: 0.50
+    pages: 0x3
+  dc_subject:
+    - zeta
+    - alpha
+  dc_date: '2025-11-15'
+  dc_hasVersion: "2.1.0"
+  dc_identifier: chora.test.golden
+  dc_title: "Golden \\u2013 \\u00dcn\\u00efcode"
+"""
+    assert rendered(reordered) == rendered(GOLDEN)
+    assert keys_digest(rendered(reordered)) == keys_digest(rendered(GOLDEN))
+
+
+def test_list_order_is_kept() -> None:
+    swapped = GOLDEN.replace("[zeta, alpha]", "[alpha, zeta]")
+    assert rendered(swapped) != rendered(GOLDEN)
+
+
+def test_keys_digest_changes_when_any_value_changes() -> None:
+    values = rendered(GOLDEN)
+    digest = keys_digest(values)
+    assert digest == keys_digest(dict(values))
+    for key, value in values.items():
+        for changed in (value + b" ", value[:-1], b""):
+            assert keys_digest({**values, key: changed}) != digest, key
+
+
+def test_keys_digest_changes_when_a_key_changes() -> None:
+    values = rendered(GOLDEN)
+    assert keys_digest(rendered(GOLDEN, prefix="/other/")) != keys_digest(values)
+    assert keys_digest(dict(list(values.items())[1:])) != keys_digest(values)
+    assert keys_digest(dict(reversed(values.items()))) != keys_digest(values)
+
+
+def test_keys_digest_is_not_fooled_by_moving_bytes_between_key_and_value() -> None:
+    assert keys_digest({"ab": b"c"}) != keys_digest({"a": b"bc"})
+    assert keys_digest({"a": b"b", "c": b"d"}) != keys_digest({"a": b"bc", "": b"d"})
+
+
+def test_record_round_trip() -> None:
+    record = ManagedRecord("chora.test.golden.yaml", "a" * 64, "b" * 64)
+    encoded = encode_record(record)
+    assert encoded == (
+        b'{"keys_sha256":"'
+        + b"b" * 64
+        + b'","source":"chora.test.golden.yaml","source_sha256":"'
+        + b"a" * 64
+        + b'"}'
+    )
+    assert decode_record(encoded) == record
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.text(), st.text(), st.text())
+def test_record_round_trip_for_any_text(source: str, source_sha256: str, keys_sha256: str) -> None:
+    record = ManagedRecord(source, source_sha256, keys_sha256)
+    assert decode_record(encode_record(record)) == record
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe",
+        b"null",
+        b"42",
+        b'"a string"',
+        b"[]",
+        b"{}",
+        b'{"source": "a.yaml"}',
+        b'{"source": "a.yaml", "source_sha256": "x"}',
+        b'{"source_sha256": "x", "keys_sha256": "y"}',
+        b"{'source': 'a.yaml'}",
+    ],
+)
+def test_decode_of_garbage_gives_none(garbage: bytes) -> None:
+    assert decode_record(garbage) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="rendering.decode_record catches ValueError/TypeError/KeyError but json.loads raises "
+    "RecursionError on deeply nested input",
+)
+def test_decode_of_deeply_nested_garbage_gives_none() -> None:
+    assert decode_record(b"[" * 100_000) is None
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary())
+def test_decode_of_arbitrary_bytes_gives_a_record_or_none(value: bytes) -> None:
+    assert decode_record(value) is None or isinstance(decode_record(value), ManagedRecord)
+
+
+def test_desire_renders_values_and_the_record_of_them() -> None:
+    source = source_file("chora.test.golden.yaml", GOLDEN)
+    manifest = load_manifest(source.name, source.content)
+    capability = desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=1_500_000)
+    values = render_values(manifest, DEFAULT_PREFIX)
+    assert capability.id == "chora.test.golden"
+    assert capability.type == "service"
+    assert capability.source == "chora.test.golden.yaml"
+    assert capability.values == values
+    assert decode_record(capability.record) == ManagedRecord(source.name, source.sha256, keys_digest(values))
+
+
+def test_desire_refuses_a_capability_over_the_request_limit() -> None:
+    source = source_file("huge.yaml", GOLDEN)
+    manifest = load_manifest(source.name, source.content)
+    size = request_size(render_values(manifest, DEFAULT_PREFIX))
+
+    assert desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=size).id == manifest.id
+    with pytest.raises(ManifestError) as caught:
+        desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=size - 1)
+    assert caught.value.source == "huge.yaml"
+    assert str(caught.value).startswith("huge.yaml: ")
+    assert f"{size:,} bytes" in caught.value.message
+    assert "move bulky content out of the manifest" in caught.value.message
+
+
+def test_desire_refuses_a_manifest_with_a_bulky_description() -> None:
+    text = GOLDEN.replace(f"dc_title: {TITLE}", "dc_title: " + "x" * 2_000_000)
+    source = source_file("bulky.yaml", text)
+    manifest = load_manifest(source.name, source.content)
+    with pytest.raises(ManifestError, match=r"^bulky\.yaml: renders to 2,00\d,\d{3} bytes"):
+        desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=1_572_864)
