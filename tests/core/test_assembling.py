@@ -243,12 +243,6 @@ def test_problems_are_sorted_by_file_and_line() -> None:
     assert [p.location for p in assembly.problems] == ["a.yaml", "m.yaml:1", "z.yaml:4"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="assembling._records_by_source keeps one record per source file; when two records name the "
-    "same file (e.g. its id changed while pruning was withheld), a failed load holds only one of them",
-)
 def test_a_file_that_fails_to_load_holds_every_id_recorded_for_it() -> None:
     old_id = source_file("a.yaml", manifest_text("chora.test.old"))
     new_id = source_file("a.yaml", manifest_text("chora.test.new"))
@@ -263,12 +257,6 @@ def test_a_file_that_fails_to_load_holds_every_id_recorded_for_it() -> None:
     assert assembly.desired.held == frozenset({"chora.test.old", "chora.test.new"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="assembling.assemble can put one id both in held (its recorded file failed to load) and in "
-    "capabilities (another file claims it), so the plan overwrites the failed file's last good state",
-)
 def test_held_and_desired_ids_are_disjoint() -> None:
     claimant = source_file("b.yaml", manifest_text("chora.test.a", version="2.0.0"))
     assembly = run([source_file("a.yaml", BROKEN), claimant], synced(A))

@@ -195,7 +195,7 @@ def test_broken_manifest_keeps_last_good_state_while_the_rest_sync(
 
     assert result.code == 1
     assert (
-        f"Invalid manifest {REGISTRY}.yaml:7: not valid YAML: did not find expected ',' or ']' "
+        f"Invalid manifest {REGISTRY}.yaml:7: is not valid YAML: did not find expected ',' or ']' "
         "(while parsing a flow sequence started on line 6)"
     ) in result.err
     assert "Sync complete: 1 synced, 46 skipped, 1 errors" in result.err
@@ -205,7 +205,7 @@ def test_broken_manifest_keeps_last_good_state_while_the_rest_sync(
     assert after[f"{PREFIX}chora.react.testing/version"][0] == b"1.0.1"
 
     status = json.loads(value_of(etcd, "/chora/sync/status") or b"")
-    assert any(error.startswith(f"{REGISTRY}.yaml:7: error: not valid YAML") for error in status["errors"])
+    assert any(error.startswith(f"{REGISTRY}.yaml:7: error: is not valid YAML") for error in status["errors"])
 
 
 def test_invalid_manifest_is_reported_until_fixed_and_never_pruned(
@@ -221,7 +221,7 @@ def test_invalid_manifest_is_reported_until_fixed_and_never_pruned(
     for _ in range(2):
         result = cli("--capabilities", capabilities)
         assert result.code == 1
-        assert f"Invalid manifest {REGISTRY}.yaml:4: dc_identifier 'Registry!'" in result.err
+        assert f"Invalid manifest {REGISTRY}.yaml:4: metadata.dc_identifier 'Registry!' is not" in result.err
         assert keys_under(etcd, PREFIX) == before
 
 

@@ -46,8 +46,14 @@ def assemble(
     reused: set[str] = set()
 
     for source in sources:
-        known = records.get(source.name)
-        previous = _unchanged(source, known, actual, prefix) if known else None
+        previous = next(
+            (
+                capability
+                for known in records.get(source.name, ())
+                if (capability := _unchanged(source, known, actual, prefix)) is not None
+            ),
+            None,
+        )
         if previous is not None:
             found[previous.id].append(previous)
             reused.add(previous.id)
@@ -60,12 +66,26 @@ def assemble(
             found[found_capability.id].append(found_capability)
 
     held = {
-        records[problem.source][0]
+        capability_id
         for problem in problems
-        if problem.severity == "error" and problem.source in records
+        if problem.severity == "error"
+        for capability_id, _ in records.get(problem.source, ())
     }
     capabilities: dict[str, DesiredCapability] = {}
     for capability_id, claims in found.items():
+        if capability_id in held:
+            # Its recorded file is broken: whoever else claims the id must not replace its last good
+            # state, since the broken file may still define it.
+            problems.extend(
+                Problem(
+                    claim.source,
+                    f"dc_identifier {capability_id} was last synced from "
+                    f"{_sources_of(records, capability_id)}, which does not load now; fix or remove "
+                    "that file first; etcd keeps its last good state",
+                )
+                for claim in claims
+            )
+            continue
         if len(claims) == 1:
             capabilities[capability_id] = claims[0]
             continue
@@ -88,13 +108,20 @@ def assemble(
     )
 
 
-def _records_by_source(raw: Mapping[str, KeyState]) -> dict[str, tuple[str, ManagedRecord]]:
-    records: dict[str, tuple[str, ManagedRecord]] = {}
+def _records_by_source(raw: Mapping[str, KeyState]) -> dict[str, list[tuple[str, ManagedRecord]]]:
+    """Records by the file they name; a file can name several ids (its id changed, say)."""
+    records: dict[str, list[tuple[str, ManagedRecord]]] = defaultdict(list)
     for capability_id, state in raw.items():
         record = decode_record(state.value)
         if record is not None:
-            records[record.source] = (capability_id, record)
+            records[record.source].append((capability_id, record))
     return records
+
+
+def _sources_of(records: Mapping[str, list[tuple[str, ManagedRecord]]], capability_id: str) -> str:
+    return ", ".join(
+        sorted(source for source, entries in records.items() if any(i == capability_id for i, _ in entries))
+    )
 
 
 def _unchanged(

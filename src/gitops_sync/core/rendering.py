@@ -69,7 +69,7 @@ def decode_record(value: bytes) -> ManagedRecord | None:
             source_sha256=str(data["source_sha256"]),
             keys_sha256=str(data["keys_sha256"]),
         )
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):
         return None
 
 
