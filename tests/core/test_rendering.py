@@ -157,12 +157,12 @@ def test_keys_digest_is_not_fooled_by_moving_bytes_between_key_and_value() -> No
 
 
 def test_record_round_trip() -> None:
-    record = ManagedRecord("chora.test.golden.yaml", "a" * 64, "b" * 64)
+    record = ManagedRecord("chora.test.golden.yaml", "a" * 64, "b" * 64, ("requires", "optional"), (12, None))
     encoded = encode_record(record)
     assert encoded == (
         b'{"keys_sha256":"'
         + b"b" * 64
-        + b'","source":"chora.test.golden.yaml","source_sha256":"'
+        + b'","kinds":["requires","optional"],"lines":[12,null],"source":"chora.test.golden.yaml","source_sha256":"'
         + b"a" * 64
         + b'"}'
     )
@@ -216,7 +216,15 @@ def test_desire_renders_values_and_the_record_of_them() -> None:
     assert capability.type == "service"
     assert capability.source == "chora.test.golden.yaml"
     assert capability.values == values
-    assert decode_record(capability.record) == ManagedRecord(source.name, source.sha256, keys_digest(values))
+    assert decode_record(capability.record) == ManagedRecord(
+        source.name, source.sha256, keys_digest(values), ("requires", "requires", "optional"), (14, 15, 18)
+    )
+    assert capability.version == "2.1.0"
+    assert [(d.capability, d.kind) for d in capability.dependencies] == [
+        ("chora.test.base", "requires"),
+        ("chora.test.other", "requires"),
+        ("chora.test.extra", "optional"),
+    ]
 
 
 def test_desire_refuses_a_capability_over_the_request_limit() -> None:

@@ -7,13 +7,16 @@ makes a restart with nothing changed cheap and write nothing.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gitops_sync.core.cross_checking import check_relations
 from gitops_sync.core.rendering import decode_record, keys_digest
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import capability_key, capability_keys
+from gitops_sync.model.manifests import Dependency
 from gitops_sync.model.plans import DesiredCapability, DesiredState
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
@@ -38,8 +41,12 @@ def assemble(
     *,
     prefix: str,
     desire: Desire,
+    strict: bool = False,
 ) -> Assembly:
-    """Build the desired state. Purely computational, given a pure ``desire``."""
+    """Build the desired state. Purely computational, given a pure ``desire``.
+
+    ``strict``: a dependency on an id no manifest defines is an error, not a warning.
+    """
     records = _records_by_source(actual.records)
     problems = list(unreadable)
     found: dict[str, list[DesiredCapability]] = defaultdict(list)
@@ -100,12 +107,25 @@ def assemble(
                     "defined by one file (rename or remove one); etcd keeps its last good state",
                 )
             )
+    problems.extend(_relation_problems(capabilities, held, strict=strict))
     problems.sort(key=lambda p: (p.source, p.line or 0, p.message))
     return Assembly(
         desired=DesiredState(capabilities, frozenset(held)),
         problems=tuple(problems),
         reused=frozenset(reused & capabilities.keys()),
     )
+
+
+def _relation_problems(
+    capabilities: dict[str, DesiredCapability], held: set[str], *, strict: bool
+) -> list[Problem]:
+    """Cross-manifest problems; a capability with an error joins ``held`` and leaves ``capabilities``."""
+    problems = check_relations(capabilities, held, strict=strict)
+    by_source = {capability.source: capability.id for capability in capabilities.values()}
+    held.update(by_source[p.source] for p in problems if p.severity == "error" and p.source in by_source)
+    for capability_id in held:
+        capabilities.pop(capability_id, None)
+    return problems
 
 
 def _records_by_source(raw: Mapping[str, KeyState]) -> dict[str, list[tuple[str, ManagedRecord]]]:
@@ -142,10 +162,30 @@ def _unchanged(
         values[key] = state.value
     if keys_digest(values) != record.keys_sha256:
         return None
+    dependencies = _dependencies(values[capability_key(prefix, capability_id, "dependencies")], record)
+    if dependencies is None:
+        return None
     return DesiredCapability(
         id=capability_id,
         type=values[capability_key(prefix, capability_id, "type")].decode(errors="replace"),
         source=source.name,
+        version=values[capability_key(prefix, capability_id, "version")].decode(errors="replace"),
+        dependencies=dependencies,
         values=values,
         record=actual.records[capability_id].value,
     )
+
+
+def _dependencies(value: bytes, record: ManagedRecord) -> tuple[Dependency, ...] | None:
+    """The dependencies as written to etcd, with their lists and lines from the record; None if
+    they disagree (a record from an older version, say)."""
+    try:
+        entries = json.loads(value)
+        if not isinstance(entries, list) or not len(entries) == len(record.kinds) == len(record.lines):
+            return None
+        return tuple(
+            Dependency(entry["capability"], entry["relationship"], entry["version"], kind=kind, line=line)
+            for entry, kind, line in zip(entries, record.kinds, record.lines, strict=True)
+        )
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return None

@@ -95,7 +95,11 @@ def _load(source: str, content: bytes) -> Manifest:
         type=_capability_type(document, metadata, spec if isinstance(spec, dict) else {}),
         version=_version(document, metadata),
         metadata=metadata,
-        dependencies=_dependencies(document.get("dc_relation", metadata.get("dc_relation"))),
+        dependencies=_dependencies(
+            document.get("dc_relation", metadata.get("dc_relation")),
+            ("dc_relation",) if "dc_relation" in document else ("metadata", "dc_relation"),
+            lines,
+        ),
     )
 
 
@@ -261,17 +265,21 @@ def _version(document: Mapping[str, Any], metadata: Mapping[str, Any]) -> str:
     raise AssertionError("the schema requires a version")  # pragma: no cover
 
 
-def _dependencies(relations: Mapping[str, Sequence[object] | None] | None) -> tuple[Dependency, ...]:
+def _dependencies(
+    relations: Mapping[str, Sequence[object] | None] | None, path: tuple[str, ...], lines: _KeyLines
+) -> tuple[Dependency, ...]:
     """Every entry of every list under ``dc_relation``, in file order."""
     dependencies: list[Dependency] = []
     for kind, entries in (relations or {}).items():
-        for entry in entries or ():
+        for position, entry in enumerate(entries or ()):
             fields = {"capability": entry} if isinstance(entry, str) else dict(entry)  # type: ignore[call-overload]
             dependencies.append(
                 Dependency(
                     capability=fields["capability"],
                     relationship=fields.get("relationship", DEFAULT_RELATIONSHIP.get(kind, kind)),
                     version=fields.get("version", "*"),
+                    kind=kind,
+                    line=lines.of((*path, kind, position)),
                 )
             )
     return tuple(dependencies)

@@ -56,6 +56,8 @@ def encode_record(record: ManagedRecord) -> bytes:
             "source": record.source,
             "source_sha256": record.source_sha256,
             "keys_sha256": record.keys_sha256,
+            "kinds": list(record.kinds),
+            "lines": list(record.lines),
         }
     )
 
@@ -68,6 +70,8 @@ def decode_record(value: bytes) -> ManagedRecord | None:
             source=str(data["source"]),
             source_sha256=str(data["source_sha256"]),
             keys_sha256=str(data["keys_sha256"]),
+            kinds=tuple(str(kind) for kind in data.get("kinds", ())),
+            lines=tuple(line if isinstance(line, int) else None for line in data.get("lines", ())),
         )
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
@@ -91,11 +95,19 @@ def desire(
             f"renders to {size:,} bytes of etcd keys, over the {max_request_bytes:,} bytes etcd "
             "accepts in one request; move bulky content out of the manifest",
         )
-    record = ManagedRecord(source.name, source.sha256, keys_digest(values))
+    record = ManagedRecord(
+        source.name,
+        source.sha256,
+        keys_digest(values),
+        kinds=tuple(dependency.kind for dependency in manifest.dependencies),
+        lines=tuple(dependency.line for dependency in manifest.dependencies),
+    )
     return DesiredCapability(
         id=manifest.id,
         type=manifest.type,
         source=source.name,
+        version=manifest.version,
+        dependencies=manifest.dependencies,
         values=values,
         record=encode_record(record),
     )

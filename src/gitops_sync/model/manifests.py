@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
@@ -22,6 +22,10 @@ class Dependency:
     capability: str
     relationship: str
     version: str = "*"
+    kind: str = field(default="requires", compare=False)
+    """The ``dc_relation`` list it came from (``requires``, ``optional``, ...); not stored in etcd."""
+    line: int | None = field(default=None, compare=False)
+    """Where the entry is in its file, for messages; None when it was not parsed this cycle."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gitops_sync.model.manifests import Dependency
+
 ChangeKind = Literal["create", "update", "delete", "record"]
 """``record``: only the service's bookkeeping for the capability changes, none of its four keys."""
 
@@ -17,6 +19,8 @@ class DesiredCapability:
     id: str
     type: str
     source: str
+    version: str
+    dependencies: tuple[Dependency, ...]
     values: Mapping[str, bytes]
     """The four capability keys and their exact bytes."""
     record: bytes

@@ -25,6 +25,11 @@ class ManagedRecord:
     source: str
     source_sha256: str
     keys_sha256: str
+    kinds: tuple[str, ...] = ()
+    """The ``dc_relation`` list of each entry of the dependencies key, in order, so a restart can
+    check relations (a ``requires`` cycle, say) without parsing the file."""
+    lines: tuple[int | None, ...] = ()
+    """The line of each dependency entry, so messages about it can point there."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,8 +166,10 @@ class Syncer:
 
     def _log(self, report: CycleReport, assembly: Assembly) -> None:
         for problem in report.problems:
-            level = logging.ERROR if problem.severity == "error" else logging.WARNING
-            log.log(level, "Invalid manifest %s: %s", problem.location, problem.message)
+            if problem.severity == "error":
+                log.error("Invalid manifest %s: %s", problem.location, problem.message)
+            else:
+                log.warning("Manifest %s: %s", problem.location, problem.message)
         if report.held:
             log.warning("Kept the last good state in etcd of: %s", ", ".join(sorted(report.held)))
         if report.plan.prune_refusal:

@@ -1,0 +1,156 @@
+"""Checks across manifests: what one manifest says about others.
+
+A dependency on an id no manifest defines (a warning, an error with ``--strict``); a version
+constraint the target's version does not satisfy, or that is not a range at all; a cycle among
+``requires`` edges; a file whose name is not its ``dc_identifier`` (a warning). Each problem names
+the manifest it concerns; errors keep that manifest's last good state in etcd, warnings never block.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping, Set
+
+import nodesemver
+
+from gitops_sync.model.plans import DesiredCapability
+from gitops_sync.model.problems import Problem
+
+RANGE_EXAMPLES = "^1.0.0, ~1.2, >=1.0.0 <2.0.0 or *"
+
+
+def check_relations(
+    capabilities: Mapping[str, DesiredCapability], also_known: Set[str], *, strict: bool
+) -> list[Problem]:
+    """Problems of every capability's relations to the others. ``also_known``: ids that exist in
+    etcd (held at their last good state) but are not in ``capabilities`` this cycle."""
+    problems = [
+        problem
+        for capability in capabilities.values()
+        for problem in _dependency_problems(capability, capabilities, also_known, strict=strict)
+    ]
+    problems.extend(_cycle_problems(capabilities))
+    problems.extend(_name_problems(capabilities))
+    return problems
+
+
+def _dependency_problems(
+    capability: DesiredCapability,
+    capabilities: Mapping[str, DesiredCapability],
+    also_known: Set[str],
+    *,
+    strict: bool,
+) -> Iterator[Problem]:
+    for dependency in capability.dependencies:
+        where = f"dc_relation.{dependency.kind}: {dependency.capability}"
+        target = capabilities.get(dependency.capability)
+        if target is None and dependency.capability not in also_known:
+            yield Problem(
+                capability.source,
+                f"{where} is not defined by any manifest; add its manifest or fix the id",
+                dependency.line,
+                "error" if strict else "warning",
+            )
+        if dependency.version == "*":
+            continue
+        if not _is_range(dependency.version):
+            yield Problem(
+                capability.source,
+                f"{where}: version {dependency.version!r} is not a SemVer range; write one like "
+                f"{RANGE_EXAMPLES}",
+                dependency.line,
+            )
+        elif target is not None and not _satisfies(target.version, dependency.version):
+            yield Problem(
+                capability.source,
+                f"{where}: version {dependency.version!r} is not satisfied by its version "
+                f"{target.version} ({target.source}); update the constraint or the dependency",
+                dependency.line,
+            )
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_range(constraint: str) -> bool:
+    return nodesemver.valid_range(constraint, loose=False) is not None
+
+
+@functools.lru_cache(maxsize=65536)
+def _satisfies(version: str, constraint: str) -> bool:
+    # Pre-releases count: the registry checks consistency, it does not pick versions to install.
+    return bool(nodesemver.satisfies(version, constraint, loose=False, include_prerelease=True))
+
+
+def _cycle_problems(capabilities: Mapping[str, DesiredCapability]) -> Iterator[Problem]:
+    requires = {
+        capability_id: [d.capability for d in capability.dependencies if d.kind == "requires"]
+        for capability_id, capability in capabilities.items()
+    }
+    for component in strongly_connected(requires):
+        members = set(component)
+        for capability_id in component:
+            capability = capabilities[capability_id]
+            edge = next(
+                d for d in capability.dependencies if d.kind == "requires" and d.capability in members
+            )
+            yield Problem(
+                capability.source,
+                f"dc_relation.requires: {edge.capability} closes a requires cycle among "
+                f"{', '.join(component)}; remove one of these requires",
+                edge.line,
+            )
+
+
+def _name_problems(capabilities: Mapping[str, DesiredCapability]) -> Iterator[Problem]:
+    for capability_id, capability in capabilities.items():
+        stem = capability.source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        if stem != capability_id:
+            yield Problem(
+                capability.source,
+                f"the file name does not match its dc_identifier {capability_id}; rename it to "
+                f"{capability_id}.yaml",
+                severity="warning",
+            )
+
+
+def strongly_connected(edges: Mapping[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively: the cycles of the graph, each sorted, in a stable order.
+
+    Only components with more than one node, or a node with an edge to itself, are returned; edges
+    to nodes outside ``edges`` are ignored.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    depth: dict[str, int] = {}
+    """Position on ``stack`` of each node still on it."""
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> Iterator[str]:
+        index[node] = low[node] = len(index)
+        depth[node] = len(stack)
+        stack.append(node)
+        return iter(edges[node])
+
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, visit(root))]
+        while work:
+            node, children = work[-1]
+            child = next((c for c in children if c in edges), None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = stack[depth[node] :]
+                    del stack[depth[node] :]
+                    for member in component:
+                        del depth[member]
+                    if len(component) > 1 or node in edges[node]:
+                        cycles.append(sorted(component))
+            elif child not in index:
+                work.append((child, visit(child)))
+            elif child in depth:
+                low[node] = min(low[node], index[child])
+    return sorted(cycles)
