@@ -94,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 if etcd answers, 3 if not (for container health checks)",
     )
+    modes.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the manifests without etcd: print each problem as path:line: severity: message",
+    )
+    modes.add_argument(
+        "--print-schema", action="store_true", help="print the JSON Schema of a capability manifest"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a dependency on an id no manifest defines is an error, not a warning",
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -142,6 +155,7 @@ def settings_from(options: argparse.Namespace) -> Settings:
         prune=not options.no_prune,
         max_prune=options.max_prune,
         allow_empty=options.allow_empty,
+        strict=options.strict,
         max_txn_ops=options.max_txn_ops,
     )
 
@@ -153,6 +167,10 @@ def mode_of(options: argparse.Namespace) -> Mode:
         return "list"
     if options.health_check:
         return "health-check"
+    if options.validate:
+        return "validate"
+    if options.print_schema:
+        return "print-schema"
     return "sync"
 
 
@@ -162,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(os.environ.get("LOG_LEVEL"))
         settings = settings_from(options)
         mode = mode_of(options)
-        if mode in ("sync", "watch") and not settings.capabilities.is_dir():
+        if mode in ("sync", "watch", "validate") and not settings.capabilities.is_dir():
             raise ConfigurationError(
                 f"capabilities directory {settings.capabilities} does not exist or is not a "
                 "directory; pass --capabilities DIR"

@@ -30,6 +30,8 @@ class Settings:
     prune: bool = True
     max_prune: int = 50
     allow_empty: bool = False
+    strict: bool = False
+    """A dependency on an id no manifest defines is an error, not a warning."""
     max_txn_ops: int = ETCD_MAX_TXN_OPS
     max_txn_bytes: int = ETCD_MAX_REQUEST_BYTES
 

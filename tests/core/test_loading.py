@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -472,15 +474,31 @@ def alias_bomb(levels: int = 9, fan_out: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_alias_bomb_is_rejected_quickly() -> None:
-    text = alias_bomb()
-    assert len(text) < 1024
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        pytest.param(alias_bomb(), "expands to more than 100,000 values", id="1-KiB-alias-bomb"),
+        pytest.param("metadata: " + "[" * 10_000, "exceeded maximum nesting depth", id="10000-levels"),
+        pytest.param(
+            "metadata: " + "{a: " * 900 + "1" + "}" * 900, "nested deeper than 64 levels", id="900-levels"
+        ),
+    ],
+)
+def test_hostile_documents_are_rejected_fast_in_bounded_memory(text: str, cause: str) -> None:
+    """A guard against a file that would hang or exhaust the service; the bounds are generous."""
+    assert len(text.encode()) <= 10_010
+    tracemalloc.start()
     started = time.perf_counter()
-    error = load_error(text)
-    assert time.perf_counter() - started < 1
-    assert "values" in error.message
-    assert "aliases" in error.message
+    try:
+        error = load_error(text)
+    finally:
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert cause in error.message
     assert error.line is not None
+    assert elapsed < 1.0
+    assert peak < 20 * 1024 * 1024
 
 
 def test_aliases_within_the_budget_load() -> None:
@@ -627,3 +645,66 @@ def test_arbitrary_bytes_give_a_manifest_or_a_manifest_error(text: bytes) -> Non
 @given(st.lists(YAML_TOKENS, max_size=40))
 def test_yaml_like_text_gives_a_manifest_or_a_manifest_error(tokens: list[str]) -> None:
     check_only_manifest_errors("".join(tokens).encode())
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["chora.test.x", "1.0.0", "^1.0.0", "Service", "Pattern", "requires", "capability"]),
+)
+KEYS = st.one_of(
+    st.sampled_from(
+        [
+            "metadata",
+            "dc_identifier",
+            "dc_title",
+            "dc_hasVersion",
+            "chora_version",
+            "dc_type",
+            "chora_service",
+            "chora_pattern",
+            "spec",
+            "dc_relation",
+            "requires",
+            "optional",
+            "capability",
+            "version",
+            "relationship",
+        ]
+    ),
+    st.text(max_size=8),
+    st.integers(),
+)
+DOCUMENTS = st.recursive(
+    SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=5)),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(DOCUMENTS)
+def test_any_yaml_document_gives_a_manifest_or_a_manifest_error(document: object) -> None:
+    """Structured documents reach the schema validator and the field readers, not just the parser."""
+    check_only_manifest_errors(yaml.safe_dump(document, allow_unicode=True).encode())
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    st.fixed_dictionaries(
+        {"dc_identifier": SCALARS, "dc_title": SCALARS, "dc_hasVersion": SCALARS, "dc_type": SCALARS},
+        optional={"dc_relation": DOCUMENTS, "dc_subject": DOCUMENTS},
+    ),
+    st.sampled_from([{"chora_service": {}}, {"chora_pattern": {}}, {}, {"spec": {"chora_service": {}}}]),
+    st.one_of(st.none(), DOCUMENTS),
+)
+def test_near_valid_manifests_give_a_manifest_or_a_manifest_error(
+    metadata: dict[str, object], block: dict[str, object], relations: object
+) -> None:
+    document: dict[str, object] = {"metadata": metadata, **block}
+    if relations is not None:
+        document["dc_relation"] = relations
+    check_only_manifest_errors(yaml.safe_dump(document, allow_unicode=True).encode())

@@ -33,14 +33,14 @@ def test_a_file_that_vanishes_mid_scan_is_simply_gone(
 ) -> None:
     for name in ("a.yaml", "b.yaml", "c.yaml"):
         (tmp_path / name).write_text(f"{name}: 1\n")
-    read_bytes = Path.read_bytes
+    real_open = os.open
 
-    def read_after_b_is_deleted(path: Path) -> bytes:
-        if path.name == "a.yaml":
+    def open_after_b_is_deleted(path: str | Path, flags: int, *args: int) -> int:
+        if Path(path).name == "a.yaml":
             (tmp_path / "b.yaml").unlink()  # a checkout removes it after the listing
-        return read_bytes(path)
+        return real_open(path, flags, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", read_after_b_is_deleted)
+    monkeypatch.setattr(os, "open", open_after_b_is_deleted)
     result = scan(tmp_path)
 
     assert [f.name for f in result.files] == ["a.yaml", "c.yaml"]
@@ -50,21 +50,60 @@ def test_a_file_that_vanishes_mid_scan_is_simply_gone(
 def test_an_unreadable_file_is_reported_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "secret.yaml").write_text("a: 1")
     (tmp_path / "public.yaml").write_text("a: 1")
-    read_bytes = Path.read_bytes
+    real_open = os.open
 
-    def refuse_secret(path: Path) -> bytes:
+    def refuse_secret(path: str | Path, flags: int, *args: int) -> int:
         # chmod 0 does not stop root, which CI runs as; refuse the way the kernel would
-        if path.name == "secret.yaml":
+        if Path(path).name == "secret.yaml":
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return read_bytes(path)
+        return real_open(path, flags, *args)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse_secret)
+    monkeypatch.setattr(os, "open", refuse_secret)
     result = scan(tmp_path)
 
     assert [f.name for f in result.files] == ["public.yaml"]
     assert [str(p) for p in result.problems] == [
         "secret.yaml: error: cannot read the file (Permission denied); make it readable"
     ]
+
+
+def test_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
+    (tmp_path / "huge.yaml").write_bytes(b"a: " + b"x" * (2 * 1024 * 1024))
+    result = scan(tmp_path)
+    assert result.files == ()
+    assert [str(p) for p in result.problems] == [
+        "huge.yaml: error: is 2,097,155 bytes, over the 1,048,576-byte limit for a manifest; "
+        "move bulky content out of it"
+    ]
+
+
+def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "capabilities"
+    directory.mkdir()
+    (directory / "real.yaml").write_text("a: 1\n")
+    (directory / "alias.yaml").symlink_to(directory / "real.yaml")
+    (tmp_path / "secret.yaml").write_text("password: hunter2\n")
+    (directory / "escape.yaml").symlink_to(tmp_path / "secret.yaml")
+    (directory / "dangling.yaml").symlink_to(directory / "missing.yaml")
+
+    result = scan(directory)
+
+    assert [f.name for f in result.files] == ["alias.yaml", "real.yaml"]
+    assert [str(p) for p in result.problems] == [
+        f"dangling.yaml: error: is a symlink to {directory / 'missing.yaml'}, which does not exist; "
+        "fix or remove the link",
+        f"escape.yaml: error: is a symlink to {tmp_path / 'secret.yaml'}, outside the capabilities "
+        "directory; copy the file in instead",
+    ]
+
+
+def test_a_pipe_named_like_a_manifest_does_not_block(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "ok.yaml").write_text("a: 1\n")
+    result = scan(tmp_path)
+    assert [f.name for f in result.files] == ["ok.yaml"]
+    assert [p.source for p in result.problems] == ["pipe.yaml"]
+    assert "not a regular file" in result.problems[0].message
 
 
 def test_a_missing_directory_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:

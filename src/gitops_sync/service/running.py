@@ -8,17 +8,18 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Literal, TextIO
 
+from gitops_sync.core.validating import schema_text
 from gitops_sync.errors import StoreError, StoreUnavailable
 from gitops_sync.model.keys import split_capability_key
 from gitops_sync.model.plans import Plan
-from gitops_sync.service.syncing import CycleReport, Syncer
+from gitops_sync.service.syncing import CycleReport, Syncer, check_directory
 from gitops_sync.service.watching import watch
 from gitops_sync.settings import Settings
 from gitops_sync.store.etcd import EtcdStore
 
 log = logging.getLogger("gitops-sync")
 
-Mode = Literal["sync", "watch", "list", "health-check"]
+Mode = Literal["sync", "watch", "list", "health-check", "validate", "print-schema"]
 
 
 class ExitCode(IntEnum):
@@ -34,9 +35,15 @@ class ExitCode(IntEnum):
 def run(settings: Settings, mode: Mode, out: TextIO | None = None) -> ExitCode:
     """Run one mode to completion; what it prints goes to ``out`` (stdout). Configuration errors
     propagate to the caller."""
+    out = out or sys.stdout
+    if mode == "validate":
+        return validate_directory(settings, out)
+    if mode == "print-schema":
+        out.write(schema_text())
+        return ExitCode.OK
     with EtcdStore(settings.endpoints, timeout=settings.etcd_timeout) as store:
         try:
-            return MODES[mode](settings, store, out or sys.stdout)
+            return MODES[mode](settings, store, out)
         except StoreUnavailable as exc:
             log.error("%s", exc)
             return ExitCode.UNREACHABLE
@@ -51,6 +58,24 @@ def sync_once(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
     if settings.dry_run:
         print_plan(report, out)
     return ExitCode.OK if report.ok else ExitCode.INVALID
+
+
+def validate_directory(settings: Settings, out: TextIO) -> ExitCode:
+    """Print every problem as ``path:line: error|warning: message``; exit 1 if any is an error."""
+    count, problems = check_directory(settings)
+    for problem in problems:
+        line = f":{problem.line}" if problem.line else ""
+        print(
+            f"{settings.capabilities / problem.source}{line}: {problem.severity}: {problem.message}", file=out
+        )
+    errors = sum(problem.severity == "error" for problem in problems)
+    warnings = len(problems) - errors
+    print(
+        f"{count} manifest{'s' * (count != 1)} checked: {errors} error{'s' * (errors != 1)}, "
+        f"{warnings} warning{'s' * (warnings != 1)}",
+        file=out,
+    )
+    return ExitCode.INVALID if errors else ExitCode.OK
 
 
 def watch_changes(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
@@ -106,7 +131,7 @@ def print_plan(report: CycleReport, out: TextIO) -> None:
     )
 
 
-MODES: dict[Mode, Callable[[Settings, EtcdStore, TextIO], ExitCode]] = {
+MODES: dict[str, Callable[[Settings, EtcdStore, TextIO], ExitCode]] = {
     "sync": sync_once,
     "watch": watch_changes,
     "list": list_capabilities,

@@ -7,6 +7,7 @@ writer is not retried blindly: the cycle re-reads etcd and plans again, and Git'
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -67,6 +68,30 @@ class CycleReport:
         return self.errors == 0
 
 
+def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
+    """Load, check and render one manifest file; raises :class:`ManifestError`."""
+    manifest = load_manifest(source.name, source.content)
+    return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
+
+
+def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
+    """Every problem of the manifests in the directory, as a sync would see them; no etcd needed.
+
+    Returns the number of manifest files and the problems, sorted by file and line.
+    """
+    files = scan(settings.capabilities)
+    nothing = RegistryState(revision=0, capability_keys={}, records={})
+    assembly = assemble(
+        files.files,
+        files.problems,
+        nothing,
+        prefix=settings.prefix,
+        desire=functools.partial(render_file, settings),
+        strict=settings.strict,
+    )
+    return len(files.files) + len(files.problems), assembly.problems
+
+
 class Syncer:
     """Runs sync cycles against one store, remembering parsed files between cycles."""
 
@@ -87,7 +112,12 @@ class Syncer:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             actual = self.store.read(settings.prefix, settings.sync_prefix)
             assembly = assemble(
-                files.files, files.problems, actual, prefix=settings.prefix, desire=self._desire
+                files.files,
+                files.problems,
+                actual,
+                prefix=settings.prefix,
+                desire=self._desire,
+                strict=settings.strict,
             )
             planned = plan(
                 assembly.desired,
@@ -131,13 +161,7 @@ class Syncer:
         cached = self._rendered.get(key)
         if cached is None:
             try:
-                manifest = load_manifest(source.name, source.content)
-                cached = desire(
-                    manifest,
-                    source,
-                    prefix=self.settings.prefix,
-                    max_request_bytes=self.settings.max_txn_bytes,
-                )
+                cached = render_file(self.settings, source)
             except ManifestError as exc:
                 cached = exc
             self._rendered[key] = cached

@@ -1,16 +1,20 @@
 """Read every manifest file in the capabilities directory, once per cycle.
 
-Files that vanish between listing and reading are simply gone (a checkout in progress); a file that
-cannot be read is reported by name and keeps its last good state in etcd.
+Files that vanish between listing and reading are simply gone (a checkout in progress). A file that
+cannot be read, is too large, is not a regular file, or is a symlink leading out of the directory is
+reported by name, and keeps its last good state in etcd; nothing here can hang or crash the cycle.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from gitops_sync.core.loading import MAX_MANIFEST_BYTES
 from gitops_sync.errors import SourceUnavailable
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import SourceFile
@@ -24,6 +28,10 @@ class Scan:
     problems: tuple[Problem, ...]
 
 
+class _Unusable(Exception):
+    """A manifest file that cannot be used; the message says why and what to do."""
+
+
 def is_manifest_name(name: str) -> bool:
     """``*.yaml`` and ``*.yml``, leaving out hidden files (editors' and Git's temporary files)."""
     return name.endswith(MANIFEST_SUFFIXES) and not name.startswith(".")
@@ -33,6 +41,7 @@ def scan(directory: Path) -> Scan:
     """Read the manifests in ``directory`` (not its subdirectories), sorted by name."""
     try:
         names = sorted(entry.name for entry in directory.iterdir() if is_manifest_name(entry.name))
+        root = directory.resolve(strict=True)
     except FileNotFoundError:
         raise SourceUnavailable(f"capabilities directory {directory} does not exist") from None
     except NotADirectoryError:
@@ -43,15 +52,53 @@ def scan(directory: Path) -> Scan:
     files: list[SourceFile] = []
     problems: list[Problem] = []
     for name in names:
-        path = directory / name
         try:
-            if not path.is_file():
-                continue
-            content = path.read_bytes()
+            content = _read(directory / name, root)
         except FileNotFoundError:
+            continue
+        except _Unusable as exc:
+            problems.append(Problem(name, str(exc)))
             continue
         except OSError as exc:
             problems.append(Problem(name, f"cannot read the file ({exc.strerror}); make it readable"))
             continue
-        files.append(SourceFile(name, content, hashlib.sha256(content).hexdigest()))
+        if content is not None:
+            files.append(SourceFile(name, content, hashlib.sha256(content).hexdigest()))
     return Scan(tuple(files), tuple(problems))
+
+
+def _read(path: Path, root: Path) -> bytes | None:
+    """The file's bytes; None for a directory that happens to be named ``*.yaml``."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            msg = f"is a symlink to {target}, outside the capabilities directory; copy the file in instead"
+            raise _Unusable(msg)
+        if not target.exists():
+            msg = f"is a symlink to {target}, which does not exist; fix or remove the link"
+            raise _Unusable(msg)
+        path = target
+    # O_NONBLOCK: a FIFO swapped in after the listing must not block the cycle.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            return None
+        if not stat.S_ISREG(status.st_mode):
+            msg = "is not a regular file (a pipe, socket or device?); a manifest must be a plain file"
+            raise _Unusable(msg)
+        if status.st_size > MAX_MANIFEST_BYTES:
+            msg = (
+                f"is {status.st_size:,} bytes, over the {MAX_MANIFEST_BYTES:,}-byte limit for a manifest; "
+                "move bulky content out of it"
+            )
+            raise _Unusable(msg)
+        # One byte over the limit at most: a file that grew after fstat is caught by the loader.
+        chunks: list[bytes] = []
+        remaining = MAX_MANIFEST_BYTES + 1
+        while remaining > 0 and (chunk := os.read(descriptor, remaining)):
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)

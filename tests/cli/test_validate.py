@@ -1,0 +1,173 @@
+"""``--validate`` and ``--print-schema``: checking manifests without etcd, and the published schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import fastjsonschema
+import pytest
+import yaml
+
+from gitops_sync.cli import main
+from gitops_sync.testing import free_port
+from support import CHORA_BASE, EXAMPLES, ROOT
+
+REFERENCE = CHORA_BASE.parent / "reference"
+DANGLING = (
+    "chora.awareness.sap_adoption_verification.yaml:56: {severity}: dc_relation.requires: "
+    "chora.quality.link_validation_reference_management is not defined by any manifest; add its "
+    "manifest or fix the id"
+)
+
+
+def validate(capsys: pytest.CaptureFixture[str], directory: Path, *extra: str) -> tuple[int, list[str]]:
+    # No etcd listens on this port: validation must not need one.
+    code = main(["--validate", "--capabilities", str(directory), "--etcd-port", str(free_port()), *extra])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_the_real_corpus_has_one_dangling_reference_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = validate(capsys, CHORA_BASE)
+    assert code == 0
+    assert lines == [
+        f"{CHORA_BASE}/{DANGLING.format(severity='warning')}",
+        "48 manifests checked: 0 errors, 1 warning",
+    ]
+
+
+def test_strict_makes_the_dangling_reference_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = validate(capsys, CHORA_BASE, "--strict")
+    assert code == 1
+    assert lines == [
+        f"{CHORA_BASE}/{DANGLING.format(severity='error')}",
+        "48 manifests checked: 1 error, 0 warnings",
+    ]
+
+
+def test_the_examples_are_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = validate(capsys, EXAMPLES, "--strict")
+    assert code == 0
+    assert lines == [f"{len(list(EXAMPLES.glob('*.yaml')))} manifests checked: 0 errors, 0 warnings"]
+
+
+def test_every_problem_is_printed_with_path_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shutil.copy(EXAMPLES / "chora.platform.conventions.yaml", tmp_path)
+    (tmp_path / "broken.yaml").write_text("metadata:\n  dc_identifier: chora.t.x\n  dc_title: [unclosed\n")
+    (tmp_path / "chora.t.cycle_a.yaml").write_text(
+        "metadata:\n  dc_identifier: chora.t.cycle_a\n  dc_title: A\n  dc_hasVersion: 1.0.0\n"
+        "chora_pattern: {}\ndc_relation:\n  requires:\n    - chora.t.cycle_b\n"
+    )
+    (tmp_path / "chora.t.cycle_b.yaml").write_text(
+        "metadata:\n  dc_identifier: chora.t.cycle_b\n  dc_title: B\n  dc_hasVersion: 1.0.0\n"
+        "chora_pattern: {}\ndc_relation:\n  requires:\n    - capability: chora.t.cycle_a\n"
+        "      version: ^2.0.0\n"
+    )
+
+    code, lines = validate(capsys, tmp_path)
+
+    assert code == 1
+    assert lines == [
+        f"{tmp_path}/broken.yaml:4: error: is not valid YAML: did not find expected ',' or ']' "
+        "(while parsing a flow sequence started on line 3)",
+        f"{tmp_path}/chora.t.cycle_a.yaml:8: error: dc_relation.requires: chora.t.cycle_b closes a requires "
+        "cycle among chora.t.cycle_a, chora.t.cycle_b; remove one of these requires",
+        f"{tmp_path}/chora.t.cycle_b.yaml:8: error: dc_relation.requires: chora.t.cycle_a closes a requires "
+        "cycle among chora.t.cycle_a, chora.t.cycle_b; remove one of these requires",
+        f"{tmp_path}/chora.t.cycle_b.yaml:8: error: dc_relation.requires: chora.t.cycle_a: version '^2.0.0' "
+        "is not satisfied by its version 1.0.0 (chora.t.cycle_a.yaml); update the constraint or the dependency",
+        "4 manifests checked: 4 errors, 0 warnings",
+    ]
+
+
+def print_schema(capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    assert main(["--print-schema"]) == 0
+    schema: dict[str, object] = json.loads(capsys.readouterr().out)
+    return schema
+
+
+def test_print_schema_prints_the_packaged_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    schema = print_schema(capsys)
+    packaged = ROOT / "src" / "gitops_sync" / "schemas" / "capability-manifest.schema.json"
+    assert schema == json.loads(packaged.read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        *sorted(CHORA_BASE.glob("*.yaml")),
+        *sorted(EXAMPLES.glob("*.yaml")),
+        REFERENCE / "template-service.yaml",
+        REFERENCE / "template-pattern.yaml",
+    ],
+    ids=lambda path: path.name,
+)
+def test_the_schema_accepts_every_real_manifest_both_layouts(
+    capsys: pytest.CaptureFixture[str], path: Path
+) -> None:
+    check = fastjsonschema.compile(print_schema(capsys))
+    check(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("document", "path"),
+    [
+        ({"metadata": {"dc_title": "T", "dc_hasVersion": "1.0.0"}, "chora_service": {}}, "data.metadata"),
+        (
+            {
+                "metadata": {"dc_identifier": "Chora.X", "dc_title": "T", "dc_hasVersion": "1.0.0"},
+                "chora_service": {},
+            },
+            "data.metadata.dc_identifier",
+        ),
+        (
+            {"metadata": {"dc_identifier": "chora.a.b", "dc_hasVersion": "1.0.0"}, "chora_service": {}},
+            "data.metadata",
+        ),
+        (
+            {
+                "metadata": {"dc_identifier": "chora.a.b", "dc_title": "T", "dc_hasVersion": "1.0"},
+                "chora_service": {},
+            },
+            "data.metadata.dc_hasVersion",
+        ),
+        ({"metadata": {"dc_identifier": "chora.a.b", "dc_title": "T"}, "chora_service": {}}, "data"),
+        ({"metadata": {"dc_identifier": "chora.a.b", "dc_title": "T", "dc_hasVersion": "1.0.0"}}, "data"),
+        (
+            {
+                "metadata": {"dc_identifier": "chora.a.b", "dc_title": 7, "dc_hasVersion": "1.0.0"},
+                "chora_pattern": {},
+            },
+            "data.metadata.dc_title",
+        ),
+        (
+            {
+                "metadata": {"dc_identifier": "chora.a.b", "dc_title": "T", "dc_hasVersion": "1.0.0"},
+                "chora_pattern": {},
+                "dc_relation": {"requires": [{"version": "^1.0.0"}]},
+            },
+            "data.dc_relation.requires[0]",
+        ),
+    ],
+    ids=[
+        "no-id",
+        "malformed-id",
+        "no-title",
+        "not-semver",
+        "no-version",
+        "no-type",
+        "wrong-type",
+        "dependency-without-capability",
+    ],
+)
+def test_the_schema_catches_real_mistakes(
+    capsys: pytest.CaptureFixture[str], document: dict[str, object], path: str
+) -> None:
+    check = fastjsonschema.compile(print_schema(capsys))
+    with pytest.raises(fastjsonschema.JsonSchemaValueException) as caught:
+        check(document)
+    assert caught.value.name == path
