@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import etcd3
+
+from gitops_sync.store.etcd import GRPC_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHORA_BASE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
@@ -26,6 +32,13 @@ class Result:
 
 
 Cli = Callable[..., Result]
+
+
+def plain_client(host: str, port: int, timeout: float = 2) -> etcd3.MultiEndpointEtcd3Client:
+    """A python3-etcd3 client that keeps trying its endpoint after a failure (the default client
+    refuses it for 300 s once a call failed, which would outlast any restart in a test)."""
+    endpoint = etcd3.Endpoint(host, port, secure=False, time_retry=0, opts=GRPC_OPTIONS)
+    return etcd3.MultiEndpointEtcd3Client(endpoints=[endpoint], timeout=timeout, failover=True)
 
 
 def keys_under(client: etcd3.MultiEndpointEtcd3Client, prefix: str) -> dict[str, tuple[bytes, int]]:
@@ -49,3 +62,48 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, interval: flo
             msg = f"condition not met within {timeout}s"
             raise AssertionError(msg)
         time.sleep(interval)
+
+
+class ServiceProcess:
+    """``gitops-sync`` running as operators run it: the seed's script in a subprocess."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        with log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "gitops-sync-registry.py"), *args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def count(self, fragment: str) -> int:
+        return self.text().count(fragment)
+
+    def wait_for_log(self, fragment: str, *, timeout: float, times: int = 1) -> None:
+        wait_for(lambda: self.count(fragment) >= times, timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def services(directory: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start ``gitops-sync`` processes with their logs in ``directory``; all are killed at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServiceProcess:
+        service = ServiceProcess(list(args), directory / f"service-{len(started)}.log", env)
+        started.append(service)
+        return service
+
+    try:
+        yield start
+    finally:
+        for service in started:
+            service.stop()

@@ -13,13 +13,16 @@ from gitops_sync import __version__, logs
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
 from gitops_sync.service.running import ExitCode, Mode, run
-from gitops_sync.settings import ETCD_MAX_TXN_OPS, Settings
+from gitops_sync.settings import ETCD_MAX_TXN_OPS, EtcdConnection, Settings
 
 EPILOG = """\
 environment:
-  LOG_LEVEL      debug, info (default), warning or error
-  ETCD_HOST      default for --etcd-host
-  ETCD_PORT      default for --etcd-port
+  LOG_LEVEL       debug, info (default), warning or error
+  ETCD_HOST       default for --etcd-host
+  ETCD_PORT       default for --etcd-port
+  ETCD_ENDPOINTS  default for --etcd-endpoints
+  ETCD_USER       default for --user
+  ETCD_PASSWORD   the etcd password (or --password-file)
 
 exit codes:
   0  every manifest synced (or nothing to do)
@@ -57,11 +60,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="etcd client port (default: $ETCD_PORT or 2379)",
     )
     etcd.add_argument(
+        "--etcd-endpoints",
+        default=os.environ.get("ETCD_ENDPOINTS"),
+        metavar="HOST:PORT,...",
+        help="the members of an etcd cluster, tried in turn (default: $ETCD_ENDPOINTS, else "
+        "--etcd-host:--etcd-port)",
+    )
+    etcd.add_argument(
         "--etcd-timeout",
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="deadline for each etcd request (default: 5)",
+        help="deadline for each etcd request, retried on other members within it (default: 5)",
+    )
+    etcd.add_argument(
+        "--cacert", type=Path, metavar="FILE", help="CA bundle to verify etcd's TLS certificate"
+    )
+    etcd.add_argument("--cert", type=Path, metavar="FILE", help="client certificate for TLS (with --key)")
+    etcd.add_argument("--key", type=Path, metavar="FILE", help="client private key for TLS (with --cert)")
+    etcd.add_argument(
+        "--user",
+        default=os.environ.get("ETCD_USER"),
+        help="etcd user (default: $ETCD_USER); the password comes from $ETCD_PASSWORD or --password-file",
+    )
+    etcd.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the etcd password (never pass a password on the command line)",
     )
     etcd.add_argument(
         "--prefix",
@@ -101,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes.add_argument(
         "--print-schema", action="store_true", help="print the JSON Schema of a capability manifest"
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=10,
+        metavar="SECONDS",
+        help="with --watch: the leader's lease; another replica takes over within it (default: 10)",
     )
     parser.add_argument(
         "--strict",
@@ -145,9 +178,16 @@ def _env_int(name: str, default: int) -> int:
 def settings_from(options: argparse.Namespace) -> Settings:
     return Settings(
         capabilities=options.capabilities,
-        etcd_host=options.etcd_host,
-        etcd_port=options.etcd_port,
-        etcd_timeout=options.etcd_timeout,
+        etcd=EtcdConnection(
+            endpoints=_endpoints(options),
+            timeout=options.etcd_timeout,
+            cacert=options.cacert,
+            cert=options.cert,
+            key=options.key,
+            user=options.user,
+            password=_password(options),
+        ),
+        lease_ttl=options.lease_ttl,
         prefix=options.prefix,
         sync_prefix=options.sync_prefix,
         interval=options.interval,
@@ -158,6 +198,30 @@ def settings_from(options: argparse.Namespace) -> Settings:
         strict=options.strict,
         max_txn_ops=options.max_txn_ops,
     )
+
+
+def _endpoints(options: argparse.Namespace) -> tuple[tuple[str, int], ...]:
+    if not options.etcd_endpoints:
+        return ((options.etcd_host, options.etcd_port),)
+    endpoints = []
+    for item in options.etcd_endpoints.split(","):
+        text = item.strip().removeprefix("http://").removeprefix("https://")
+        host, _, port = text.rpartition(":")
+        if not host or not port.isdigit():
+            msg = f"--etcd-endpoints: {item.strip()!r} is not HOST:PORT"
+            raise ConfigurationError(msg)
+        endpoints.append((host.strip("[]"), int(port)))
+    return tuple(endpoints)
+
+
+def _password(options: argparse.Namespace) -> str | None:
+    if options.password_file is not None:
+        try:
+            return str(options.password_file.read_text()).rstrip("\n")
+        except OSError as exc:
+            msg = f"--password-file {options.password_file}: {exc.strerror}"
+            raise ConfigurationError(msg) from None
+    return os.environ.get("ETCD_PASSWORD") or None
 
 
 def mode_of(options: argparse.Namespace) -> Mode:

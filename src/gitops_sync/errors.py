@@ -6,6 +6,7 @@ GitOpsSyncError
 │   └── SourceUnavailable   the capabilities directory is missing or cannot be listed
 └── StoreError           etcd did not do what was asked
     ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
+    ├── StoreAccessDenied   etcd refused the credentials or a permission (exit code 3)
     └── StoreConflict       a compare-and-swap transaction lost to a concurrent writer
 """
 
@@ -44,6 +45,10 @@ class StoreError(GitOpsSyncError):
 
 class StoreUnavailable(StoreError):
     """etcd could not be reached, or did not answer in time."""
+
+
+class StoreAccessDenied(StoreError):
+    """etcd refused the credentials, or the user lacks a permission; retrying will not help."""
 
 
 class StoreConflict(StoreError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -18,11 +18,63 @@ OPS_PER_CAPABILITY: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
+class EtcdConnection:
+    """How to reach etcd: which members, how long to wait, TLS and credentials."""
+
+    endpoints: tuple[tuple[str, int], ...] = (("localhost", 2379),)
+    timeout: float = 5.0
+    """Deadline of each request, and how long a request is retried (on other members) before the
+    call fails."""
+    cacert: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        problems = [
+            message
+            for failed, message in (
+                (not self.endpoints, "no etcd endpoint given"),
+                (
+                    any(not 0 < port < 65536 for _, port in self.endpoints),
+                    f"not a port in {self.label}",
+                ),
+                (self.timeout <= 0, "--etcd-timeout must be more than 0 seconds"),
+                ((self.cert is None) != (self.key is None), "--cert and --key go together"),
+                (self.cert is not None and self.cacert is None, "--cert needs --cacert (TLS)"),
+                (
+                    self.user is not None and not self.password,
+                    "--user needs a password: set ETCD_PASSWORD or pass --password-file",
+                ),
+                (self.password is not None and self.user is None, "a password was given without --user"),
+            )
+            if failed
+        ]
+        problems.extend(
+            f"{name} {path} is not a readable file"
+            for name, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key))
+            if path is not None and not path.is_file()
+        )
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+
+    @property
+    def label(self) -> str:
+        """The endpoints as people write them, for messages; never the credentials."""
+        return ",".join(
+            f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.endpoints
+        )
+
+    @property
+    def secure(self) -> bool:
+        return self.cacert is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     capabilities: Path = Path("capabilities")
-    etcd_host: str = "localhost"
-    etcd_port: int = 2379
-    etcd_timeout: float = 5.0
+    etcd: EtcdConnection = EtcdConnection()
     prefix: str = DEFAULT_PREFIX
     sync_prefix: str = DEFAULT_SYNC_PREFIX
     interval: float = 60.0
@@ -34,6 +86,8 @@ class Settings:
     """A dependency on an id no manifest defines is an error, not a warning."""
     max_txn_ops: int = ETCD_MAX_TXN_OPS
     max_txn_bytes: int = ETCD_MAX_REQUEST_BYTES
+    lease_ttl: int = 10
+    """In watch mode: how long a leader's lease lasts; another replica takes over within it."""
 
     def __post_init__(self) -> None:
         problems = [
@@ -49,9 +103,8 @@ class Settings:
                     f"--prefix {self.prefix!r} and --sync-prefix {self.sync_prefix!r} must not "
                     "overlap: consumers must see only capability keys under the prefix",
                 ),
-                (not 0 < self.etcd_port < 65536, f"--etcd-port {self.etcd_port} is not a port"),
                 (self.interval <= 0, "--interval must be more than 0 seconds"),
-                (self.etcd_timeout <= 0, "--etcd-timeout must be more than 0 seconds"),
+                (self.lease_ttl < 2, "--lease-ttl must be at least 2 seconds"),
                 (self.max_prune < 0, "--max-prune must be 0 or more"),
                 (
                     self.max_txn_ops < OPS_PER_CAPABILITY,
@@ -63,7 +116,3 @@ class Settings:
         ]
         if problems:
             raise ConfigurationError("; ".join(problems))
-
-    @property
-    def endpoints(self) -> tuple[tuple[str, int], ...]:
-        return ((self.etcd_host, self.etcd_port),)

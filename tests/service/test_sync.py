@@ -10,7 +10,7 @@ import etcd3
 import pytest
 
 from gitops_sync.service.syncing import Syncer
-from gitops_sync.settings import Settings
+from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
 from support import PREFIX, Cli, keys_under, value_of
@@ -78,8 +78,9 @@ def test_restart_takes_unchanged_manifests_from_etcd_without_parsing(
     etcd: etcd3.MultiEndpointEtcd3Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = Settings(capabilities=capabilities, etcd_port=etcd_server.client_port, etcd_host="127.0.0.1")
-    with EtcdStore(settings.endpoints, timeout=5) as store:
+    connection = EtcdConnection(endpoints=(("127.0.0.1", etcd_server.client_port),))
+    settings = Settings(capabilities=capabilities, etcd=connection)
+    with EtcdStore(connection) as store:
         Syncer(settings, store).run_cycle()
         (capabilities / f"{REGISTRY}.yaml").write_text(
             (capabilities / f"{REGISTRY}.yaml").read_text().replace("1.0.0", "1.1.0", 1)

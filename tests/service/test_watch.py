@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,55 +13,36 @@ import etcd3
 import pytest
 
 from gitops_sync.testing import EtcdProcess
-from support import PREFIX, ROOT, value_of, wait_for
+from support import PREFIX, ServiceProcess, services, value_of, wait_for
 
 REGISTRY = "chora.devex.registry"
 
 
-class Watcher:
-    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.process = process
-        self.log = log
-
-    def text(self) -> str:
-        return self.log.read_text()
+Watcher = ServiceProcess
 
 
 @pytest.fixture
 def watcher(
     etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
-) -> Iterator[Callable[..., Watcher]]:
-    started: list[Watcher] = []
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Start ``gitops-sync --watch`` on the copied corpus and wait for its first cycle."""
+    with services(tmp_path) as start_service:
 
-    def start(*extra: str) -> Watcher:
-        log = tmp_path / f"watch-{len(started)}.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "scripts" / "gitops-sync-registry.py"),
-                    "--capabilities",
-                    str(capabilities),
-                    "--watch",
-                    "--etcd-host",
-                    etcd_server.host,
-                    "--etcd-port",
-                    str(etcd_server.client_port),
-                    *extra,
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
+        def start(*extra: str) -> ServiceProcess:
+            service = start_service(
+                "--capabilities",
+                str(capabilities),
+                "--watch",
+                "--etcd-host",
+                etcd_server.host,
+                "--etcd-port",
+                str(etcd_server.client_port),
+                *extra,
             )
-        running = Watcher(process, log)
-        started.append(running)
-        wait_for(lambda: "Sync cycle complete" in running.text(), timeout=20)
-        return running
+            service.wait_for_log("Sync cycle complete", timeout=20)
+            return service
 
-    yield start
-    for running in started:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
+        yield start
 
 
 def test_an_edit_reaches_etcd_within_a_second(
@@ -147,3 +127,23 @@ def test_a_replaced_directory_is_watched_again(
     # an edit right after the swap may land before the new watch is armed: the watch then wakes
     # the loop once, as soon as it is in place
     wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"4.0.0", timeout=2)
+
+
+def test_hand_edits_in_etcd_are_put_back_within_a_second(
+    watcher: Callable[..., Watcher], etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    running = watcher("--interval", "60")  # only the etcd watch can wake it in time
+
+    etcd.put(f"{PREFIX}{REGISTRY}/version", "6.6.6")
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0", timeout=1)
+    etcd.delete(f"{PREFIX}{REGISTRY}/dependencies")
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/dependencies"), timeout=1)
+    etcd.put(f"{PREFIX}team.other.thing/type", "service")
+    wait_for(lambda: "not managed by gitops-sync: team.other.thing" in running.text(), timeout=2)
+
+    log = running.text()
+    assert f"Drift: {REGISTRY} was changed in etcd outside Git (version); restored Git's value" in log
+    assert f"Drift: {REGISTRY} was changed in etcd outside Git (dependencies); restored Git's value" in log
+    assert value_of(etcd, f"{PREFIX}team.other.thing/type") == b"service"
+    status = json.loads(value_of(etcd, "/chora/sync/status") or b"{}")
+    assert status["drift_restored"] == 2

@@ -11,6 +11,7 @@ import pytest
 
 from gitops_sync.errors import StoreConflict, StoreUnavailable
 from gitops_sync.model.plans import Change
+from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import PAGE_SIZE, EtcdStore
 from gitops_sync.testing import EtcdProcess, free_port
 from support import wait_for
@@ -31,7 +32,7 @@ def test_read_pages_through_a_large_prefix_at_one_revision(
     etcd.put("/p/sync/managed/x", "record")
     etcd.put("/p/capsule", "outside the prefix")
 
-    with EtcdStore([(etcd_server.host, etcd_server.client_port)], timeout=5) as store:
+    with EtcdStore(EtcdConnection(((etcd_server.host, etcd_server.client_port),))) as store:
         state = store.read("/p/caps/", "/p/sync/")
 
     assert len(state.capability_keys) == count
@@ -44,7 +45,7 @@ def test_commit_is_all_or_nothing_when_a_key_changed_since_it_was_read(
     etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:
     etcd.put("/c/a", "1")
-    with EtcdStore([(etcd_server.host, etcd_server.client_port)], timeout=5) as store:
+    with EtcdStore(EtcdConnection(((etcd_server.host, etcd_server.client_port),))) as store:
         state = store.read("/c/", "/none/")
         etcd.put("/c/a", "changed by someone else")
         change = Change(
@@ -62,7 +63,10 @@ def test_commit_is_all_or_nothing_when_a_key_changed_since_it_was_read(
 
 def test_unreachable_etcd_is_reported_as_such() -> None:
     port = free_port()
-    with EtcdStore([("127.0.0.1", port)], timeout=2) as store, pytest.raises(StoreUnavailable) as caught:
+    with (
+        EtcdStore(EtcdConnection((("127.0.0.1", port),), timeout=2)) as store,
+        pytest.raises(StoreUnavailable) as caught,
+    ):
         store.version()
     assert f"etcd at 127.0.0.1:{port} is unreachable" in str(caught.value)
 
@@ -71,7 +75,7 @@ def test_the_client_works_again_as_soon_as_etcd_is_back(tmp_path: Path) -> None:
     """python3-etcd3 would refuse a failed endpoint for 300 s by default; we must not."""
     server = EtcdProcess(tmp_path / "etcd").start()
     try:
-        with EtcdStore([(server.host, server.client_port)], timeout=2) as store:
+        with EtcdStore(EtcdConnection(((server.host, server.client_port),), timeout=2)) as store:
             assert store.version()
             server.stop()
             with pytest.raises(StoreUnavailable):

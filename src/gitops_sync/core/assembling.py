@@ -32,6 +32,8 @@ class Assembly:
     problems: tuple[Problem, ...]
     reused: frozenset[str]
     """Ids taken from etcd as they are, without parsing their file."""
+    drifted: frozenset[str] = frozenset()
+    """Ids whose file is unchanged since it was synced, but whose keys were changed in etcd."""
 
 
 def assemble(
@@ -51,13 +53,15 @@ def assemble(
     problems = list(unreadable)
     found: dict[str, list[DesiredCapability]] = defaultdict(list)
     reused: set[str] = set()
+    drifted: set[str] = set()
 
     for source in sources:
+        known = records.get(source.name, ())
         previous = next(
             (
                 capability
-                for known in records.get(source.name, ())
-                if (capability := _unchanged(source, known, actual, prefix)) is not None
+                for entry in known
+                if (capability := _unchanged(source, entry, actual, prefix)) is not None
             ),
             None,
         )
@@ -65,6 +69,9 @@ def assemble(
             found[previous.id].append(previous)
             reused.add(previous.id)
             continue
+        drifted.update(
+            capability_id for capability_id, record in known if record.source_sha256 == source.sha256
+        )
         try:
             found_capability = desire(source)
         except ManifestError as exc:
@@ -113,6 +120,7 @@ def assemble(
         desired=DesiredState(capabilities, frozenset(held)),
         problems=tuple(problems),
         reused=frozenset(reused & capabilities.keys()),
+        drifted=frozenset(drifted & capabilities.keys()),
     )
 
 

@@ -33,6 +33,11 @@ def managed_key(sync_prefix: str, capability_id: str) -> str:
     return managed_prefix(sync_prefix) + capability_id
 
 
+def leader_key(sync_prefix: str) -> str:
+    """Held, through a lease, by the replica that writes (the others stand by)."""
+    return f"{sync_prefix}leader"
+
+
 def status_key(sync_prefix: str) -> str:
     """Where the result of the last sync that changed anything is recorded."""
     return f"{sync_prefix}status"

@@ -9,7 +9,7 @@ from enum import IntEnum
 from typing import Literal, TextIO
 
 from gitops_sync.core.validating import schema_text
-from gitops_sync.errors import StoreError, StoreUnavailable
+from gitops_sync.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from gitops_sync.model.keys import split_capability_key
 from gitops_sync.model.plans import Plan
 from gitops_sync.service.syncing import CycleReport, Syncer, check_directory
@@ -41,10 +41,10 @@ def run(settings: Settings, mode: Mode, out: TextIO | None = None) -> ExitCode:
     if mode == "print-schema":
         out.write(schema_text())
         return ExitCode.OK
-    with EtcdStore(settings.endpoints, timeout=settings.etcd_timeout) as store:
+    with EtcdStore(settings.etcd) as store:
         try:
             return MODES[mode](settings, store, out)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, StoreAccessDenied) as exc:
             log.error("%s", exc)
             return ExitCode.UNREACHABLE
         except StoreError as exc:

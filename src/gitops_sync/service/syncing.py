@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -28,7 +29,7 @@ from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
 from gitops_sync.sources.git import head_commit
 from gitops_sync.sources.scanning import scan
-from gitops_sync.store.etcd import EtcdStore
+from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
 
@@ -46,6 +47,8 @@ class CycleReport:
     failed: tuple[str, ...] = ()
     """Capabilities whose writes did not go through."""
     held: frozenset[str] = field(default_factory=frozenset)
+    revision: int = 0
+    """The etcd revision the cycle read at."""
 
     @property
     def synced(self) -> int:
@@ -98,6 +101,12 @@ class Syncer:
     def __init__(self, settings: Settings, store: EtcdStore) -> None:
         self.settings = settings
         self.store = store
+        self.fence: Fence | None = None
+        """Set while leading a group of replicas: writes go through only while the lease holds."""
+        self.drift_restored = 0
+        """Capabilities put back to Git's values after someone changed their keys in etcd."""
+        self.on_commit: Callable[[int], None] | None = None
+        """Told the revision of each transaction this service commits."""
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
 
@@ -105,12 +114,13 @@ class Syncer:
         """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything."""
         settings = self.settings
         files = scan(settings.capabilities)
-        log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
         self._forget_all_but(files.files)
         applied: list[Change] = []
         failed: tuple[str, ...] = ()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             actual = self.store.read(settings.prefix, settings.sync_prefix)
+            if attempt == 1:
+                log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
             assembly = assemble(
                 files.files,
                 files.problems,
@@ -129,7 +139,7 @@ class Syncer:
             if settings.dry_run:
                 break
             try:
-                self._apply(planned, applied)
+                self._apply(planned, applied, assembly.drifted)
             except StoreConflict as exc:
                 log.warning("Conflict (attempt %d of %d): %s; re-planning", attempt, MAX_ATTEMPTS, exc)
                 failed = tuple(change.capability_id for change in planned.changes)
@@ -143,6 +153,7 @@ class Syncer:
             applied=tuple(applied),
             failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
             held=assembly.desired.held,
+            revision=actual.revision,
         )
         self._log(report, assembly)
         if not settings.dry_run:
@@ -174,18 +185,30 @@ class Syncer:
         for key in self._rendered.keys() - current:
             del self._rendered[key]
 
-    def _apply(self, planned: Plan, applied: list[Change]) -> None:
+    def _apply(self, planned: Plan, applied: list[Change], drifted: frozenset[str]) -> None:
+        fence = self.fence
         for batch in batches(
             planned.changes,
-            max_ops=self.settings.max_txn_ops,
+            max_ops=self.settings.max_txn_ops - (fence is not None),
             max_bytes=self.settings.max_txn_bytes,
         ):
-            self.store.commit(batch)
+            revision = self.store.commit(batch, fence)
+            if self.on_commit is not None:
+                self.on_commit(revision)
             applied.extend(batch)
             for change in batch:
                 if change.kind == "delete":
                     log.info("Deleted: %s (its manifest is gone)", change.capability_id)
-                elif change.kind != "record":
+                elif change.kind == "record":
+                    continue
+                elif change.capability_id in drifted:
+                    self.drift_restored += 1
+                    log.warning(
+                        "Drift: %s was changed in etcd outside Git (%s); restored Git's value",
+                        change.capability_id,
+                        ", ".join(change.fields),
+                    )
+                else:
                     log.info("Synced: %s (%s)", change.capability_id, change.type)
 
     def _log(self, report: CycleReport, assembly: Assembly) -> None:
@@ -216,6 +239,7 @@ class Syncer:
             "capabilities": report.desired,
             "errors": [str(problem) for problem in report.problems if problem.severity == "error"],
             "failed": list(report.failed),
+            "drift_restored": self.drift_restored,
         }
         if actual.status is not None:
             try:
@@ -227,6 +251,8 @@ class Syncer:
                 return
         status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
-            self.store.put(status_key(self.settings.sync_prefix), to_json(status))
+            revision = self.store.put(status_key(self.settings.sync_prefix), to_json(status), self.fence)
+            if self.on_commit is not None:
+                self.on_commit(revision)
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)

@@ -1,0 +1,541 @@
+"""The benchmark of gitops-sync (issue 5): how fast and how lean a sync is at 48, 1,000 and 10,000
+capabilities, against a throwaway etcd on loopback, next to a baseline and a floor.
+
+    .venv/bin/python bench/run.py [--sizes 48,1000,10000] [--runs N] [--out bench/results/latest.json]
+
+For each size it generates the manifests (the real 48-file corpus for 48), starts its own etcd and
+measures, as medians over the runs:
+
+- cold sync into an empty etcd, and the warm restart right after it (nothing changed), each as the
+  ``gitops-sync`` command a user runs, process start included;
+- a no-op watch cycle, in process: ``Syncer.run_cycle()`` again after a full one;
+- in watch mode, one edited file until its new version is readable in etcd (p50, p99), and 100
+  files edited at once until all are;
+- the peak PSS of a cold sync, summed over its process tree (one extra, sampled run);
+- the baseline (``bench/baseline.py``: the seed's script) and the floor (``bench/floor.py``: the
+  same keys in bare 128-put transactions), cold, as processes of their own.
+
+It prints a table and writes every number, with each run's samples, as JSON to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import corpus
+import keyspace
+import processes
+
+from gitops_sync.testing import EtcdProcess
+
+BENCH: Final = Path(__file__).resolve().parent
+ROOT: Final = BENCH.parent
+DEFAULT_OUT: Final = BENCH / "results" / "latest.json"
+BIN: Final = Path(sys.executable).parent
+LARGE: Final = 10_000
+"""From this size on: fewer runs, fewer edits and one baseline run (its pure-Python parse alone
+takes ~17 s at 10,000)."""
+BASELINE_RUNS: Final = 3
+"""At most this many baseline runs below 10,000: it takes ~8 s at 1,000 (4,000 single puts)."""
+NOOP_CALLS: Final = 20
+NOOP_BUDGET: Final = 10.0
+"""Seconds the no-op cycles may take in all; at least 5 calls are made regardless."""
+EDIT_BATCH: Final = 100
+VISIBLE_TIMEOUT: Final = 60.0
+POLL_EVERY: Final = 0.002
+
+log = logging.getLogger("bench")
+
+
+class CheckFailed(Exception):
+    """A run did not do what it must (wrong exit code, keys missing): its time means nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    size: int
+    runs: int
+    edits: int
+    batch_runs: int
+    baseline_runs: int
+    real_corpus: bool
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    started = time.perf_counter()
+    results: dict[str, Any] = {"meta": metadata(options), "sizes": {}}
+    failed = False
+    for size in options.sizes:
+        plan = plan_for(size, options)
+        log.info("=== %d capabilities (%d runs) ===", size, plan.runs)
+        size_started = time.perf_counter()
+        try:
+            result = bench_size(plan)
+        except (CheckFailed, TimeoutError, RuntimeError, OSError) as exc:
+            log.error("%d capabilities: %s", size, exc)
+            result = {"size": size, "error": str(exc)}
+            failed = True
+        result["seconds"] = round(time.perf_counter() - size_started, 1)
+        results["sizes"][str(size)] = result
+    results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(table(results))
+    print(f"\nAll numbers: {options.out} ({results['meta']['seconds']:.0f} s in all)")
+    return 1 if failed else 0
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[48, 1000, 10_000],
+        help="capability counts, comma-separated (default: 48,1000,10000)",
+    )
+    parser.add_argument(
+        "--runs", type=int, help="runs per measurement (default: 5, and 3 from 10,000 capabilities)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results (default: %(default)s)")
+    parser.add_argument(
+        "--generated-48", action="store_true", help="generate 48 manifests instead of copying the real corpus"
+    )
+    return parser.parse_args(argv)
+
+
+def plan_for(size: int, options: argparse.Namespace) -> Plan:
+    large = size >= LARGE
+    runs = options.runs or (3 if large else 5)
+    return Plan(
+        size=size,
+        runs=runs,
+        edits=20 if large else 30,
+        batch_runs=runs,
+        baseline_runs=1 if large else min(runs, BASELINE_RUNS),
+        real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS.is_dir(),
+    )
+
+
+def bench_size(plan: Plan) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{plan.size}-") as temporary:
+        work = Path(temporary)
+        manifests = (
+            corpus.copy_real(work / "capabilities")
+            if plan.real_corpus
+            else corpus.generate(work / "capabilities", plan.size)
+        )
+        with running_etcd(work / "etcd") as etcd:
+            client = keyspace.connect(etcd.client_port)
+            try:
+                return Session(plan, manifests, etcd.client_port, client, work).measure()
+            finally:
+                client.close()
+
+
+@contextmanager
+def running_etcd(data_dir: Path) -> Iterator[EtcdProcess]:
+    etcd = EtcdProcess(data_dir)
+    try:
+        yield etcd.start()
+    finally:
+        etcd.stop()
+
+
+class Session:
+    """Every measurement at one size, against one etcd."""
+
+    def __init__(self, plan: Plan, manifests: corpus.Corpus, port: int, client: Any, work: Path) -> None:
+        self.plan = plan
+        self.corpus = manifests
+        self.port = port
+        self.client = client
+        self.work = work
+        self.rng = random.Random(plan.size)  # noqa: S311 - reproducible choices, not secrets
+        self.patch = 1000
+        """Each edit sets a new patch level, so every edit changes the version."""
+        self.notes: list[str] = []
+        self.env = processes.environment(LOG_LEVEL="info")
+        self.sync_command = [
+            str(BIN / "gitops-sync"),
+            "--capabilities",
+            str(manifests.directory),
+            "--etcd-host",
+            keyspace.HOST,
+            "--etcd-port",
+            str(port),
+        ]
+
+    def measure(self) -> dict[str, Any]:
+        plan, manifests = self.plan, self.corpus
+        result: dict[str, Any] = {
+            "size": plan.size,
+            "manifests": manifests.count,
+            "corpus": "real (/work/shared/fixtures/chora-base)" if manifests.real else "generated",
+            "corpus_bytes": sum(path.stat().st_size for path in manifests.directory.iterdir()),
+            "runs": plan.runs,
+            "etcd_version": str(self.client.status().version),
+        }
+        log.info("peak memory of a cold sync (one sampled run, which also warms the caches)")
+        keyspace.wipe(self.client)
+        sampled = self.cold_sync(sample=True)
+        result["peak_pss_mb"] = round((sampled.peak_pss_kb or 0) / 1024, 1)
+        result["sampled_cold_s"] = round(sampled.seconds, 3)
+
+        log.info("cold sync and warm restart, %d runs", plan.runs)
+        cold: list[float] = []
+        warm: list[float] = []
+        rewritten: list[int] = []
+        for _ in range(plan.runs):
+            keyspace.wipe(self.client)
+            cold.append(self.cold_sync().seconds)
+            seconds, keys = self.warm_restart()
+            warm.append(seconds)
+            rewritten.append(keys)
+        result["cold_s"] = summary(cold)
+        result["warm_s"] = summary(warm)
+        result["warm_keys_rewritten"] = max(rewritten)
+        entries, _ = keyspace.read(self.client)
+        keys_file = self.work / "keys.bin"
+        keyspace.save(keys_file, entries)
+        result["keys_written_by_sync"] = len(entries)
+
+        log.info("no-op watch cycle, in process")
+        result["noop_cycle_ms"] = summary([s * 1000 for s in self.noop_cycles()], digits=2)
+
+        log.info(
+            "watch mode: %d single edits, %d x %d edits at once", plan.edits, plan.batch_runs, EDIT_BATCH
+        )
+        single, batch = self.edits_in_watch_mode()
+        result["edit_ms"] = {
+            "p50": round(percentile(single, 0.50) * 1000, 1),
+            "p99": round(percentile(single, 0.99) * 1000, 1),
+            "samples": [round(s * 1000, 1) for s in single],
+        }
+        result["edit_batch"] = min(EDIT_BATCH, len(manifests.files))
+        result["edit_batch_s"] = summary(batch)
+
+        log.info("floor: the same %d keys in bare 128-put transactions, %d runs", len(entries), plan.runs)
+        result["floor_s"] = summary([self.floor(keys_file, len(entries)) for _ in range(plan.runs)])
+
+        log.info("baseline: the seed's script, %d run(s)", plan.baseline_runs)
+        result["baseline_s"] = summary([self.baseline() for _ in range(plan.baseline_runs)])
+        if plan.baseline_runs < plan.runs:
+            self.notes.append(f"baseline: {plan.baseline_runs} run(s) only (it is slow)")
+
+        result["baseline_over_ours"] = round(result["baseline_s"]["median"] / result["cold_s"]["median"], 2)
+        result["ours_over_floor"] = round(result["cold_s"]["median"] / result["floor_s"]["median"], 2)
+        result["notes"] = self.notes
+        return result
+
+    # -- the measurements ------------------------------------------------------------------------
+
+    def cold_sync(self, *, sample: bool = False) -> processes.Finished:
+        """The CLI into an empty etcd; it must sync every manifest."""
+        finished = processes.run(self.sync_command, env=self.env, sample=sample)
+        counts = finished.counts
+        allowed = (0, 1) if self.corpus.real else (0,)
+        if finished.returncode not in allowed or counts is None or counts[0] != self.corpus.count:
+            raise CheckFailed(
+                f"cold sync exited {finished.returncode}, counts {counts} "
+                f"(expected {self.corpus.count} synced):\n{finished.tail()}"
+            )
+        stored = keyspace.count(self.client, keyspace.CAPABILITY_PREFIX)
+        if stored != 4 * self.corpus.count:
+            raise CheckFailed(
+                f"after a cold sync etcd holds {stored} capability keys, not {4 * self.corpus.count}"
+            )
+        return finished
+
+    def warm_restart(self) -> tuple[float, int]:
+        """The CLI again, nothing changed: it must sync nothing; returns the time and how many
+        capability keys it wrote anyway."""
+        before = keyspace.revision(self.client)
+        finished = processes.run(self.sync_command, env=self.env)
+        counts = finished.counts
+        allowed = (0, 1) if self.corpus.real else (0,)
+        if finished.returncode not in allowed or counts is None:
+            raise CheckFailed(f"warm restart exited {finished.returncode}:\n{finished.tail()}")
+        rewritten = len(keyspace.modified_after(self.client, keyspace.CAPABILITY_PREFIX, before))
+        if counts[0] != 0 or rewritten:
+            self.note(f"warm restart: {counts[0]} synced, {rewritten} capability keys rewritten")
+        return finished.seconds, rewritten
+
+    def noop_cycles(self) -> list[float]:
+        """``Syncer.run_cycle()`` in this process, after one full cycle: each must change nothing."""
+        from gitops_sync.service.syncing import Syncer  # noqa: PLC0415 - only here
+
+        settings, store = service_objects(self.sync_command[1:])
+        times: list[float] = []
+        with quiet_service_log():
+            try:
+                syncer = Syncer(settings, store)
+                syncer.run_cycle()
+                deadline = time.perf_counter() + NOOP_BUDGET
+                for _ in range(NOOP_CALLS):
+                    started = time.perf_counter()
+                    report = syncer.run_cycle()
+                    times.append(time.perf_counter() - started)
+                    if report.synced:
+                        self.note(f"no-op cycle synced {report.synced}")
+                    if time.perf_counter() > deadline and len(times) >= 5:
+                        self.note(f"no-op cycle: {len(times)} calls (time budget)")
+                        break
+            finally:
+                store.close()
+        return times
+
+    def edits_in_watch_mode(self) -> tuple[list[float], list[float]]:
+        """Seconds from writing files to their new versions being readable in etcd."""
+        command = [*self.sync_command, "--watch", "--interval", "3600"]
+        single: list[float] = []
+        batch: list[float] = []
+        with processes.Watcher(command, env=self.env) as watcher:
+            if not watcher.wait_cycles(1, timeout=120):
+                raise CheckFailed(f"watch mode did not complete a cycle:\n{watcher.tail()}")
+            watcher.wait_cycles(2, timeout=3)  # the check it makes once its file watch is armed
+            for _ in range(self.plan.edits):
+                single.append(self.edit(watcher, self.rng.sample(self.corpus.files, 1)))
+            for _ in range(self.plan.batch_runs):
+                chosen = self.rng.sample(self.corpus.files, min(EDIT_BATCH, len(self.corpus.files)))
+                batch.append(self.edit(watcher, chosen))
+        return single, batch
+
+    def edit(self, watcher: processes.Watcher, paths: Sequence[Path]) -> float:
+        """Give each file a new version; the seconds until etcd shows all of them."""
+        cycles = watcher.cycles
+        self.patch += 1
+        started = time.perf_counter()
+        expected = {
+            f"{keyspace.CAPABILITY_PREFIX}{self.corpus.ids[path]}/version": corpus.set_patch(path, self.patch)
+            for path in paths
+        }
+        seconds = wait_visible(self.client, expected, VISIBLE_TIMEOUT, started)
+        if seconds is None:
+            raise CheckFailed(
+                f"{len(paths)} edit(s) not visible after {VISIBLE_TIMEOUT} s:\n{watcher.tail()}"
+            )
+        # Let the cycle that wrote them finish, so the next edit is measured on its own.
+        watcher.wait_cycles(cycles + 1, timeout=VISIBLE_TIMEOUT)
+        time.sleep(self.rng.uniform(0.05, 0.15))
+        return seconds
+
+    def floor(self, keys_file: Path, expected: int) -> float:
+        keyspace.wipe(self.client)
+        finished = processes.run(
+            [
+                sys.executable,
+                str(BENCH / "floor.py"),
+                "--keys",
+                str(keys_file),
+                "--etcd-host",
+                keyspace.HOST,
+                "--etcd-port",
+                str(self.port),
+            ]
+        )
+        stored = keyspace.count(self.client)
+        if finished.returncode != 0 or stored != expected:
+            raise CheckFailed(
+                f"floor exited {finished.returncode}, {stored} keys of {expected}:\n{finished.tail()}"
+            )
+        return finished.seconds
+
+    def baseline(self) -> float:
+        keyspace.wipe(self.client)
+        finished = processes.run(
+            [
+                sys.executable,
+                str(BENCH / "baseline.py"),
+                "--capabilities",
+                str(self.corpus.directory),
+                "--etcd-host",
+                keyspace.HOST,
+                "--etcd-port",
+                str(self.port),
+            ]
+        )
+        stored = keyspace.count(self.client, keyspace.CAPABILITY_PREFIX)
+        if stored != 4 * self.corpus.count:
+            raise CheckFailed(
+                f"baseline exited {finished.returncode}, wrote {stored} keys:\n{finished.tail()}"
+            )
+        return finished.seconds
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            log.warning("%s", text)
+            self.notes.append(text)
+
+
+def wait_visible(client: Any, expected: dict[str, str], timeout: float, started: float) -> float | None:
+    """Poll etcd every 2 ms until every key holds its expected value; seconds since ``started``."""
+    remaining = {key: value.encode() for key, value in expected.items()}
+    deadline = started + timeout
+    while remaining:
+        if time.perf_counter() > deadline:
+            return None
+        keys = list(remaining)
+        if len(keys) == 1:
+            value, _ = client.get(keys[0])
+            values = [value]
+        else:
+            _, responses = client.transaction(
+                compare=[], success=[client.transactions.get(key) for key in keys], failure=[]
+            )
+            values = [found[0][0] if found else None for found in responses]
+        for key, value in zip(keys, values, strict=True):
+            if value == remaining[key]:
+                del remaining[key]
+        if remaining:
+            time.sleep(POLL_EVERY)
+    return time.perf_counter() - started
+
+
+def service_objects(arguments: Sequence[str]) -> tuple[Any, Any]:
+    """The service's Settings and EtcdStore, built as the CLI builds them from these arguments.
+
+    Going through the CLI's own parser keeps the harness working while the settings' fields change.
+    """
+    from gitops_sync import cli  # noqa: PLC0415
+    from gitops_sync.store.etcd import EtcdStore  # noqa: PLC0415
+
+    settings: Any = cli.settings_from(cli.build_parser().parse_args(arguments))
+    opener: Callable[..., Any] = EtcdStore
+    if hasattr(settings, "endpoints"):
+        return settings, opener(settings.endpoints, timeout=settings.etcd_timeout)
+    return settings, opener(settings.etcd)
+
+
+@contextmanager
+def quiet_service_log() -> Iterator[None]:
+    """The service's INFO log, formatted as in the CLI but written to /dev/null, so the cycles pay
+    for their logging as they do in production without flooding the terminal."""
+    logger = logging.getLogger("gitops-sync")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    with Path(os.devnull).open("w") as sink:
+        handler = logging.StreamHandler(sink)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            yield
+        finally:
+            logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def summary(samples: Sequence[float], digits: int = 3) -> dict[str, Any]:
+    return {
+        "median": round(statistics.median(samples), digits),
+        "min": round(min(samples), digits),
+        "max": round(max(samples), digits),
+        "samples": [round(sample, digits) for sample in samples],
+    }
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: with 20 to 30 samples, p99 is the slowest one."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def metadata(options: argparse.Namespace) -> dict[str, Any]:
+    import gitops_sync  # noqa: PLC0415
+
+    def git(*arguments: str) -> str:
+        found = subprocess.run(  # noqa: S603
+            [shutil.which("git") or "git", "-C", str(ROOT), *arguments],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return found.stdout.strip()
+
+    return {
+        "command": " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_changes_in_src": bool(git("status", "--porcelain", "--", "src")),
+        "gitops_sync_imported_from": str(Path(gitops_sync.__file__).parent),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "sizes": options.sizes,
+    }
+
+
+COLUMNS: Final = (
+    ("N", 6),
+    ("cold s", 7),
+    ("warm s", 7),
+    ("no-op ms", 9),
+    ("edit p50/p99 ms", 16),
+    ("100-edit s", 10),
+    ("PSS MB", 7),
+    ("baseline s", 10),
+    ("floor s", 8),
+    ("base/ours", 9),
+    ("ours/floor", 10),
+)
+
+
+def table(results: dict[str, Any]) -> str:
+    header = " ".join(name.rjust(width) for name, width in COLUMNS)
+    lines = [header, "-" * len(header)]
+    notes: list[str] = []
+    for size, row in results["sizes"].items():
+        if "error" in row:
+            lines.append(f"{size:>6} failed: {row['error'].splitlines()[0]}")
+            continue
+        cells = (
+            size,
+            f"{row['cold_s']['median']:.2f}",
+            f"{row['warm_s']['median']:.2f}",
+            f"{row['noop_cycle_ms']['median']:.1f}",
+            f"{row['edit_ms']['p50']:.0f} / {row['edit_ms']['p99']:.0f}",
+            f"{row['edit_batch_s']['median']:.2f}",
+            f"{row['peak_pss_mb']:.1f}",
+            f"{row['baseline_s']['median']:.2f}",
+            f"{row['floor_s']['median']:.2f}",
+            f"{row['baseline_over_ours']:.1f}x",
+            f"{row['ours_over_floor']:.1f}x",
+        )
+        lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)))
+        notes.extend(f"{size}: {note}" for note in row["notes"])
+        if row["edit_batch"] != EDIT_BATCH:
+            notes.append(
+                f"{size}: the 100-edit column edits all {row['edit_batch']} files with a dc_hasVersion"
+            )
+    meta = results["meta"]
+    lines.append("")
+    source = meta["gitops_sync_imported_from"]
+    if source == str(ROOT / "src" / "gitops_sync"):
+        dirty = " + uncommitted changes in src/" if meta["uncommitted_changes_in_src"] else ""
+        source = f"commit {meta['commit']}{dirty}"
+    lines.append(f"medians; gitops_sync: {source}; {meta['cpus']} CPUs, Python {meta['python']}")
+    lines.extend(f"note: {note}" for note in notes)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""File events: a wake-up whenever a manifest in the capabilities directory changes.
+
+Runs ``watchfiles`` in a daemon thread. When the directory is replaced by another (removed and
+re-created, or renamed over by a checkout), the old watch sees nothing more, so the thread re-arms
+on the new directory; the main loop asks it to check after every cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Final
+
+import watchfiles
+
+from gitops_sync.sources.scanning import is_manifest_name
+
+log = logging.getLogger("gitops-sync")
+
+ARMED_CHECK_MS: Final = 500
+"""A new watch wakes the loop once after this long, to catch what changed while it was set up."""
+GROUP_EVENTS_MS: Final = 50
+"""A burst of file events (a checkout) is handled as one change once it has been quiet this long."""
+
+
+class FileEvents:
+    """Sets ``wake`` whenever a manifest in the directory is added, changed or deleted."""
+
+    def __init__(self, directory: Path, wake: threading.Event, stop: threading.Event) -> None:
+        self._directory = directory
+        self._wake = wake
+        self._stop = stop
+        self._rearm = threading.Event()
+        self._watched = _identity(directory)
+        self._thread = threading.Thread(target=self._run, name="file-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join(timeout=5)
+
+    def is_set(self) -> bool:
+        """The ``stop_event`` given to watchfiles: stop for good, or to watch the new directory."""
+        return self._stop.is_set() or self._rearm.is_set()
+
+    def follow_replacement(self) -> None:
+        current = _identity(self._directory)
+        if current is not None and current != self._watched:
+            log.info("%s was replaced; watching the new directory", self._directory)
+            self._watched = current
+            self._rearm.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._rearm.clear()
+            armed = False
+            try:
+                for changes in watchfiles.watch(
+                    self._directory,
+                    watch_filter=lambda _change, path: is_manifest_name(Path(path).name),
+                    debounce=500,
+                    step=GROUP_EVENTS_MS,
+                    stop_event=self,
+                    rust_timeout=ARMED_CHECK_MS,
+                    yield_on_timeout=True,
+                    recursive=False,
+                    raise_interrupt=False,
+                ):
+                    if changes:
+                        log.debug("File changes: %s", sorted(path for _, path in changes))
+                    elif armed:
+                        continue
+                    # Changes, or the first quiet moment of a new watch: what changed while it was
+                    # being set up would otherwise wait for the periodic resync.
+                    armed = True
+                    self._wake.set()
+            except OSError as exc:
+                # Gone for now (a checkout in progress, say); the periodic resync reports it.
+                log.debug("Cannot watch %s (%s); trying again", self._directory, exc)
+                self._stop.wait(1.0)
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        status = directory.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino

@@ -1,0 +1,322 @@
+"""Riding out etcd faults, against real etcd processes: outages, member failures, lost quorum,
+concurrent writers and several replicas."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import etcd3
+import pytest
+
+from gitops_sync.errors import StoreConflict
+from gitops_sync.model.plans import Change
+from gitops_sync.service.syncing import Syncer
+from gitops_sync.settings import EtcdConnection, Settings
+from gitops_sync.store.etcd import EtcdStore, Fence
+from gitops_sync.testing import EtcdCluster, EtcdProcess
+from support import PREFIX, plain_client, services, value_of, wait_for
+
+REGISTRY = "chora.devex.registry"
+
+
+def bump(capabilities: Path, capability_id: str, version: str) -> None:
+    """Change a manifest's version: its metadata and version keys change together. (Stay within
+    1.x: other manifests require ^1.0.0 of these.)"""
+    manifest = capabilities / f"{capability_id}.yaml"
+    text = manifest.read_text()
+    old = text.split("dc_hasVersion: ", 1)[1].split("\n", 1)[0]
+    manifest.write_text(text.replace(f"dc_hasVersion: {old}", f"dc_hasVersion: {version}"))
+
+
+class ConsistencyReader(threading.Thread):
+    """Reads the registry in a loop, like a consumer, and records any capability whose version key
+    disagrees with its metadata, i.e. keys from two versions of one manifest."""
+
+    def __init__(self, endpoints: list[tuple[str, int]]) -> None:
+        super().__init__(daemon=True)
+        self.clients = [plain_client(host, port, timeout=1) for host, port in endpoints]
+        self.mixed: list[str] = []
+        self.reads = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for client in self.clients:
+                try:
+                    snapshot = {meta.key.decode(): value for value, meta in client.get_prefix(PREFIX)}
+                except Exception:  # etcd is down on purpose; try again
+                    time.sleep(0.05)
+                    continue
+                self.reads += 1
+                for key, value in snapshot.items():
+                    if not key.endswith("/metadata"):
+                        continue
+                    declared = json.loads(value).get("dc_hasVersion")
+                    version = snapshot.get(key.replace("/metadata", "/version"))
+                    if declared is not None and version is not None and declared.encode() != version:
+                        self.mixed.append(f"{key}: metadata {declared}, version {version!r}")
+                break
+
+
+@pytest.fixture
+def private_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
+    server = EtcdProcess(tmp_path / "etcd").start()
+    yield server
+    server.stop()
+
+
+def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
+    private_etcd: EtcdProcess, capabilities: Path, tmp_path: Path
+) -> None:
+    client = plain_client(private_etcd.host, private_etcd.client_port)
+    reader = ConsistencyReader([(private_etcd.host, private_etcd.client_port)])
+    with services(tmp_path) as start:
+        service = start(
+            "--capabilities",
+            str(capabilities),
+            "--watch",
+            "--interval",
+            "60",
+            "--etcd-timeout",
+            "1",
+            "--etcd-endpoints",
+            private_etcd.endpoint,
+        )
+        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        reader.start()
+
+        private_etcd.stop()
+        for capability_id in ("chora.devex.registry", "chora.react.testing", "chora.react.linting"):
+            bump(capabilities, capability_id, "1.3.0")
+        time.sleep(10)  # the outage the service must ride out
+        private_etcd.start()
+
+        wait_for(lambda: value_of(client, f"{PREFIX}chora.react.linting/version") == b"1.3.0", timeout=10)
+        assert value_of(client, f"{PREFIX}{REGISTRY}/version") == b"1.3.0"
+        bump(capabilities, REGISTRY, "1.3.1")  # and it keeps following edits
+        wait_for(lambda: value_of(client, f"{PREFIX}{REGISTRY}/version") == b"1.3.1", timeout=2)
+        reader.halt.set()
+        reader.join()
+
+        assert service.process.poll() is None
+        log = service.text()
+        assert log.count("is unreachable") == 1, log
+        assert log.count("retrying with back-off until it recovers") == 1
+        assert log.count("Recovered: the sync cycle completed again") == 1
+        assert "Traceback" not in log
+    assert reader.reads > 10
+    assert reader.mixed == []
+
+
+def test_a_concurrent_writer_is_detected_and_git_wins(
+    etcd_server: EtcdProcess,
+    capabilities: Path,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Someone writes a key between the cycle's read and its transaction: the transaction must not
+    overwrite it blindly; the cycle reads again, plans again, and then Git's value wins."""
+    connection = EtcdConnection(((etcd_server.host, etcd_server.client_port),))
+    settings = Settings(capabilities=capabilities, etcd=connection)
+
+    class RacedStore(EtcdStore):
+        raced = False
+
+        def commit(self, changes: list[Change], fence: Fence | None = None) -> int:  # type: ignore[override]
+            if not self.raced:
+                self.raced = True
+                etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")  # lands after the read
+            return super().commit(changes, fence)
+
+    with RacedStore(connection) as store:
+        report = Syncer(settings, store).run_cycle()
+
+    assert "Conflict (attempt 1 of 3)" in caplog.text
+    assert report.synced == 48
+    assert report.failed == ()
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+
+
+def test_a_transaction_that_lost_its_race_changes_nothing(
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    etcd.put("/x/a", "old")
+    _, meta = etcd.get("/x/a")
+    etcd.put("/x/a", "theirs")
+    change = Change(
+        "x",
+        "update",
+        puts=(("/x/a", b"ours"), ("/x/b", b"ours")),
+        expected=(("/x/a", meta.mod_revision), ("/x/b", 0)),
+    )
+    with (
+        EtcdStore(EtcdConnection(((etcd_server.host, etcd_server.client_port),))) as store,
+        pytest.raises(StoreConflict),
+    ):
+        store.commit([change])
+    assert value_of(etcd, "/x/a") == b"theirs"
+    assert value_of(etcd, "/x/b") is None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    with EtcdCluster(tmp_path_factory.mktemp("cluster")) as running:
+        yield running
+
+
+def live_client(cluster: EtcdCluster) -> etcd3.MultiEndpointEtcd3Client:
+    member = next(member for member in cluster.members if member.running)
+    return plain_client(member.host, member.client_port)
+
+
+def test_a_cluster_member_down_or_a_rolling_restart_fails_no_cycle(
+    cluster: EtcdCluster, capabilities: Path, tmp_path: Path
+) -> None:
+    with services(tmp_path) as start:
+        service = start("--capabilities", str(capabilities), "--watch", "--etcd-endpoints", cluster.endpoints)
+        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        version = 0
+
+        def edit_arrives() -> None:
+            nonlocal version
+            version += 1
+            bump(capabilities, REGISTRY, f"1.4.{version}")
+            expected = f"1.4.{version}".encode()
+            wait_for(
+                lambda: value_of(live_client(cluster), f"{PREFIX}{REGISTRY}/version") == expected, timeout=2
+            )
+
+        for member in cluster.members:  # each member down in turn, the one in use among them
+            member.stop()
+            edit_arrives()
+            member.start()
+        for member in cluster.members:  # a rolling restart
+            member.stop()
+            member.start()
+            edit_arrives()
+
+        log = service.text()
+        assert " - ERROR - " not in log, log
+        assert "Traceback" not in log
+
+
+def test_lost_quorum_gives_clear_errors_and_recovers(
+    cluster: EtcdCluster, capabilities: Path, tmp_path: Path
+) -> None:
+    with services(tmp_path) as start:
+        service = start(
+            "--capabilities",
+            str(capabilities),
+            "--watch",
+            "--etcd-timeout",
+            "1",
+            "--etcd-endpoints",
+            cluster.endpoints,
+        )
+        service.wait_for_log("Sync cycle complete", timeout=20)
+        first, second, _ = cluster.members
+        first.stop()
+        second.stop()
+        bump(capabilities, REGISTRY, "1.5.0")
+        service.wait_for_log("retrying with back-off until it recovers", timeout=10)
+
+        first.start()
+        second.start()
+        wait_for(
+            lambda: value_of(live_client(cluster), f"{PREFIX}{REGISTRY}/version") == b"1.5.0", timeout=10
+        )
+        service.wait_for_log("Recovered: the sync cycle completed again", timeout=5)
+        errors = [line for line in service.text().splitlines() if " - ERROR - " in line]
+        assert len(errors) == 1
+        assert "unreachable" in errors[0]
+        assert service.process.poll() is None
+
+
+def test_two_replicas_elect_one_writer_and_hand_over_when_it_dies(
+    etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    args = [
+        "--capabilities",
+        str(capabilities),
+        "--watch",
+        "--lease-ttl",
+        "3",
+        "--etcd-host",
+        etcd_server.host,
+        "--etcd-port",
+        str(etcd_server.client_port),
+    ]
+    with services(tmp_path) as start:
+        first = start(*args)
+        first.wait_for_log("Sync complete: 48 synced", timeout=20)
+        second = start(*args)
+        second.wait_for_log("Standing by:", timeout=20)
+        assert "Leading as" in first.text()
+
+        bump(capabilities, REGISTRY, "1.6.0")
+        wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.6.0", timeout=2)
+        assert "Synced:" not in second.text()  # the stand-by never writes
+
+        first.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        second.wait_for_log("Leading as", timeout=3 + 1)
+        assert time.monotonic() - killed <= 3 + 0.5
+
+        bump(capabilities, REGISTRY, "1.6.1")
+        wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.6.1", timeout=2)
+        second.wait_for_log(f"Synced: {REGISTRY} (service)", timeout=2)  # the log line follows the write
+        assert second.count(f"Synced: {REGISTRY} (service)") == 1  # its first cycle found 1.6.0 in place
+        assert first.count(f"Synced: {REGISTRY} (service)") == 2  # the first sync, and 1.6.0: nothing twice
+
+
+def test_a_leader_that_stops_hands_over_at_once(
+    etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path
+) -> None:
+    args = [
+        "--capabilities",
+        str(capabilities),
+        "--watch",
+        "--lease-ttl",
+        "30",
+        "--etcd-host",
+        etcd_server.host,
+        "--etcd-port",
+        str(etcd_server.client_port),
+    ]
+    with services(tmp_path) as start:
+        first = start(*args)
+        first.wait_for_log("Leading as", timeout=20)
+        second = start(*args)
+        second.wait_for_log("Standing by:", timeout=20)
+        first.process.send_signal(signal.SIGTERM)
+        assert first.process.wait(timeout=10) == 0
+        second.wait_for_log("Leading as", timeout=2)  # well before the 30 s lease would end
+
+
+def test_a_restarted_replica_writes_nothing_when_nothing_changed(
+    etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    args = [
+        "--capabilities",
+        str(capabilities),
+        "--watch",
+        "--etcd-host",
+        etcd_server.host,
+        "--etcd-port",
+        str(etcd_server.client_port),
+    ]
+    with services(tmp_path) as start:
+        first = start(*args)
+        first.wait_for_log("Sync complete: 48 synced", timeout=20)
+        first.process.send_signal(signal.SIGTERM)
+        first.process.wait(timeout=10)
+        before = {meta.key: meta.mod_revision for _, meta in etcd.get_prefix("/chora/capabilities/")}
+        again = start(*args)
+        again.wait_for_log("Sync complete: 0 synced, 48 skipped", timeout=20)
+        after = {meta.key: meta.mod_revision for _, meta in etcd.get_prefix("/chora/capabilities/")}
+    assert after == before
