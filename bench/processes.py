@@ -176,5 +176,28 @@ class Watcher:
         self.stop()
 
 
+@dataclass(frozen=True, slots=True)
+class CpuUse:
+    """CPU seconds used so far by the whole machine, and by this process and its waited-for children."""
+
+    machine: float
+    ours: float
+
+    @classmethod
+    def now(cls) -> CpuUse:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(field) for field in fields[:8])
+        ticks = os.sysconf("SC_CLK_TCK")
+        times = os.times()
+        return cls(
+            machine=(user + nice + system + irq + softirq + steal) / ticks,
+            ours=times.user + times.system + times.children_user + times.children_system,
+        )
+
+    def others_since(self, earlier: CpuUse) -> float:
+        """CPU seconds that processes outside this benchmark used in between: noise in its numbers."""
+        return max(0.0, (self.machine - earlier.machine) - (self.ours - earlier.ours))
+
+
 def environment(**overrides: str) -> dict[str, str]:
     return {**os.environ, **overrides}

@@ -53,12 +53,17 @@ BIN: Final = Path(sys.executable).parent
 LARGE: Final = 10_000
 """From this size on: fewer runs, fewer edits and one baseline run (its pure-Python parse alone
 takes ~17 s at 10,000)."""
+MEDIUM: Final = 1000
 BASELINE_RUNS: Final = 3
-"""At most this many baseline runs below 10,000: it takes ~8 s at 1,000 (4,000 single puts)."""
+"""At most this many baseline runs from 1,000 on: it takes ~7 s at 1,000 (4,000 single puts)."""
 NOOP_CALLS: Final = 20
 NOOP_BUDGET: Final = 10.0
 """Seconds the no-op cycles may take in all; at least 5 calls are made regardless."""
 EDIT_BATCH: Final = 100
+BUSY_LOAD: Final = 0.5
+"""A 1-minute load average above this before starting means someone else is using the CPUs."""
+NOISE_SHARE: Final = 0.1
+"""Other processes using more than this share of one CPU while a size is measured make it noisy."""
 VISIBLE_TIMEOUT: Final = 60.0
 POLL_EVERY: Final = 0.002
 
@@ -84,11 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
     results: dict[str, Any] = {"meta": metadata(options), "sizes": {}}
+    if os.getloadavg()[0] > BUSY_LOAD:
+        log.warning(
+            "load average %.2f: other processes are busy, so the numbers will be noisy", os.getloadavg()[0]
+        )
     failed = False
     for size in options.sizes:
         plan = plan_for(size, options)
         log.info("=== %d capabilities (%d runs) ===", size, plan.runs)
         size_started = time.perf_counter()
+        cpu_before = processes.CpuUse.now()
         try:
             result = bench_size(plan)
         except (CheckFailed, TimeoutError, RuntimeError, OSError) as exc:
@@ -96,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = {"size": size, "error": str(exc)}
             failed = True
         result["seconds"] = round(time.perf_counter() - size_started, 1)
+        others = processes.CpuUse.now().others_since(cpu_before)
+        result["other_processes_cpu_s"] = round(others, 1)
+        if others > NOISE_SHARE * result["seconds"]:
+            result.setdefault("notes", []).append(
+                f"other processes used {others:.0f} CPU-s during these {result['seconds']:.0f} s: noisy"
+            )
         results["sizes"][str(size)] = result
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     options.out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +147,7 @@ def plan_for(size: int, options: argparse.Namespace) -> Plan:
         runs=runs,
         edits=20 if large else 30,
         batch_runs=runs,
-        baseline_runs=1 if large else min(runs, BASELINE_RUNS),
+        baseline_runs=1 if large else runs if size < MEDIUM else min(runs, BASELINE_RUNS),
         real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS.is_dir(),
     )
 

@@ -87,9 +87,14 @@ class ServiceProcess:
         wait_for(lambda: self.count(fragment) >= times, timeout=timeout)
 
     def stop(self) -> None:
+        """Stop as an operator would (SIGTERM), so a leader steps down; kill if it hangs."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @contextmanager

@@ -164,9 +164,19 @@ def test_a_transaction_that_lost_its_race_changes_nothing(
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+def running_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     with EtcdCluster(tmp_path_factory.mktemp("cluster")) as running:
         yield running
+
+
+@pytest.fixture
+def cluster(running_cluster: EtcdCluster) -> EtcdCluster:
+    """The module's 3-member cluster, every member up and no key left from an earlier test."""
+    for member in running_cluster.members:
+        if not member.running:
+            member.start()
+    live_client(running_cluster).delete_prefix("/")
+    return running_cluster
 
 
 def live_client(cluster: EtcdCluster) -> etcd3.MultiEndpointEtcd3Client:

@@ -48,6 +48,14 @@ FAILED_MEMBER_PAUSE: Final = 2.0
 """With several members, how long one that failed is passed over. With one, it is never passed
 over (python3-etcd3 would refuse it for 300 s)."""
 _UNAVAILABLE_CODES: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_UNAVAILABLE_DETAILS: Final = (
+    "deadline exceeded",
+    "no leader",
+    "leader changed",
+    "timed out",
+    "too many requests",
+)
+"""What etcd says, with code UNKNOWN, when it has lost quorum or is electing a leader."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,7 +367,7 @@ class EtcdStore:
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else None
             detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-            if code in _UNAVAILABLE_CODES:
+            if code in _UNAVAILABLE_CODES or any(text in (detail or "") for text in _UNAVAILABLE_DETAILS):
                 raise StoreUnavailable(f"{where} is unreachable ({action}: {detail})") from exc
             if code == grpc.StatusCode.UNAUTHENTICATED and "invalid auth token" in (detail or ""):
                 self._renew_token()
