@@ -330,3 +330,27 @@ def test_a_restarted_replica_writes_nothing_when_nothing_changed(
         again.wait_for_log("Sync complete: 0 synced, 48 skipped", timeout=20)
         after = {meta.key: meta.mod_revision for _, meta in etcd.get_prefix("/chora/capabilities/")}
     assert after == before
+
+
+def test_watch_mode_waits_for_an_etcd_that_is_not_up_yet(tmp_path: Path, capabilities: Path) -> None:
+    server = EtcdProcess(tmp_path / "late-etcd")
+    try:
+        with services(tmp_path) as start:
+            service = start(
+                "--capabilities",
+                str(capabilities),
+                "--watch",
+                "--etcd-timeout",
+                "1",
+                "--etcd-endpoints",
+                server.endpoint,
+            )
+            service.wait_for_log("retrying with back-off until it recovers", timeout=10)
+            time.sleep(2)  # several retries go by, quietly
+            server.start()
+            service.wait_for_log("Sync complete: 48 synced", timeout=35)
+            log = service.text()
+            assert log.count(" - ERROR - ") == 1
+            assert log.count("Recovered: the sync cycle completed again") == 1
+    finally:
+        server.stop()
