@@ -43,7 +43,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER gitops:gitops
 
-# Exits 0 when etcd answers, 3 when it does not (reads ETCD_HOST / ETCD_PORT).
+# Exits 0 when etcd answers, 3 when it does not (reads ETCD_ENDPOINTS, or ETCD_HOST / ETCD_PORT).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["gitops-sync", "--health-check"]
 

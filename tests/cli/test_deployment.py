@@ -7,9 +7,10 @@ import json
 import re
 from typing import Any
 
+import pytest
 import yaml
 
-from gitops_sync.cli import build_parser
+from gitops_sync.cli import build_parser, settings_from
 from support import ROOT
 
 COMPOSE = ROOT / "infrastructure" / "etcd" / "docker-compose.yml"
@@ -35,15 +36,17 @@ def test_compose_runs_a_three_member_cluster_with_health_checks() -> None:
     assert services["etcd1"]["ports"] == ["127.0.0.1:2379:2379"]
 
 
-def test_compose_starts_the_sync_after_a_healthy_cluster_with_options_the_cli_accepts() -> None:
+def test_compose_starts_the_sync_after_a_healthy_cluster_with_options_the_cli_accepts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     sync = compose()["services"]["gitops-sync"]
     assert sync["depends_on"] == {
         name: {"condition": "service_healthy"} for name in ("etcd1", "etcd2", "etcd3")
     }
+    monkeypatch.setenv("ETCD_ENDPOINTS", sync["environment"]["ETCD_ENDPOINTS"])
     options = build_parser().parse_args(sync["command"])
     assert options.watch
-    assert options.etcd_host == "etcd1"
-    assert options.etcd_port == 2379
+    assert settings_from(options).etcd.endpoints == (("etcd1", 2379), ("etcd2", 2379), ("etcd3", 2379))
     assert str(options.capabilities) == "/app/capabilities"
     assert any(volume.endswith(":/app/capabilities:ro") for volume in sync["volumes"])
 
