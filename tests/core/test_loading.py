@@ -496,7 +496,6 @@ def test_hostile_documents_are_rejected_fast_in_bounded_memory(text: str, cause:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert cause in error.message
-    assert error.line is not None
     assert elapsed < 1.0
     assert peak < 20 * 1024 * 1024
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import yaml
@@ -37,39 +37,62 @@ _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 class _Loader(yaml.CSafeLoader):
     """libyaml's safe loader; dates become ISO-8601 strings, duplicate keys and bad scalars errors."""
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
-            # PyYAML's scalar constructors raise plain errors for values such as 2025-13-01
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        merges = any(key.tag == _MERGE_TAG for key, _ in node.value)
+        written = len(node.value)
+        mapping = super().construct_mapping(node, deep)
+        if len(mapping) < written and not merges:  # a key came twice; rare, so found only then
+            _raise_duplicate(self, node)
+        return mapping
+
+
+def _raise_duplicate(loader: _Loader, node: yaml.MappingNode) -> None:
+    seen: dict[object, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, list | dict):
+            continue
+        if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]}", node.start_mark
+                None,
+                None,
+                f"duplicate key {key_node.value!r} (first on line {seen[key]}); keep one",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line + 1
+
+
+def _checked(
+    construct: Callable[[_Loader, yaml.ScalarNode], object],
+) -> Callable[[_Loader, yaml.ScalarNode], object]:
+    """PyYAML's scalar constructors raise plain errors for values such as 2025-13-01 or ``!!int x``:
+    turn them into YAML errors that carry the line."""
+
+    def constructor(loader: _Loader, node: yaml.ScalarNode) -> object:
+        try:
+            return construct(loader, node)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r} as {kind}", node.start_mark
             ) from None
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[object, int] = {}
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                line = key_node.start_mark.line + 1
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key {key_node.value!r} (first on line {seen[key_node.value]}); keep one",
-                        key_node.start_mark,
-                    )
-                seen[key_node.value] = line
-        return super().construct_mapping(node, deep)
+    return constructor
 
 
-def _timestamp_as_iso(loader: yaml.CSafeLoader, node: yaml.ScalarNode) -> str:
+def _timestamp_as_iso(loader: _Loader, node: yaml.ScalarNode) -> str:
     value: dt.date = yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
     return value.isoformat()
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_iso)
+for _tag, _scalar in (
+    ("tag:yaml.org,2002:timestamp", _timestamp_as_iso),
+    ("tag:yaml.org,2002:int", yaml.constructor.SafeConstructor.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.constructor.SafeConstructor.construct_yaml_float),
+    ("tag:yaml.org,2002:bool", yaml.constructor.SafeConstructor.construct_yaml_bool),
+    ("tag:yaml.org,2002:binary", yaml.constructor.SafeConstructor.construct_yaml_binary),
+):
+    _Loader.add_constructor(_tag, _checked(_scalar))
 
 
 def load_manifest(source: str, content: bytes) -> Manifest:
@@ -81,7 +104,8 @@ def load_manifest(source: str, content: bytes) -> Manifest:
 
 
 def _load(source: str, content: bytes) -> Manifest:
-    root = _compose(source, _decode(source, content))
+    # Without an alias ('*name') a document is no bigger than its text; only then is it counted.
+    root = _compose(source, _decode(source, content), aliases=b"*" in content)
     lines = _KeyLines(root)
     document = _construct(source, root)
     _check_plain_data(source, document, lines)
@@ -122,7 +146,7 @@ def _decode(source: str, content: bytes) -> str:
         ) from None
 
 
-def _compose(source: str, text: str) -> yaml.Node:
+def _compose(source: str, text: str, *, aliases: bool) -> yaml.Node:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -134,7 +158,8 @@ def _compose(source: str, text: str) -> yaml.Node:
         loader.dispose()
     if root is None:
         raise ManifestError(source, "is empty; a manifest needs at least a 'metadata:' mapping")
-    _check_bounds(source, root)
+    if aliases:
+        _check_bounds(source, root)
     return root
 
 
@@ -221,11 +246,17 @@ class _KeyLines:
 
 
 def _check_plain_data(source: str, document: dict[str, Any], lines: _KeyLines) -> None:
-    """Everything must be JSON data: string keys, finite numbers, no sets or binary values."""
-    stack: list[tuple[object, tuple[str | int, ...]]] = [(document, ())]
+    """What is stored or read must be JSON data: string keys, finite numbers, no sets or binary
+    values. That is ``metadata`` and ``dc_relation``; the other blocks are neither stored nor read."""
+    stack: list[tuple[object, tuple[str | int, ...]]] = [
+        (document[key], (key,)) for key in ("metadata", "dc_relation") if key in document
+    ]
     while stack:
         value, path = stack.pop()
-        where = ".".join(map(str, path)) or "the top level"
+        where = ".".join(map(str, path))
+        if len(path) > MAX_DEPTH:
+            message = f"is nested deeper than {MAX_DEPTH} levels; flatten it"
+            raise ManifestError(source, message, lines.of(path))
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
