@@ -26,6 +26,10 @@ class ManifestError(GitOpsSyncError):
         self.line = line
         super().__init__(self.location + ": " + message)
 
+    def __reduce__(self) -> tuple[type[ManifestError], tuple[str, str, int | None]]:
+        # Rendered in worker processes, errors travel back pickled.
+        return ManifestError, (self.source, self.message, self.line)
+
     @property
     def location(self) -> str:
         return self.source if self.line is None else f"{self.source}:{self.line}"

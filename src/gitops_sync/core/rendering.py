@@ -6,6 +6,7 @@ gives the same bytes and "unchanged" is a byte compare.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ def encode_record(record: ManagedRecord) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def decode_record(value: bytes) -> ManagedRecord | None:
     """The record, or None if the value is not one (hand-edited, or from another version)."""
     try:

@@ -27,10 +27,18 @@ class RegistryEvents:
         self._lock = threading.Lock()
         self._own: set[int] = set()
         self._cancel: Callable[[], None] | None = None
+        self._changed = True
 
     @property
     def armed(self) -> bool:
         return self._cancel is not None
+
+    def changed(self) -> bool:
+        """Whether etcd may hold anything new since the last call: a change by someone else, or a
+        watch that is not (or no longer) in place."""
+        with self._lock:
+            changed, self._changed = self._changed or self._cancel is None, False
+        return changed
 
     def note_own(self, revision: int) -> None:
         """A revision this service's own transaction created; its events are no news."""
@@ -62,11 +70,14 @@ class RegistryEvents:
             log.debug("The watch of %s ended (%s); the next cycle re-reads etcd", self._prefix, events)
             with self._lock:
                 self._cancel = None
+                self._changed = True
             self._wake.set()
             return
         with self._lock:
             foreign = [key for key, revision in events.changes if revision not in self._own]
             self._own = {revision for revision in self._own if revision > events.revision}
         if foreign:
+            with self._lock:
+                self._changed = True
             log.debug("Changed in etcd outside this service: %s", ", ".join(sorted(set(foreign))))
             self._wake.set()

@@ -7,34 +7,41 @@ writer is not retried blindly: the cycle re-reads etcd and plans again, and Git'
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from gitops_sync.core.assembling import Assembly, assemble
+from gitops_sync.core.assembling import Assembly, assemble, to_parse
 from gitops_sync.core.batching import batches
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import desire, to_json
 from gitops_sync.errors import ManifestError, StoreConflict, StoreError
-from gitops_sync.model.keys import status_key
+from gitops_sync.model.keys import managed_prefix, status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
-from gitops_sync.model.registry import RegistryState
+from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
 from gitops_sync.sources.git import head_commit
-from gitops_sync.sources.scanning import scan
+from gitops_sync.sources.scanning import Scan, Scanner, scan
 from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
 
 MAX_ATTEMPTS: Final = 3
 """Plans per cycle when transactions keep losing to a concurrent writer."""
+PARALLEL_FROM: Final = 200
+"""Files to parse at once from which worker processes pay for themselves."""
+MAX_WORKERS: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,13 @@ def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
     return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
 
 
+def _render_or_error(settings: Settings, source: SourceFile) -> DesiredCapability | ManifestError:
+    try:
+        return render_file(settings, source)
+    except ManifestError as exc:
+        return exc
+
+
 def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
     """Every problem of the manifests in the directory, as a sync would see them; no etcd needed.
 
@@ -109,18 +123,42 @@ class Syncer:
         """Told the revision of each transaction this service commits."""
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
+        self._scanner = Scanner(settings.capabilities)
+        self._last: tuple[Scan, CycleReport] | None = None
+        self._view: RegistryState | None = None
+        """etcd as last read, with this service's writes since applied to it."""
 
-    def run_cycle(self) -> CycleReport:
-        """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything."""
+    def run_cycle(self, *, registry_unchanged: bool = False) -> CycleReport:
+        """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything.
+
+        ``registry_unchanged``: nobody else has written under the prefix since the last cycle (the
+        watch mode knows). If the files are unchanged too, and the last cycle applied everything it
+        planned, this cycle would plan nothing: it is skipped, its problems reported again.
+        """
         settings = self.settings
-        files = scan(settings.capabilities)
+        files = self._scanner.scan()
+        if (
+            registry_unchanged
+            and self._last is not None
+            and self._last[0] == files
+            and not self._last[1].failed
+        ):
+            report = dataclasses.replace(self._last[1], applied=())
+            self._log(report, None)
+            log.info("Sync complete: 0 synced, %d skipped, %d errors", report.skipped, report.errors)
+            return report
         self._forget_all_but(files.files)
         applied: list[Change] = []
         failed: tuple[str, ...] = ()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            actual = self.store.read(settings.prefix, settings.sync_prefix)
+            if registry_unchanged and attempt == 1 and self._view is not None:
+                actual = self._view  # what the last cycle read, plus what it wrote since
+            else:
+                actual = self._view = self.store.read(settings.prefix, settings.sync_prefix)
             if attempt == 1:
                 log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
+                fresh = [f for f in files.files if (f.name, f.sha256) not in self._rendered]
+                self._render_in_parallel(to_parse(fresh, actual, prefix=settings.prefix))
             assembly = assemble(
                 files.files,
                 files.problems,
@@ -128,7 +166,9 @@ class Syncer:
                 prefix=settings.prefix,
                 desire=self._desire,
                 strict=settings.strict,
+                remembered=self._remembered,
             )
+            self._remember(files, assembly)
             planned = plan(
                 assembly.desired,
                 actual,
@@ -139,8 +179,9 @@ class Syncer:
             if settings.dry_run:
                 break
             try:
-                self._apply(planned, applied, assembly.drifted)
+                self._apply(planned, applied, assembly.drifted | assembly.settled)
             except StoreConflict as exc:
+                self._view = None
                 log.warning("Conflict (attempt %d of %d): %s; re-planning", attempt, MAX_ATTEMPTS, exc)
                 failed = tuple(change.capability_id for change in planned.changes)
                 continue
@@ -156,6 +197,7 @@ class Syncer:
             revision=actual.revision,
         )
         self._log(report, assembly)
+        self._last = (files, report)
         if not settings.dry_run:
             self._record_status(report, actual)
             log.info(
@@ -180,6 +222,33 @@ class Syncer:
             raise cached
         return cached
 
+    def _render_in_parallel(self, sources: list[SourceFile]) -> None:
+        """Parse many files on every core (a cold start, a big checkout); a few, here and now.
+
+        Parsing dominates a cold sync and is CPU-bound Python, so threads would not help; forked
+        workers share the parent's memory pages and live only as long as this call.
+        """
+        sources = [source for source in sources if (source.name, source.sha256) not in self._rendered]
+        workers = min(os.cpu_count() or 1, MAX_WORKERS)
+        if len(sources) < PARALLEL_FROM or workers < 2:
+            return
+        render = functools.partial(_render_or_error, self.settings)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            chunk = max(16, len(sources) // (workers * 8))
+            for source, rendered in zip(sources, pool.map(render, sources, chunksize=chunk), strict=True):
+                self._rendered[(source.name, source.sha256)] = rendered
+
+    def _remember(self, files: Scan, assembly: Assembly) -> None:
+        """Keep what was taken from etcd unparsed as well, so the next cycle need not look again."""
+        sha = {source.name: source.sha256 for source in files.files}
+        for capability in assembly.desired.capabilities.values():
+            self._rendered.setdefault((capability.source, sha[capability.source]), capability)
+
+    def _remembered(self, source: SourceFile) -> DesiredCapability | None:
+        rendered = self._rendered.get((source.name, source.sha256))
+        return rendered if isinstance(rendered, DesiredCapability) else None
+
     def _forget_all_but(self, files: tuple[SourceFile, ...]) -> None:
         current = {(source.name, source.sha256) for source in files}
         for key in self._rendered.keys() - current:
@@ -195,6 +264,7 @@ class Syncer:
             revision = self.store.commit(batch, fence)
             if self.on_commit is not None:
                 self.on_commit(revision)
+            self._remember_written(batch, revision)
             applied.extend(batch)
             for change in batch:
                 if change.kind == "delete":
@@ -211,7 +281,29 @@ class Syncer:
                 else:
                     log.info("Synced: %s (%s)", change.capability_id, change.type)
 
-    def _log(self, report: CycleReport, assembly: Assembly) -> None:
+    def _remember_written(self, changes: Sequence[Change], revision: int) -> None:
+        """Keep the view of etcd up to date with this service's own writes, so that a cycle with
+        nothing written by anyone else (the registry watch tells) need not read etcd at all."""
+        view = self._view
+        if view is None:
+            return
+        keys = dict(view.capability_keys)
+        records = dict(view.records)
+        records_prefix = managed_prefix(self.settings.sync_prefix)
+        for change in changes:
+            for key, value in change.puts:
+                target = records if key.startswith(records_prefix) else keys
+                target[key.removeprefix(records_prefix) if target is records else key] = KeyState(
+                    value, revision
+                )
+            for key in change.deletes:
+                if key.startswith(records_prefix):
+                    records.pop(key.removeprefix(records_prefix), None)
+                else:
+                    keys.pop(key, None)
+        self._view = dataclasses.replace(view, capability_keys=keys, records=records)
+
+    def _log(self, report: CycleReport, assembly: Assembly | None) -> None:
         for problem in report.problems:
             if problem.severity == "error":
                 log.error("Invalid manifest %s: %s", problem.location, problem.message)
@@ -230,7 +322,8 @@ class Syncer:
                     self.settings.prefix,
                     ", ".join(self._foreign),
                 )
-        log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))
+        if assembly is not None:
+            log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))
 
     def _record_status(self, report: CycleReport, actual: RegistryState) -> None:
         """Write the cycle's result under the sync prefix, but only when it differs from the last."""
@@ -251,8 +344,11 @@ class Syncer:
                 return
         status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
-            revision = self.store.put(status_key(self.settings.sync_prefix), to_json(status), self.fence)
+            value = to_json(status)
+            revision = self.store.put(status_key(self.settings.sync_prefix), value, self.fence)
             if self.on_commit is not None:
                 self.on_commit(revision)
+            if self._view is not None:
+                self._view = dataclasses.replace(self._view, status=KeyState(value, revision))
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)

@@ -77,7 +77,7 @@ class Watcher:
         self.syncer.fence = self.leadership.fence
         log.log(logging.DEBUG if self._outage else logging.INFO, "--- Sync cycle starting ---")
         try:
-            report = self.syncer.run_cycle()
+            report = self.syncer.run_cycle(registry_unchanged=not self.registry.changed())
         finally:
             self.files.follow_replacement()
         self.registry.follow(report.revision)

@@ -39,32 +39,67 @@ def is_manifest_name(name: str) -> bool:
 
 def scan(directory: Path) -> Scan:
     """Read the manifests in ``directory`` (not its subdirectories), sorted by name."""
-    try:
-        names = sorted(entry.name for entry in directory.iterdir() if is_manifest_name(entry.name))
-        root = directory.resolve(strict=True)
-    except FileNotFoundError:
-        raise SourceUnavailable(f"capabilities directory {directory} does not exist") from None
-    except NotADirectoryError:
-        raise SourceUnavailable(f"{directory} is not a directory") from None
-    except OSError as exc:
-        raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
+    return Scanner(directory).scan()
 
-    files: list[SourceFile] = []
-    problems: list[Problem] = []
-    for name in names:
+
+class Scanner:
+    """Scans one directory again and again, reading only the files whose status changed.
+
+    A file is taken from the last scan when its inode, size, modification and change times are all
+    the same (nanoseconds; a rewrite changes ``ctime`` even when it keeps ``mtime``); symlinks are
+    read every time.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._known: dict[str, tuple[tuple[int, int, int, int], SourceFile]] = {}
+
+    def scan(self) -> Scan:
+        directory = self.directory
         try:
-            content = _read(directory / name, root)
+            with os.scandir(directory) as listing:
+                entries = sorted(
+                    (entry for entry in listing if is_manifest_name(entry.name)), key=lambda entry: entry.name
+                )
+            root = directory.resolve(strict=True)
         except FileNotFoundError:
-            continue
-        except _Unusable as exc:
-            problems.append(Problem(name, str(exc)))
-            continue
+            raise SourceUnavailable(f"capabilities directory {directory} does not exist") from None
+        except NotADirectoryError:
+            raise SourceUnavailable(f"{directory} is not a directory") from None
         except OSError as exc:
-            problems.append(Problem(name, f"cannot read the file ({exc.strerror}); make it readable"))
-            continue
-        if content is not None:
-            files.append(SourceFile(name, content, hashlib.sha256(content).hexdigest()))
-    return Scan(tuple(files), tuple(problems))
+            raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
+
+        known, self._known = self._known, {}
+        files: list[SourceFile] = []
+        problems: list[Problem] = []
+        for entry in entries:
+            name = entry.name
+            try:
+                signature = None if entry.is_symlink() else _signature(entry.stat(follow_symlinks=False))
+                cached = known.get(name)
+                if signature is not None and cached is not None and cached[0] == signature:
+                    source = cached[1]
+                else:
+                    content = _read(directory / name, root)
+                    if content is None:
+                        continue
+                    source = SourceFile(name, content, hashlib.sha256(content).hexdigest())
+            except FileNotFoundError:
+                continue
+            except _Unusable as exc:
+                problems.append(Problem(name, str(exc)))
+                continue
+            except OSError as exc:
+                problems.append(Problem(name, f"cannot read the file ({exc.strerror}); make it readable"))
+                continue
+            if signature is not None:
+                self._known[name] = (signature, source)
+            files.append(source)
+        return Scan(tuple(files), tuple(problems))
+
+
+def _signature(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _read(path: Path, root: Path) -> bytes | None:
@@ -93,12 +128,14 @@ def _read(path: Path, root: Path) -> bytes | None:
                 "move bulky content out of it"
             )
             raise _Unusable(msg)
-        # One byte over the limit at most: a file that grew after fstat is caught by the loader.
+        # Up to one byte over the limit: a file that grew since fstat is caught by the loader.
         chunks: list[bytes] = []
         remaining = MAX_MANIFEST_BYTES + 1
         while remaining > 0 and (chunk := os.read(descriptor, remaining)):
             chunks.append(chunk)
             remaining -= len(chunk)
+            if MAX_MANIFEST_BYTES + 1 - remaining >= status.st_size:
+                break  # all of it, as fstat saw it; no second read just to meet the end
         return b"".join(chunks)
     finally:
         os.close(descriptor)

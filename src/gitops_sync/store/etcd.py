@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import etcd3
 import grpc
@@ -93,7 +93,7 @@ class EtcdStore:
                 self._client_instance.close()
                 self._client_instance = None
 
-    def __enter__(self) -> EtcdStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -1,0 +1,126 @@
+"""Work a cycle skips: unchanged files are not read again, an unchanged registry is not read
+again, and many files are parsed on every core. Each shortcut must give the result a full cycle
+would."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import re
+from pathlib import Path
+
+import etcd3
+import pytest
+
+from gitops_sync.service import syncing
+from gitops_sync.service.syncing import Syncer
+from gitops_sync.settings import EtcdConnection, Settings
+from gitops_sync.sources.scanning import Scanner
+from gitops_sync.store.etcd import EtcdStore
+from gitops_sync.testing import EtcdProcess
+from support import CHORA_BASE, PREFIX, keys_under, value_of
+
+REGISTRY = "chora.devex.registry"
+
+
+class CountingStore(EtcdStore):
+    reads = 0
+
+    def read(self, prefix: str, sync_prefix: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().read(prefix, sync_prefix)
+
+
+@pytest.fixture
+def settings(etcd_server: EtcdProcess, capabilities: Path) -> Settings:
+    return Settings(
+        capabilities=capabilities, etcd=EtcdConnection(((etcd_server.host, etcd_server.client_port),))
+    )
+
+
+def test_the_scanner_reads_a_file_again_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.yaml").write_text("a: 1\n")
+    (tmp_path / "b.yaml").write_text("b: 1\n")
+    scanner = Scanner(tmp_path)
+    first = scanner.scan()
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str | Path, flags: int, *args: int) -> int:
+        opened.append(Path(path).name)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    assert scanner.scan() == first
+    assert opened == []
+
+    (tmp_path / "b.yaml").write_text("b: 2\n")  # same size, new content
+    second = scanner.scan()
+    assert opened == ["b.yaml"]
+    assert [f.content for f in second.files] == [b"a: 1\n", b"b: 2\n"]
+
+
+def test_a_quiet_cycle_reads_neither_files_nor_etcd(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with CountingStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        syncer.run_cycle()
+        before = keys_under(etcd, "/chora/")
+        monkeypatch.setattr(os, "open", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "must not read")))
+
+        report = syncer.run_cycle(registry_unchanged=True)
+
+    assert store.reads == 1
+    assert report.skipped == 48
+    assert keys_under(etcd, "/chora/") == before
+
+
+def test_an_edit_with_a_quiet_registry_is_written_without_reading_etcd(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    manifest = capabilities / f"{REGISTRY}.yaml"
+    with CountingStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        syncer.run_cycle()
+        for version in ("1.1.0", "1.2.0"):  # the second builds on the view the first left
+            manifest.write_text(
+                re.sub(r"dc_hasVersion: \S+", f"dc_hasVersion: {version}", manifest.read_text())
+            )
+            report = syncer.run_cycle(registry_unchanged=True)
+            assert report.synced == 1
+            assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == version.encode()
+        assert store.reads == 1
+        full = Syncer(settings, store).run_cycle()  # a fresh read agrees: nothing left to do
+    assert full.synced == 0
+    assert full.skipped == 48
+
+
+def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
+    settings: Settings,
+    capabilities: Path,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(syncing, "PARALLEL_FROM", 10)
+    for copy in range(4):  # 48 real manifests and 4 x 48 renamed copies: 240 to parse
+        for path in CHORA_BASE.glob("*.yaml"):
+            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
+            (capabilities / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    sequential = dataclasses.replace(settings, prefix="/seq/capabilities/", sync_prefix="/seq/sync/")
+    with EtcdStore(settings.etcd) as store:
+        report = Syncer(settings, store).run_cycle()
+        monkeypatch.setattr(syncing, "PARALLEL_FROM", 10**9)
+        alone = Syncer(sequential, store).run_cycle()
+
+    assert report.synced == alone.synced == 240
+    parallel = {key.removeprefix(PREFIX): value for key, (value, _) in keys_under(etcd, PREFIX).items()}
+    one_by_one = {
+        key.removeprefix("/seq/capabilities/"): value
+        for key, (value, _) in keys_under(etcd, "/seq/capabilities/").items()
+    }
+    assert len(parallel) == 960
+    assert parallel == one_by_one
