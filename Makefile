@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format clean
+.PHONY: install run test bench lint format clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ run: install
 ## test: lint, type-check, check the layering, then every test (integration tests start their own etcd)
 test: install lint
 	$(BIN)/pytest
+
+## bench: the benchmark of issue 5 (48, 1,000 and 10,000 capabilities; a table, and JSON in bench/results/)
+bench: install
+	$(BIN)/python bench/run.py
 
 lint: install
 	$(BIN)/ruff check .

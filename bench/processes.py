@@ -2,12 +2,16 @@
 
 Memory is the proportional set size (PSS) summed over a process and every descendant, sampled from
 ``/proc/<pid>/smaps_rollup``: pages shared between processes (after a fork, say) count once in
-total, which RSS would count in every process.
+total, which RSS would count in every process. A child that still shares its parent's memory (between
+``vfork`` and ``exec``, as ``subprocess`` starts ``git``) reports the parent's whole PSS as its own,
+so processes on one address space are counted once (``kcmp(2)`` tells).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -24,6 +28,10 @@ SAMPLE_EVERY: Final = 0.005
 """Seconds between memory samples."""
 SYNC_COMPLETE: Final = re.compile(r"Sync complete: (\d+) synced, (\d+) skipped, (\d+) errors")
 CYCLE_COMPLETE: Final = "Sync cycle complete"
+_KCMP: Final = {"x86_64": 312, "aarch64": 272}.get(platform.machine())
+"""The ``kcmp`` system call's number; None where unknown (then shared address spaces count twice)."""
+_KCMP_VM: Final = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +84,11 @@ def run(command: Sequence[str], *, env: dict[str, str] | None = None, sample: bo
 def tree_pss_kb(pid: int) -> int:
     """PSS of ``pid`` and all its descendants, in KiB; 0 for processes that are gone."""
     total = 0
+    counted: list[int] = []
     for member in descendants(pid):
+        if any(same_memory(member, other) for other in counted):
+            continue
+        counted.append(member)
         try:
             rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
         except OSError:
@@ -86,6 +98,13 @@ def tree_pss_kb(pid: int) -> int:
                 total += int(line.split()[1])
                 break
     return total
+
+
+def same_memory(pid: int, other: int) -> bool:
+    """Whether two processes share one address space (a ``vfork`` child and its parent)."""
+    if _KCMP is None:
+        return False
+    return int(_libc.syscall(_KCMP, pid, other, _KCMP_VM, 0, 0)) == 0
 
 
 def descendants(pid: int) -> list[int]:

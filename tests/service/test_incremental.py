@@ -104,6 +104,7 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     capabilities: Path,
     etcd: etcd3.MultiEndpointEtcd3Client,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(syncing, "PARALLEL_FROM", 10)
     for copy in range(4):  # 48 real manifests and 4 x 48 renamed copies: 240 to parse
@@ -117,6 +118,7 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
         alone = Syncer(sequential, store).run_cycle()
 
     assert report.synced == alone.synced == 240
+    assert "Drift" not in caplog.text  # a first sync writes; it restores nothing
     parallel = {key.removeprefix(PREFIX): value for key, (value, _) in keys_under(etcd, PREFIX).items()}
     one_by_one = {
         key.removeprefix("/seq/capabilities/"): value

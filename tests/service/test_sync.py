@@ -27,6 +27,7 @@ def test_real_corpus_syncs_into_four_keys_each(
     assert result.code == 0
     assert result.err.rstrip().endswith("Sync complete: 48 synced, 0 skipped, 0 errors")
     assert f"Synced: {REGISTRY} (service)" in result.err
+    assert "Drift" not in result.err
     keys = keys_under(etcd, PREFIX)
     assert len(keys) == 192
     assert {key.rsplit("/", 1)[1] for key in keys} == {"metadata", "type", "version", "dependencies"}

@@ -125,6 +125,8 @@ class Syncer:
         self._foreign: tuple[str, ...] = ()
         self._scanner = Scanner(settings.capabilities)
         self._last: tuple[Scan, CycleReport] | None = None
+        self._settled: dict[tuple[str, str], DesiredCapability] = {}
+        """Files whose capability etcd held exactly at the end of the last cycle."""
         self._view: RegistryState | None = None
         """etcd as last read, with this service's writes since applied to it."""
 
@@ -168,7 +170,6 @@ class Syncer:
                 strict=settings.strict,
                 remembered=self._remembered,
             )
-            self._remember(files, assembly)
             planned = plan(
                 assembly.desired,
                 actual,
@@ -198,6 +199,8 @@ class Syncer:
         )
         self._log(report, assembly)
         self._last = (files, report)
+        if not settings.dry_run:
+            self._settle(files, assembly, report.failed)
         if not settings.dry_run:
             self._record_status(report, actual)
             log.info(
@@ -239,15 +242,17 @@ class Syncer:
             for source, rendered in zip(sources, pool.map(render, sources, chunksize=chunk), strict=True):
                 self._rendered[(source.name, source.sha256)] = rendered
 
-    def _remember(self, files: Scan, assembly: Assembly) -> None:
-        """Keep what was taken from etcd unparsed as well, so the next cycle need not look again."""
+    def _settle(self, files: Scan, assembly: Assembly, failed: tuple[str, ...]) -> None:
+        """Remember which files etcd now holds exactly, so the next cycle need not look again."""
         sha = {source.name: source.sha256 for source in files.files}
-        for capability in assembly.desired.capabilities.values():
-            self._rendered.setdefault((capability.source, sha[capability.source]), capability)
+        self._settled = {
+            (capability.source, sha[capability.source]): capability
+            for capability in assembly.desired.capabilities.values()
+            if capability.id not in failed
+        }
 
     def _remembered(self, source: SourceFile) -> DesiredCapability | None:
-        rendered = self._rendered.get((source.name, source.sha256))
-        return rendered if isinstance(rendered, DesiredCapability) else None
+        return self._settled.get((source.name, source.sha256))
 
     def _forget_all_but(self, files: tuple[SourceFile, ...]) -> None:
         current = {(source.name, source.sha256) for source in files}
