@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-REAL_CORPUS: Final = Path("/work/shared/fixtures/chora-base/capabilities")
+REAL_CORPUS: Final = (
+    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chora-base" / "capabilities"
+)
 VERSION_LINE: Final = re.compile(rb"^(  dc_hasVersion: )'?(\d+)\.(\d+)\.(\d+)'?[ \t]*$", re.MULTILINE)
 """The metadata's version line, as both the generator and the real corpus write it."""
 

@@ -8,11 +8,13 @@ import dataclasses
 import errno
 import os
 import re
+import time
 from pathlib import Path
 
 import etcd3
 import pytest
 
+from gitops_sync.errors import SourceUnavailable
 from gitops_sync.service import syncing
 from gitops_sync.service.syncing import Syncer
 from gitops_sync.settings import EtcdConnection, Settings
@@ -44,6 +46,8 @@ def test_the_scanner_reads_a_file_again_only_when_it_changed(
 ) -> None:
     (tmp_path / "a.yaml").write_text("a: 1\n")
     (tmp_path / "b.yaml").write_text("b: 1\n")
+    for name in ("a.yaml", "b.yaml"):  # written "long" ago: a file written just now is read again
+        os.utime(tmp_path / name, (time.time() - 10, time.time() - 10))
     scanner = Scanner(tmp_path)
     first = scanner.scan()
     opened: list[str] = []
@@ -60,6 +64,8 @@ def test_the_scanner_reads_a_file_again_only_when_it_changed(
     (tmp_path / "b.yaml").write_text("b: 2\n")  # same size, new content
     second = scanner.scan()
     assert opened == ["b.yaml"]
+    scanner.scan()
+    assert opened == ["b.yaml", "b.yaml"]  # written just now: racy, so read again
     assert [f.content for f in second.files] == [b"a: 1\n", b"b: 2\n"]
 
 
@@ -126,3 +132,24 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     }
     assert len(parallel) == 960
     assert parallel == one_by_one
+
+
+def test_after_a_failed_cycle_the_next_one_reads_everything_again(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand edit whose news was used up by a cycle that then failed must still be put back."""
+    with CountingStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        syncer.run_cycle()
+        etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
+        with monkeypatch.context() as patched:
+            patched.setattr(
+                syncer._scanner, "scan", lambda: (_ for _ in ()).throw(SourceUnavailable("checkout"))
+            )
+            with pytest.raises(SourceUnavailable):
+                syncer.run_cycle()
+
+        syncer.run_cycle(registry_unchanged=True)  # the watch has nothing new to say by now
+
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert store.reads == 2

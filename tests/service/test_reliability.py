@@ -354,3 +354,28 @@ def test_watch_mode_waits_for_an_etcd_that_is_not_up_yet(tmp_path: Path, capabil
             assert log.count("Recovered: the sync cycle completed again") == 1
     finally:
         server.stop()
+
+
+def test_a_leader_whose_key_is_deleted_campaigns_again(
+    etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """Someone resets /chora/sync/ while the lease lives on: the fence would refuse every write, so
+    the leader must notice, lead again, and keep syncing."""
+    with services(tmp_path) as start:
+        service = start(
+            "--capabilities",
+            str(capabilities),
+            "--watch",
+            "--lease-ttl",
+            "3",
+            "--etcd-host",
+            etcd_server.host,
+            "--etcd-port",
+            str(etcd_server.client_port),
+        )
+        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        etcd.delete("/chora/sync/leader")
+        service.wait_for_log("Lost the leadership", timeout=5)
+        service.wait_for_log("Leading as", timeout=5, times=2)
+        bump(capabilities, REGISTRY, "1.7.0")
+        wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.7.0", timeout=3)

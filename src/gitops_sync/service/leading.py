@@ -51,22 +51,24 @@ class Leadership:
         """The fence for writes, while this replica leads."""
         return None if self._lost.is_set() else self._fence
 
-    def lead(self, stop: threading.Event) -> bool:
-        """Block until this replica leads (True) or ``stop`` is set (False).
+    def lead(self, stop: threading.Event) -> Fence | None:
+        """Block until this replica leads, and return the fence for its writes; None if ``stop``
+        is set first. (A fence that goes stale meanwhile is safe: its compare fails.)
 
         Raises StoreUnavailable when etcd cannot be reached; the caller retries.
         """
         while not stop.is_set():
-            if self.fence is not None:
-                return True
-            if self._fence is not None:
+            fence = self._fence
+            if fence is not None and not self._lost.is_set():
+                return fence
+            if fence is not None:
                 log.warning("Lost the leadership (lease %x); no longer writing", self._lease or 0)
                 self._stale = self._lease
                 self._release(revoke=False)
             if self._try_to_lead():
-                return True
+                return self._fence
             stop.wait(POLL_SECONDS)
-        return False
+        return None
 
     def close(self) -> None:
         """Step down, so another replica takes over at once."""
@@ -78,9 +80,11 @@ class Leadership:
             self._stale = None
         lease = self._candidate_lease()
         revision = self._store.create(self._key, self.identity.encode(), lease)
+        holder = self._store.get(self._key) if revision is None else None
+        if holder is not None and holder[0].value == self.identity.encode():
+            revision = holder[1]  # our create went through, but its answer was lost
         if revision is None:
             if not self._waiting_logged:
-                holder = self._store.get(self._key)
                 name = holder[0].value.decode(errors="replace") if holder else "another replica"
                 log.info("Standing by: %s leads; taking over if its lease (%ds) ends", name, self._ttl)
                 self._waiting_logged = True
@@ -102,10 +106,16 @@ class Leadership:
         return self._candidate[0]
 
     def _keep_alive(self, lease: int) -> None:
+        """Refresh the lease; give up the leadership when it ends, or when the leader key is gone
+        or replaced (deleted by hand, say) even though the lease lives on."""
         last_ok = time.monotonic()
+        fence = self._fence
         while not self._lost.is_set() and self._lease == lease:
             try:
                 remaining = self._store.keep_alive(lease)
+                holder = self._store.get(self._key)
+                if fence is None or holder is None or holder[1] != fence.create_revision:
+                    remaining = 0
             except StoreError:
                 remaining = -1
             if remaining > 0:

@@ -127,6 +127,8 @@ class Syncer:
         self._last: tuple[Scan, CycleReport] | None = None
         self._settled: dict[tuple[str, str], DesiredCapability] = {}
         """Files whose capability etcd held exactly at the end of the last cycle."""
+        self._status_pending = False
+        """The last status write failed; the next cycle must not be skipped, so it writes it."""
         self._view: RegistryState | None = None
         """etcd as last read, with this service's writes since applied to it."""
 
@@ -137,6 +139,15 @@ class Syncer:
         watch mode knows). If the files are unchanged too, and the last cycle applied everything it
         planned, this cycle would plan nothing: it is skipped, its problems reported again.
         """
+        try:
+            return self._run_cycle(registry_unchanged=registry_unchanged)
+        except BaseException:
+            # Whatever this cycle saw or half did, the next one reads everything again.
+            self._view = None
+            self._last = None
+            raise
+
+    def _run_cycle(self, *, registry_unchanged: bool) -> CycleReport:
         settings = self.settings
         files = self._scanner.scan()
         if (
@@ -144,6 +155,7 @@ class Syncer:
             and self._last is not None
             and self._last[0] == files
             and not self._last[1].failed
+            and not self._status_pending
         ):
             report = dataclasses.replace(self._last[1], applied=())
             self._log(report, None)
@@ -350,7 +362,9 @@ class Syncer:
         status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             value = to_json(status)
+            self._status_pending = True
             revision = self.store.put(status_key(self.settings.sync_prefix), value, self.fence)
+            self._status_pending = False
             if self.on_commit is not None:
                 self.on_commit(revision)
             if self._view is not None:

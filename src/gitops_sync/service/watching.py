@@ -71,13 +71,16 @@ class Watcher:
 
     def _cycle(self) -> CycleReport | None:
         """Lead, then sync once; None when stopped while standing by."""
-        if not self.leadership.lead(self.stop):
+        fence = self.leadership.lead(self.stop)
+        if fence is None:
             return None
+        woken = self.wake.is_set()
         self.wake.clear()
-        self.syncer.fence = self.leadership.fence
+        self.syncer.fence = fence
         log.log(logging.DEBUG if self._outage else logging.INFO, "--- Sync cycle starting ---")
         try:
-            report = self.syncer.run_cycle(registry_unchanged=not self.registry.changed())
+            # An --interval resync reads everything again: the level-based safety net.
+            report = self.syncer.run_cycle(registry_unchanged=woken and not self.registry.changed())
         finally:
             self.files.follow_replacement()
         self.registry.follow(report.revision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -20,6 +21,7 @@ from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import SourceFile
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
+RACY_NS: Final = 2_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,9 @@ class Scanner:
             raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
 
         known, self._known = self._known, {}
+        # A file written within the clock's granularity of now may be written again unseen, with
+        # the same size and timestamps (git's "racy" entries): such files are read again next time.
+        recent = time.time_ns() - RACY_NS
         files: list[SourceFile] = []
         problems: list[Problem] = []
         for entry in entries:
@@ -92,7 +97,7 @@ class Scanner:
             except OSError as exc:
                 problems.append(Problem(name, f"cannot read the file ({exc.strerror}); make it readable"))
                 continue
-            if signature is not None:
+            if signature is not None and signature[2] < recent:
                 self._known[name] = (signature, source)
             files.append(source)
         return Scan(tuple(files), tuple(problems))

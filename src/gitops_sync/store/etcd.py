@@ -56,6 +56,9 @@ _UNAVAILABLE_DETAILS: Final = (
     "too many requests",
 )
 """What etcd says, with code UNKNOWN, when it has lost quorum or is electing a leader."""
+_TOKEN_EXPIRED: Final = ("invalid auth token", "revision of auth store is old")
+"""What etcd says when the token must be renewed: a simple token expired, or a JWT token predates
+a change to users or roles."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +372,7 @@ class EtcdStore:
             detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
             if code in _UNAVAILABLE_CODES or any(text in (detail or "") for text in _UNAVAILABLE_DETAILS):
                 raise StoreUnavailable(f"{where} is unreachable ({action}: {detail})") from exc
-            if code == grpc.StatusCode.UNAUTHENTICATED and "invalid auth token" in (detail or ""):
+            if any(text in (detail or "") for text in _TOKEN_EXPIRED):
                 self._renew_token()
                 raise StoreUnavailable(f"{where}: the auth token expired; renewed it") from exc
             if code == grpc.StatusCode.PERMISSION_DENIED:
