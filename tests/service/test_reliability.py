@@ -104,6 +104,7 @@ def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
         reader.join()
 
         assert service.process.poll() is None
+        service.wait_for_log("Recovered: the sync cycle completed again", timeout=5)
         log = service.text()
         assert log.count("is unreachable") == 1, log
         assert log.count("retrying with back-off until it recovers") == 1
@@ -349,6 +350,7 @@ def test_watch_mode_waits_for_an_etcd_that_is_not_up_yet(tmp_path: Path, capabil
             time.sleep(2)  # several retries go by, quietly
             server.start()
             service.wait_for_log("Sync complete: 48 synced", timeout=35)
+            service.wait_for_log("Recovered: the sync cycle completed again", timeout=5)  # logged next
             log = service.text()
             assert log.count(" - ERROR - ") == 1
             assert log.count("Recovered: the sync cycle completed again") == 1
