@@ -142,3 +142,29 @@ def test_an_unreadable_file_is_reported_and_loses_nothing(
     assert f"Invalid manifest {REGISTRY}.yaml: cannot read the file (Permission denied)" in result.err
     assert keys_under(etcd, f"{PREFIX}{REGISTRY}/") == good
     assert "Sync complete: 0 synced, 47 skipped, 1 errors" in result.err
+
+
+def test_a_file_deleted_mid_scan_is_held_then_pruned_when_it_stays_gone(
+    cli: Cli, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("--capabilities", capabilities).code == 0
+    good = keys_under(etcd, f"{PREFIX}{REGISTRY}/")
+    real_open = os.open
+
+    def delete_while_scanning(path: str | Path, flags: int, *args: int) -> int:
+        if Path(path).name == f"{REGISTRY}.yaml":
+            Path(path).unlink()  # listed, then gone before it is opened
+        return real_open(path, flags, *args)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", delete_while_scanning)
+        result = cli("--capabilities", capabilities)
+
+    assert result.code == 1
+    assert f"Invalid manifest {REGISTRY}.yaml: disappeared while being read" in result.err
+    assert keys_under(etcd, f"{PREFIX}{REGISTRY}/") == good  # no flapping out and back in
+
+    again = cli("--capabilities", capabilities)
+    assert again.code == 0
+    assert f"Deleted: {REGISTRY}" in again.err
+    assert keys_under(etcd, f"{PREFIX}{REGISTRY}/") == {}

@@ -28,7 +28,7 @@ def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
     assert result.problems == ()
 
 
-def test_a_file_that_vanishes_mid_scan_is_simply_gone(
+def test_a_file_that_vanishes_mid_scan_is_reported_not_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("a.yaml", "b.yaml", "c.yaml"):
@@ -44,7 +44,12 @@ def test_a_file_that_vanishes_mid_scan_is_simply_gone(
     result = scan(tmp_path)
 
     assert [f.name for f in result.files] == ["a.yaml", "c.yaml"]
-    assert result.problems == ()
+    assert [str(p) for p in result.problems] == [
+        "b.yaml: error: disappeared while being read (a checkout in progress?); checked again next cycle"
+    ]
+    monkeypatch.undo()
+    assert [f.name for f in scan(tmp_path).files] == ["a.yaml", "c.yaml"]  # next time, simply gone
+    assert scan(tmp_path).problems == ()
 
 
 def test_an_unreadable_file_is_reported_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,8 +1,8 @@
 """Read every manifest file in the capabilities directory, once per cycle.
 
-Files that vanish between listing and reading are simply gone (a checkout in progress). A file that
-cannot be read, is too large, is not a regular file, or is a symlink leading out of the directory is
-reported by name, and keeps its last good state in etcd; nothing here can hang or crash the cycle.
+A file that vanishes between listing and reading (a checkout in progress), cannot be read, is too
+large, is not a regular file, or is a symlink leading out of the directory is reported by name, and
+keeps its last good state in etcd; nothing here can hang or crash the cycle.
 """
 
 from __future__ import annotations
@@ -90,6 +90,14 @@ class Scanner:
                         continue
                     source = SourceFile(name, content, hashlib.sha256(content).hexdigest())
             except FileNotFoundError:
+                # Listed, then gone: a checkout replacing it, most likely. Deleting its keys now
+                # would make them flap; it is held this cycle, and pruned next if it stays gone.
+                problems.append(
+                    Problem(
+                        name,
+                        "disappeared while being read (a checkout in progress?); checked again next cycle",
+                    )
+                )
                 continue
             except _Unusable as exc:
                 problems.append(Problem(name, str(exc)))
