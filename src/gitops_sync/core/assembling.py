@@ -67,7 +67,7 @@ def assemble(
             found[kept.id].append(kept)
             settled.add(kept.id)
             continue
-        known = records.get(source.name, ())
+        known = records.candidates(source.name)
         previous = next(
             (
                 capability
@@ -139,11 +139,11 @@ def assemble(
 
 def to_parse(sources: Sequence[SourceFile], actual: RegistryState, *, prefix: str) -> list[SourceFile]:
     """The files that :func:`assemble` will have to parse: those etcd does not hold unchanged."""
-    records = _records_by_source(actual.records)
+    records = _LazyRecords(actual.records)
     return [
         source
         for source in sources
-        if not any(_unchanged(source, entry, actual, prefix) for entry in records.get(source.name, ()))
+        if not any(_unchanged(source, entry, actual, prefix) for entry in records.candidates(source.name))
     ]
 
 
@@ -166,6 +166,16 @@ class _LazyRecords(Mapping[str, list[tuple[str, ManagedRecord]]]):
     def __init__(self, raw: Mapping[str, KeyState]) -> None:
         self._raw = raw
         self._decoded: dict[str, list[tuple[str, ManagedRecord]]] | None = None
+
+    def candidates(self, name: str) -> list[tuple[str, ManagedRecord]]:
+        """The records that may have been made from the file ``name``. Files are named after their
+        id, so the record of that id is tried first; only if it names another file are all decoded."""
+        capability_id = name.rsplit(".", 1)[0]
+        state = self._raw.get(capability_id)
+        record = decode_record(state.value) if state is not None else None
+        if record is not None and record.source == name:
+            return [(capability_id, record)]
+        return self._records().get(name, [])
 
     def _records(self) -> dict[str, list[tuple[str, ManagedRecord]]]:
         if self._decoded is None:

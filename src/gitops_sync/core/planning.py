@@ -53,9 +53,7 @@ def plan(
     if refusal is None:
         changes.extend(_delete(capability_id, actual, prefix, sync_prefix) for capability_id in gone)
 
-    present = {
-        parts[0] for key in actual.capability_keys if (parts := split_capability_key(prefix, key)) is not None
-    }
+    present = _ids_present(actual, prefix)
     foreign = present - actual.records.keys() - desired.capabilities.keys() - desired.held
     return Plan(
         changes=tuple(changes),
@@ -64,6 +62,18 @@ def plan(
         prune_refusal=refusal,
         foreign=tuple(sorted(foreign)),
     )
+
+
+def _ids_present(actual: RegistryState, prefix: str) -> set[str]:
+    """The ids with a key of the schema under the prefix; :func:`split_capability_key`, inlined, as
+    this runs over every key each cycle."""
+    skip = len(prefix)
+    present = set()
+    for key in actual.capability_keys:
+        capability_id, slash, field = key[skip:].partition("/")
+        if slash and capability_id and "/" not in field and key.startswith(prefix):
+            present.add(capability_id)
+    return present
 
 
 def _upsert(

@@ -171,7 +171,12 @@ class Syncer:
                 actual = self._view = self.store.read(settings.prefix, settings.sync_prefix)
             if attempt == 1:
                 log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
-                fresh = [f for f in files.files if (f.name, f.sha256) not in self._rendered]
+                fresh = [
+                    source
+                    for source in files.files
+                    if (key := (source.name, source.sha256)) not in self._rendered
+                    and key not in self._settled
+                ]
                 self._render_in_parallel(to_parse(fresh, actual, prefix=settings.prefix))
             assembly = assemble(
                 files.files,
