@@ -141,6 +141,9 @@ class EtcdProcess:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own session: Ctrl+C in a terminal (make run) reaches the sync, which stops
+                # after its cycle, and not etcd, which is stopped after it.
+                start_new_session=True,
             )
 
     def wait_healthy(self, timeout: float) -> None:
