@@ -15,6 +15,7 @@ from typing import TypeVar
 import etcd3
 
 from gitops_sync.store.etcd import GRPC_OPTIONS
+from gitops_sync.testing import EtcdProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CHORA_BASE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
@@ -112,3 +113,17 @@ def services(directory: Path) -> Iterator[Callable[..., ServiceProcess]]:
     finally:
         for service in started:
             service.stop()
+
+
+def watch_args(capabilities: Path, server: EtcdProcess, *extra: str) -> list[str]:
+    """``--watch`` on ``capabilities`` against one etcd server, then ``extra``."""
+    return [
+        "--capabilities",
+        str(capabilities),
+        "--watch",
+        "--etcd-host",
+        server.host,
+        "--etcd-port",
+        str(server.client_port),
+        *extra,
+    ]

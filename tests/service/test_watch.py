@@ -13,7 +13,7 @@ import etcd3
 import pytest
 
 from gitops_sync.testing import EtcdProcess
-from support import PREFIX, ServiceProcess, services, value_of, wait_for
+from support import PREFIX, ServiceProcess, services, value_of, wait_for, watch_args
 
 REGISTRY = "chora.devex.registry"
 
@@ -29,16 +29,7 @@ def watcher(
     with services(tmp_path) as start_service:
 
         def start(*extra: str) -> ServiceProcess:
-            service = start_service(
-                "--capabilities",
-                str(capabilities),
-                "--watch",
-                "--etcd-host",
-                etcd_server.host,
-                "--etcd-port",
-                str(etcd_server.client_port),
-                *extra,
-            )
+            service = start_service(*watch_args(capabilities, etcd_server, *extra))
             service.wait_for_log("Sync cycle complete", timeout=20)
             return service
 
