@@ -46,11 +46,6 @@ class Leadership:
         self._keeper: threading.Thread | None = None
         self._waiting_logged = False
 
-    @property
-    def fence(self) -> Fence | None:
-        """The fence for writes, while this replica leads."""
-        return None if self._lost.is_set() else self._fence
-
     def lead(self, stop: threading.Event) -> Fence | None:
         """Block until this replica leads, and return the fence for its writes; None if ``stop``
         is set first. (A fence that goes stale meanwhile is safe: its compare fails.)

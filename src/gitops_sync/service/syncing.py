@@ -218,7 +218,6 @@ class Syncer:
         self._last = (files, report)
         if not settings.dry_run:
             self._settle(files, assembly, report.failed)
-        if not settings.dry_run:
             self._record_status(report, actual)
             log.info(
                 "Sync complete: %d synced, %d skipped, %d errors",
@@ -233,11 +232,7 @@ class Syncer:
         key = (source.name, source.sha256)
         cached = self._rendered.get(key)
         if cached is None:
-            try:
-                cached = render_file(self.settings, source)
-            except ManifestError as exc:
-                cached = exc
-            self._rendered[key] = cached
+            cached = self._rendered[key] = _render_or_error(self.settings, source)
         if isinstance(cached, ManifestError):
             raise cached
         return cached
@@ -248,7 +243,6 @@ class Syncer:
         Parsing dominates a cold sync and is CPU-bound Python, so threads would not help; forked
         workers share the parent's memory pages and live only as long as this call.
         """
-        sources = [source for source in sources if (source.name, source.sha256) not in self._rendered]
         workers = min(os.cpu_count() or 1, MAX_WORKERS)
         if len(sources) < PARALLEL_FROM or workers < 2:
             return
