@@ -72,6 +72,7 @@ class Scanner:
             raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
 
         known, self._known = self._known, {}
+        prefix = f"{directory}{os.sep}"
         # A file written within the clock's granularity of now may be written again unseen, with
         # the same size and timestamps (git's "racy" entries): such files are read again next time.
         recent = time.time_ns() - RACY_NS
@@ -85,7 +86,7 @@ class Scanner:
                 if signature is not None and cached is not None and cached[0] == signature:
                     source = cached[1]
                 else:
-                    content = _read(directory / name, root)
+                    content = _read(f"{prefix}{name}", root, symlink=signature is None)
                     if content is None:
                         continue
                     source = SourceFile(name, content, hashlib.sha256(content).hexdigest())
@@ -115,18 +116,19 @@ def _signature(status: os.stat_result) -> tuple[int, int, int, int]:
     return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
-def _read(path: Path, root: Path) -> bytes | None:
+def _read(path: str, root: Path, *, symlink: bool) -> bytes | None:
     """The file's bytes; None for a directory that happens to be named ``*.yaml``."""
-    if path.is_symlink():
-        target = path.resolve()
+    if symlink:
+        target = Path(path).resolve()
         if not target.is_relative_to(root):
             msg = f"is a symlink to {target}, outside the capabilities directory; copy the file in instead"
             raise _Unusable(msg)
         if not target.exists():
             msg = f"is a symlink to {target}, which does not exist; fix or remove the link"
             raise _Unusable(msg)
-        path = target
-    # O_NONBLOCK: a FIFO swapped in after the listing must not block the cycle.
+        path = str(target)
+    # O_NONBLOCK: a FIFO swapped in after the listing must not block the cycle. O_NOFOLLOW: a
+    # symlink swapped in is refused, not followed out of the directory.
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     try:
         status = os.fstat(descriptor)
@@ -141,14 +143,19 @@ def _read(path: Path, root: Path) -> bytes | None:
                 "move bulky content out of it"
             )
             raise _Unusable(msg)
-        # Up to one byte over the limit: a file that grew since fstat is caught by the loader.
+        # Ask for one byte more than fstat saw: a short read with all of that is the end of the
+        # file, so one call does for almost every file (asking for the whole 1 MiB limit would
+        # allocate 1 MiB each time). A file that grew since is read on, up to one byte over the
+        # limit, which the loader then refuses.
         chunks: list[bytes] = []
         remaining = MAX_MANIFEST_BYTES + 1
-        while remaining > 0 and (chunk := os.read(descriptor, remaining)):
+        wanted = status.st_size + 1
+        while remaining > 0 and (chunk := os.read(descriptor, min(wanted, remaining))):
             chunks.append(chunk)
             remaining -= len(chunk)
-            if MAX_MANIFEST_BYTES + 1 - remaining >= status.st_size:
-                break  # all of it, as fstat saw it; no second read just to meet the end
-        return b"".join(chunks)
+            if len(chunk) < wanted and MAX_MANIFEST_BYTES + 1 - remaining >= status.st_size:
+                break
+            wanted = 64 * 1024
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(descriptor)
