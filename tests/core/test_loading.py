@@ -560,6 +560,17 @@ def test_unconstructible_scalars_are_manifest_errors(scalar: str) -> None:
     assert "cannot read" in error.message
 
 
+@pytest.mark.parametrize(
+    ("node", "found"), [("!!map [a]", "sequence"), ("!!map a", "scalar"), ("!!seq {a: 1}", "mapping")]
+)
+def test_a_collection_tag_on_the_wrong_kind_of_node_is_a_manifest_error(node: str, found: str) -> None:
+    error = load_error(
+        f"metadata:\n  dc_identifier: chora.test.x\n  dc_title: T\n  dc_hasVersion: 1.0.0\n  x: {node}\nchora_pattern: {{}}\n"
+    )
+    assert error.line == 5
+    assert f"found {found}" in error.message
+
+
 def test_dc_identifier_with_trailing_newline_is_rejected() -> None:
     error = load_error(
         'metadata:\n  dc_identifier: "chora.test.x\\n"\n  dc_title: T\n  dc_hasVersion: 1.0.0\nchora_pattern: {}\n'
