@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops_sync.core.assembling import assemble
-from gitops_sync.core.cross_checking import check_relations, strongly_connected
+from gitops_sync.core.cross_checking import RelationChecks, check_relations, strongly_connected
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire
 from gitops_sync.model.keys import DEFAULT_PREFIX
+from gitops_sync.model.manifests import Dependency
 from gitops_sync.model.plans import DesiredCapability
+from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import RegistryState
 from gitops_sync.model.sources import SourceFile
 
@@ -199,3 +201,53 @@ def test_strongly_connected_finds_exactly_the_nodes_on_cycles(edges: dict[str, l
     assert {node for component in components for node in component} == on_cycles
     for component in components:
         assert all(reaches(a, b) for a in component for b in component if a != b)
+
+
+IDS = "abcdef"
+DEPENDENCIES = st.lists(
+    st.builds(
+        Dependency,
+        capability=st.sampled_from(IDS + "z"),
+        relationship=st.just("prerequisite"),
+        version=st.sampled_from(["*", "^1.0.0", "^2.0.0", "not a range"]),
+        kind=st.sampled_from(["requires", "optional"]),
+        line=st.integers(1, 9),
+    ),
+    max_size=3,
+)
+REGISTRIES = st.dictionaries(
+    st.sampled_from(IDS),
+    st.tuples(st.sampled_from(["1.0.0", "2.1.0"]), DEPENDENCIES, st.booleans()),
+    max_size=len(IDS),
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    st.lists(st.tuples(REGISTRIES, st.sets(st.sampled_from(IDS + "z"))), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_checks_kept_between_calls_give_what_checking_afresh_gives(
+    steps: list[tuple[dict[str, tuple[str, list[Dependency], bool]], set[str]]], strict: bool
+) -> None:
+    """Each step keeps, as unchanged, the objects of the capabilities it did not redraw."""
+    kept = RelationChecks(strict=strict)
+    previous: dict[str, DesiredCapability] = {}
+    for registry, also_known in steps:
+        capabilities: dict[str, DesiredCapability] = {}
+        for capability_id, (version, dependencies, keep) in registry.items():
+            if keep and capability_id in previous:
+                capabilities[capability_id] = previous[capability_id]
+            else:
+                source = f"{capability_id}.yaml" if version == "1.0.0" else f"other-{capability_id}.yaml"
+                capabilities[capability_id] = DesiredCapability(
+                    capability_id, "pattern", source, version, tuple(dependencies), {}, b""
+                )
+
+        def key(problem: Problem) -> tuple[str, int, str, str]:
+            return (problem.source, problem.line or 0, problem.message, problem.severity)
+
+        assert sorted(kept.check(capabilities, also_known), key=key) == sorted(
+            check_relations(capabilities, also_known, strict=strict), key=key
+        )
+        previous = capabilities

@@ -126,7 +126,7 @@ def test_create_puts_four_keys_and_the_record_expecting_them_absent() -> None:
     assert change.expected == tuple((key, 0) for key, _ in change.puts)
     assert change.deletes == ()
     assert change.op_count == 5
-    assert result.unchanged == ()
+    assert result.unchanged == frozenset()
 
 
 def test_update_puts_only_the_changed_keys_and_the_record() -> None:
@@ -212,7 +212,7 @@ def test_unchanged_capability_gives_an_empty_plan() -> None:
     result = make_plan(desired_state(b, a), stored(a, b))
     assert result.is_empty
     assert result.changes == ()
-    assert result.unchanged == ("chora.test.a", "chora.test.b")
+    assert result.unchanged == {"chora.test.a", "chora.test.b"}
     assert result.foreign == ()
     assert result.prune_refusal is None
 
@@ -252,7 +252,7 @@ def test_prune_deletes_exactly_the_four_keys_and_the_record() -> None:
     )
     assert change.expected == tuple((key, 4) for key in change.deletes)
     assert change.fields == CAPABILITY_FIELDS
-    assert result.unchanged == ("chora.test.kept",)
+    assert result.unchanged == {"chora.test.kept"}
     assert result.withheld_deletes == ()
     assert set(result.foreign) == {"chora.test.gone_too", "chora.test.gone.more"}
 
@@ -444,7 +444,7 @@ def test_applying_the_plan_then_planning_again_changes_nothing(scene: Scene) -> 
     after = apply(first, scene.actual)
     second = make_plan(scene.desired, after, ALLOW_ALL)
     assert second.changes == ()
-    assert set(second.unchanged) == set(scene.desired.capabilities)
+    assert second.unchanged == set(scene.desired.capabilities)
     for capability in scene.desired.capabilities.values():
         for key, value in capability.values.items():
             assert after.capability_keys[key].value == value
@@ -518,4 +518,4 @@ def test_every_change_touches_only_its_own_capability(scene: Scene) -> None:
             assert change.type == scene.desired.capabilities[change.capability_id].type
     assert len(touched_anywhere) == len(set(touched_anywhere))
     changed = {change.capability_id for change in result.changes}
-    assert set(result.unchanged) == scene.desired.capabilities.keys() - changed
+    assert result.unchanged == scene.desired.capabilities.keys() - changed

@@ -144,7 +144,7 @@ def test_after_a_failed_cycle_the_next_one_reads_everything_again(
         etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
         with monkeypatch.context() as patched:
             patched.setattr(
-                syncer._scanner, "scan", lambda: (_ for _ in ()).throw(SourceUnavailable("checkout"))
+                syncer._scanner, "scan", lambda _changed: (_ for _ in ()).throw(SourceUnavailable("checkout"))
             )
             with pytest.raises(SourceUnavailable):
                 syncer.run_cycle()
@@ -153,3 +153,35 @@ def test_after_a_failed_cycle_the_next_one_reads_everything_again(
 
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
     assert store.reads == 2
+
+
+def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    registry = capabilities / f"{REGISTRY}.yaml"
+    gone = sorted(capabilities.glob("*.yaml"))[0]
+    with CountingStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        syncer.run_cycle()
+        registry.write_text(re.sub(r"dc_hasVersion: \S+", "dc_hasVersion: 1.1.0", registry.read_text()))
+        copy = capabilities / "copy.yaml"  # claims the registry's id too: both are held
+        copy.write_text(registry.read_text())
+        gone.unlink()
+
+        report = syncer.run_cycle(
+            changed_files={registry.name, copy.name, gone.name}, registry_unchanged=True
+        )
+
+        assert store.reads == 1
+        assert report.deleted == 1
+        assert REGISTRY in report.held
+        assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"  # last good state kept
+        assert keys_under(etcd, f"{PREFIX}{gone.stem}/") == {}
+
+        copy.unlink()
+        report = syncer.run_cycle(changed_files={copy.name}, registry_unchanged=True)
+        assert report.synced == 1
+        assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.1.0"
+
+        full = Syncer(settings, store).run_cycle()  # a fresh read agrees: nothing left to do
+    assert (full.synced, full.deleted, full.skipped, full.errors) == (0, 0, 47, 0)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from gitops_sync.errors import SourceUnavailable
-from gitops_sync.sources.scanning import scan
+from gitops_sync.sources.scanning import Scanner, scan
 
 
 def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
@@ -117,3 +118,59 @@ def test_a_missing_directory_is_an_error_not_an_empty_registry(tmp_path: Path) -
     (tmp_path / "file").write_text("")
     with pytest.raises(SourceUnavailable, match="is not a directory"):
         scan(tmp_path / "file")
+
+
+def test_told_which_files_changed_it_looks_at_only_those(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_ago = time.time() - 10  # a file written just now is looked at again regardless
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        (tmp_path / name).write_text(f"{name}: 1\n")
+        os.utime(tmp_path / name, (long_ago, long_ago))
+    scanner = Scanner(tmp_path)
+    scanner.scan()
+    (tmp_path / "a.yaml").write_text("a.yaml: 2\n")
+    (tmp_path / "c.yaml").unlink()
+    (tmp_path / "d.yaml").write_text("d.yaml: 1\n")
+    looked_at: list[str] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(path: str | Path, *args: object, **kwargs: object) -> os.stat_result:
+        if Path(path).parent == tmp_path:
+            looked_at.append(Path(path).name)
+        return real_lstat(path)
+
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+
+    told = scanner.scan(changed={"c.yaml", "d.yaml", ".d.yaml.swp", "notes.txt"})
+
+    assert sorted(looked_at) == ["c.yaml", "d.yaml"]
+    assert [(f.name, f.content) for f in told.files] == [
+        ("a.yaml", b"a.yaml: 1\n"),  # changed, but nobody said so: the next full scan sees it
+        ("b.yaml", b"b.yaml: 1\n"),
+        ("d.yaml", b"d.yaml: 1\n"),
+    ]
+    monkeypatch.undo()
+    assert [f.content for f in scanner.scan().files] == [b"a.yaml: 2\n", b"b.yaml: 1\n", b"d.yaml: 1\n"]
+
+
+def test_told_which_files_changed_it_still_looks_again_at_files_with_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").mkdir()
+    (tmp_path / "b.yaml").symlink_to("/etc/hostname")
+    scanner = Scanner(tmp_path)
+    assert [p.source for p in scanner.scan().problems] == ["b.yaml"]
+    (tmp_path / "b.yaml").unlink()
+    (tmp_path / "b.yaml").write_text("b: 1\n")
+
+    assert [f.name for f in scanner.scan(changed=set()).files] == ["b.yaml"]
+
+
+def test_told_which_files_changed_it_still_notices_the_directory_is_gone(tmp_path: Path) -> None:
+    directory = tmp_path / "capabilities"
+    directory.mkdir()
+    scanner = Scanner(directory)
+    scanner.scan()
+    directory.rmdir()
+
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        scanner.scan(changed={"a.yaml"})

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from gitops_sync.core.cross_checking import check_relations
+from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.rendering import decode_record, keys_digest
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import capability_key, capability_keys
@@ -46,13 +46,16 @@ def assemble(
     prefix: str,
     desire: Desire,
     strict: bool = False,
-    remembered: Callable[[SourceFile], DesiredCapability | None] = lambda _source: None,
+    remembered: Mapping[str, tuple[str, DesiredCapability]] | None = None,
+    relations: RelationChecks | None = None,
 ) -> Assembly:
     """Build the desired state. Purely computational, given a pure ``desire``.
 
     ``strict``: a dependency on an id no manifest defines is an error, not a warning.
-    ``remembered``: the capability this process already rendered from exactly this file, if any;
-    tried first, as it costs nothing.
+    ``remembered``: by file name, the content hash and the capability this process already
+    rendered from that content; tried first, as it costs nothing.
+    ``relations``: the cross-manifest checks as kept from the last assembly, if any (their
+    ``strict`` is used then).
     """
     records = _LazyRecords(actual.records)
     problems = list(unreadable)
@@ -62,7 +65,8 @@ def assemble(
     settled: set[str] = set()
 
     for source in sources:
-        kept = remembered(source)
+        entry = remembered.get(source.name) if remembered else None
+        kept = entry[1] if entry is not None and entry[0] == source.sha256 else None
         if kept is not None:
             found[kept.id].append(kept)
             settled.add(kept.id)
@@ -126,7 +130,7 @@ def assemble(
                     "defined by one file (rename or remove one); etcd keeps its last good state",
                 )
             )
-    problems.extend(_relation_problems(capabilities, held, strict=strict))
+    problems.extend(_relation_problems(capabilities, held, relations or RelationChecks(strict=strict)))
     problems.sort(key=lambda p: (p.source, p.line or 0, p.message))
     return Assembly(
         desired=DesiredState(capabilities, frozenset(held)),
@@ -148,12 +152,13 @@ def to_parse(sources: Sequence[SourceFile], actual: RegistryState, *, prefix: st
 
 
 def _relation_problems(
-    capabilities: dict[str, DesiredCapability], held: set[str], *, strict: bool
+    capabilities: dict[str, DesiredCapability], held: set[str], relations: RelationChecks
 ) -> list[Problem]:
     """Cross-manifest problems; a capability with an error joins ``held`` and leaves ``capabilities``."""
-    problems = check_relations(capabilities, held, strict=strict)
-    by_source = {capability.source: capability.id for capability in capabilities.values()}
-    held.update(by_source[p.source] for p in problems if p.severity == "error" and p.source in by_source)
+    problems = relations.check(capabilities, held)
+    errors = {problem.source for problem in problems if problem.severity == "error"}
+    if errors:
+        held.update(capability.id for capability in capabilities.values() if capability.source in errors)
     for capability_id in held:
         capabilities.pop(capability_id, None)
     return problems

@@ -6,6 +6,7 @@ gives an empty plan (the property tests check exactly that).
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 
 from gitops_sync.model.keys import (
@@ -35,16 +36,25 @@ def plan(
     prefix: str,
     sync_prefix: str,
     prune: PrunePolicy,
+    only: Set[str] | None = None,
+    present: Set[str] | None = None,
 ) -> Plan:
-    """The changes, one per capability, that make ``actual`` match ``desired``."""
+    """The changes, one per capability, that make ``actual`` match ``desired``.
+
+    ``only``: the desired ids that may differ from ``actual``, when the caller knows that all others
+    hold exactly their desired values (they did after its last cycle, and nobody wrote since).
+    ``present``: the ids with a key under the prefix, when the caller keeps them up to date;
+    otherwise they are found among all keys of ``actual``.
+    """
     changes: list[Change] = []
-    unchanged: list[str] = []
-    for capability_id in sorted(desired.capabilities):
+    same: set[str] = set()
+    for capability_id in sorted(desired.capabilities if only is None else only & desired.capabilities.keys()):
         change = _upsert(desired.capabilities[capability_id], actual, prefix, sync_prefix)
         if change is None:
-            unchanged.append(capability_id)
+            same.add(capability_id)
         else:
             changes.append(change)
+    unchanged = same if only is None else desired.capabilities.keys() - {c.capability_id for c in changes}
 
     gone = sorted(
         actual.records.keys() - desired.capabilities.keys() - desired.held,
@@ -53,27 +63,28 @@ def plan(
     if refusal is None:
         changes.extend(_delete(capability_id, actual, prefix, sync_prefix) for capability_id in gone)
 
-    present = _ids_present(actual, prefix)
+    if present is None:
+        present = keys_by_id(actual, prefix).keys()
     foreign = present - actual.records.keys() - desired.capabilities.keys() - desired.held
     return Plan(
         changes=tuple(changes),
-        unchanged=tuple(unchanged),
+        unchanged=frozenset(unchanged),
         withheld_deletes=tuple(gone) if refusal else (),
         prune_refusal=refusal,
         foreign=tuple(sorted(foreign)),
     )
 
 
-def _ids_present(actual: RegistryState, prefix: str) -> set[str]:
-    """The ids with a key of the schema under the prefix; :func:`split_capability_key`, inlined, as
-    this runs over every key each cycle."""
+def keys_by_id(actual: RegistryState, prefix: str) -> dict[str, int]:
+    """How many keys of the schema each id has under the prefix; :func:`split_capability_key`,
+    inlined, as this runs over every key."""
     skip = len(prefix)
-    present = set()
+    counts: dict[str, int] = {}
     for key in actual.capability_keys:
         capability_id, slash, field = key[skip:].partition("/")
         if slash and capability_id and "/" not in field and key.startswith(prefix):
-            present.add(capability_id)
-    return present
+            counts[capability_id] = counts.get(capability_id, 0) + 1
+    return counts
 
 
 def _upsert(

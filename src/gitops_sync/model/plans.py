@@ -57,7 +57,7 @@ class Change:
 @dataclass(frozen=True, slots=True)
 class Plan:
     changes: tuple[Change, ...] = ()
-    unchanged: tuple[str, ...] = ()
+    unchanged: frozenset[str] = frozenset()
     """Ids whose keys already hold Git's values."""
     withheld_deletes: tuple[str, ...] = ()
     """Ids that would be pruned, but a safety rule held the deletion back."""

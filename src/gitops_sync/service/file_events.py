@@ -1,8 +1,10 @@
-"""File events: a wake-up whenever a manifest in the capabilities directory changes.
+"""File events: a wake-up whenever a manifest in the capabilities directory changes, and which.
 
-Runs ``watchfiles`` in a daemon thread. When the directory is replaced by another (removed and
-re-created, or renamed over by a checkout), the old watch sees nothing more, so the thread re-arms
-on the new directory; the main loop asks it to check after every cycle.
+Runs ``watchfiles`` in a daemon thread. The names of the files that changed let a cycle look at
+only those; whenever the thread may have missed something (a new watch being set up, the directory
+replaced, the watch failing), the next cycle looks at every file. When the directory is replaced by
+another (removed and re-created, or renamed over by a checkout), the old watch sees nothing more,
+so the thread re-arms on the new directory; the main loop asks it to check after every cycle.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ log = logging.getLogger("gitops-sync")
 
 ARMED_CHECK_MS: Final = 500
 """A new watch wakes the loop once after this long, to catch what changed while it was set up."""
-GROUP_EVENTS_MS: Final = 50
-"""A burst of file events (a checkout) is handled as one change once it has been quiet this long."""
+GROUP_EVENTS_MS: Final = 20
+"""A burst of file events (a checkout) is handled as one change once it has been quiet this long;
+also how often the watch looks for events, so it bounds the delay an edit waits."""
 
 
 class FileEvents:
@@ -33,6 +36,9 @@ class FileEvents:
         self._stop = stop
         self._rearm = threading.Event()
         self._watched = _identity(directory)
+        self._lock = threading.Lock()
+        self._changed: set[str] | None = None
+        """Names of the manifests changed since the last :meth:`take`; None: unknown, look at all."""
         self._thread = threading.Thread(target=self._run, name="file-events", daemon=True)
 
     def start(self) -> None:
@@ -45,11 +51,18 @@ class FileEvents:
         """The ``stop_event`` given to watchfiles: stop for good, or to watch the new directory."""
         return self._stop.is_set() or self._rearm.is_set()
 
+    def take(self) -> frozenset[str] | None:
+        """The names of the manifests changed since the last call, or None if that is not known."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+        return None if changed is None else frozenset(changed)
+
     def follow_replacement(self) -> None:
         current = _identity(self._directory)
         if current is not None and current != self._watched:
             log.info("%s was replaced; watching the new directory", self._directory)
             self._watched = current
+            self._note(None)
             self._rearm.set()
 
     def _run(self) -> None:
@@ -70,16 +83,27 @@ class FileEvents:
                 ):
                     if changes:
                         log.debug("File changes: %s", sorted(path for _, path in changes))
+                        self._note({Path(path).name for _, path in changes})
                     elif armed:
                         continue
-                    # Changes, or the first quiet moment of a new watch: what changed while it was
-                    # being set up would otherwise wait for the periodic resync.
+                    else:
+                        # The first quiet moment of a new watch: what changed while it was being
+                        # set up would otherwise wait for the periodic resync.
+                        self._note(None)
                     armed = True
                     self._wake.set()
             except OSError as exc:
                 # Gone for now (a checkout in progress, say); the periodic resync reports it.
                 log.debug("Cannot watch %s (%s); trying again", self._directory, exc)
+                self._note(None)
                 self._stop.wait(1.0)
+
+    def _note(self, names: set[str] | None) -> None:
+        with self._lock:
+            if names is None or self._changed is None:
+                self._changed = None
+            else:
+                self._changed |= names
 
 
 def _identity(directory: Path) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,15 +21,17 @@ from typing import Final
 
 from gitops_sync.core.assembling import Assembly, assemble, to_parse
 from gitops_sync.core.batching import batches
+from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.planning import PrunePolicy, plan
-from gitops_sync.core.rendering import desire, to_json
+from gitops_sync.core.rendering import decode_record, desire, to_json
 from gitops_sync.errors import ManifestError, StoreConflict, StoreError
-from gitops_sync.model.keys import managed_prefix, status_key
+from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
-from gitops_sync.model.registry import KeyState, RegistryState
+from gitops_sync.model.registry import RegistryState
 from gitops_sync.model.sources import SourceFile
+from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
 from gitops_sync.sources.git import head_commit
 from gitops_sync.sources.scanning import Scan, Scanner, scan
@@ -125,31 +127,43 @@ class Syncer:
         self._foreign: tuple[str, ...] = ()
         self._scanner = Scanner(settings.capabilities)
         self._last: tuple[Scan, CycleReport] | None = None
-        self._settled: dict[tuple[str, str], DesiredCapability] = {}
-        """Files whose capability etcd held exactly at the end of the last cycle."""
+        self._settled: dict[str, tuple[str, DesiredCapability]] = {}
+        """By file name, the content hash and capability of the files whose capability etcd held
+        exactly at the end of the last cycle."""
+        self._in_etcd: dict[str, DesiredCapability] = {}
+        """The same capabilities by id."""
         self._status_pending = False
         """The last status write failed; the next cycle must not be skipped, so it writes it."""
-        self._view: RegistryState | None = None
+        self._view: RegistryView | None = None
         """etcd as last read, with this service's writes since applied to it."""
+        self._relations = RelationChecks(strict=settings.strict)
 
-    def run_cycle(self, *, registry_unchanged: bool = False) -> CycleReport:
+    def run_cycle(
+        self, *, changed_files: Collection[str] | None = None, registry_unchanged: bool = False
+    ) -> CycleReport:
         """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything.
 
+        ``changed_files``: the names of the only manifests that may have changed since the last
+        cycle (the watch mode's file events tell); None: any may have, so look at every file.
         ``registry_unchanged``: nobody else has written under the prefix since the last cycle (the
-        watch mode knows). If the files are unchanged too, and the last cycle applied everything it
-        planned, this cycle would plan nothing: it is skipped, its problems reported again.
+        watch mode knows). Then etcd is not read again, and only the capabilities whose files
+        changed are compared with it; if no file changed either, and the last cycle applied
+        everything it planned, this cycle would plan nothing: it is skipped, its problems reported
+        again.
         """
         try:
-            return self._run_cycle(registry_unchanged=registry_unchanged)
+            return self._run_cycle(changed_files, registry_unchanged=registry_unchanged)
         except BaseException:
             # Whatever this cycle saw or half did, the next one reads everything again.
             self._view = None
             self._last = None
+            self._in_etcd = {}
+            self._relations = RelationChecks(strict=self.settings.strict)
             raise
 
-    def _run_cycle(self, *, registry_unchanged: bool) -> CycleReport:
+    def _run_cycle(self, changed_files: Collection[str] | None, *, registry_unchanged: bool) -> CycleReport:
         settings = self.settings
-        files = self._scanner.scan()
+        files = self._scanner.scan(changed_files if self._last is not None else None)
         if (
             registry_unchanged
             and self._last is not None
@@ -161,23 +175,23 @@ class Syncer:
             self._log(report, None)
             log.info("Sync complete: 0 synced, %d skipped, %d errors", report.skipped, report.errors)
             return report
-        self._forget_all_but(files.files)
         applied: list[Change] = []
         failed: tuple[str, ...] = ()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if registry_unchanged and attempt == 1 and self._view is not None:
-                actual = self._view  # what the last cycle read, plus what it wrote since
-            else:
-                actual = self._view = self.store.read(settings.prefix, settings.sync_prefix)
+            view = self._view
+            # Unless someone else wrote, etcd is what the last cycle read, plus what it wrote since.
+            known = registry_unchanged and attempt == 1 and view is not None
+            if view is None or not known:
+                view = self._view = RegistryView(
+                    self.store.read(settings.prefix, settings.sync_prefix),
+                    prefix=settings.prefix,
+                    sync_prefix=settings.sync_prefix,
+                )
+            actual = view.state
             if attempt == 1:
                 log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
-                fresh = [
-                    source
-                    for source in files.files
-                    if (key := (source.name, source.sha256)) not in self._rendered
-                    and key not in self._settled
-                ]
-                self._render_in_parallel(to_parse(fresh, actual, prefix=settings.prefix))
+                if changed_files is None or len(changed_files) >= PARALLEL_FROM:
+                    self._render_in_parallel(to_parse(self._unknown(files), actual, prefix=settings.prefix))
             assembly = assemble(
                 files.files,
                 files.problems,
@@ -185,14 +199,18 @@ class Syncer:
                 prefix=settings.prefix,
                 desire=self._desire,
                 strict=settings.strict,
-                remembered=self._remembered,
+                remembered=self._settled,
+                relations=self._relations,
             )
+            differing = self._differing(assembly) if known else None
             planned = plan(
                 assembly.desired,
                 actual,
                 prefix=settings.prefix,
                 sync_prefix=settings.sync_prefix,
                 prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
+                only=differing,
+                present=view.present,
             )
             if settings.dry_run:
                 break
@@ -217,7 +235,7 @@ class Syncer:
         self._log(report, assembly)
         self._last = (files, report)
         if not settings.dry_run:
-            self._settle(files, assembly, report.failed)
+            self._settle(files, assembly, report.failed, differing)
             self._record_status(report, actual)
             log.info(
                 "Sync complete: %d synced, %d skipped, %d errors",
@@ -253,22 +271,60 @@ class Syncer:
             for source, rendered in zip(sources, pool.map(render, sources, chunksize=chunk), strict=True):
                 self._rendered[(source.name, source.sha256)] = rendered
 
-    def _settle(self, files: Scan, assembly: Assembly, failed: tuple[str, ...]) -> None:
-        """Remember which files etcd now holds exactly, so the next cycle need not look again."""
-        sha = {source.name: source.sha256 for source in files.files}
-        self._settled = {
-            (capability.source, sha[capability.source]): capability
-            for capability in assembly.desired.capabilities.values()
-            if capability.id not in failed
+    def _unknown(self, files: Scan) -> list[SourceFile]:
+        """The files neither parsed nor settled already."""
+        settled = self._settled
+        return [
+            source
+            for source in files.files
+            if (source.name, source.sha256) not in self._rendered
+            and ((entry := settled.get(source.name)) is None or entry[0] != source.sha256)
+        ]
+
+    def _differing(self, assembly: Assembly) -> set[str]:
+        """The desired capabilities etcd may not hold: all but those it held after the last cycle."""
+        in_etcd = self._in_etcd
+        return {
+            capability_id
+            for capability_id, capability in assembly.desired.capabilities.items()
+            if in_etcd.get(capability_id) is not capability
         }
 
-    def _remembered(self, source: SourceFile) -> DesiredCapability | None:
-        return self._settled.get((source.name, source.sha256))
+    def _settle(
+        self, files: Scan, assembly: Assembly, failed: tuple[str, ...], differing: set[str] | None
+    ) -> None:
+        """Remember which files etcd now holds exactly, so the next cycle need not look again, and
+        forget what was parsed from files that are gone or settled.
 
-    def _forget_all_but(self, files: tuple[SourceFile, ...]) -> None:
-        current = {(source.name, source.sha256) for source in files}
-        for key in self._rendered.keys() - current:
-            del self._rendered[key]
+        ``differing``: the only capabilities that may have changed since the last cycle, if known.
+        """
+        desired = assembly.desired.capabilities
+        if differing is None:
+            sha = {source.name: source.sha256 for source in files.files}
+            self._in_etcd = {
+                capability_id: capability
+                for capability_id, capability in desired.items()
+                if capability_id not in failed
+            }
+            self._settled = {
+                capability.source: (sha[capability.source], capability)
+                for capability in self._in_etcd.values()
+            }
+        else:
+            for capability_id in (self._in_etcd.keys() - desired.keys()).union(differing, failed):
+                gone = self._in_etcd.pop(capability_id, None)
+                if gone is not None and self._settled.get(gone.source, (None, None))[1] is gone:
+                    del self._settled[gone.source]
+            for capability_id in differing.difference(failed):
+                capability = self._in_etcd[capability_id] = desired[capability_id]
+                record = decode_record(capability.record)
+                if record is not None:
+                    self._settled[capability.source] = (record.source_sha256, capability)
+        self._rendered = {
+            (name, sha): rendered
+            for (name, sha), rendered in self._rendered.items()
+            if self._scanner.holds(name, sha) and self._settled.get(name, (None,))[0] != sha
+        }
 
     def _apply(self, planned: Plan, applied: list[Change], drifted: frozenset[str]) -> None:
         fence = self.fence
@@ -280,7 +336,8 @@ class Syncer:
             revision = self.store.commit(batch, fence)
             if self.on_commit is not None:
                 self.on_commit(revision)
-            self._remember_written(batch, revision)
+            if self._view is not None:
+                self._view.apply(batch, revision)
             applied.extend(batch)
             for change in batch:
                 if change.kind == "delete":
@@ -296,28 +353,6 @@ class Syncer:
                     )
                 else:
                     log.info("Synced: %s (%s)", change.capability_id, change.type)
-
-    def _remember_written(self, changes: Sequence[Change], revision: int) -> None:
-        """Keep the view of etcd up to date with this service's own writes, so that a cycle with
-        nothing written by anyone else (the registry watch tells) need not read etcd at all."""
-        view = self._view
-        if view is None:
-            return
-        keys = dict(view.capability_keys)
-        records = dict(view.records)
-        records_prefix = managed_prefix(self.settings.sync_prefix)
-        for change in changes:
-            for key, value in change.puts:
-                target = records if key.startswith(records_prefix) else keys
-                target[key.removeprefix(records_prefix) if target is records else key] = KeyState(
-                    value, revision
-                )
-            for key in change.deletes:
-                if key.startswith(records_prefix):
-                    records.pop(key.removeprefix(records_prefix), None)
-                else:
-                    keys.pop(key, None)
-        self._view = dataclasses.replace(view, capability_keys=keys, records=records)
 
     def _log(self, report: CycleReport, assembly: Assembly | None) -> None:
         for problem in report.problems:
@@ -367,6 +402,6 @@ class Syncer:
             if self.on_commit is not None:
                 self.on_commit(revision)
             if self._view is not None:
-                self._view = dataclasses.replace(self._view, status=KeyState(value, revision))
+                self._view.set_status(value, revision)
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)

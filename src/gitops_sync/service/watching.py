@@ -76,11 +76,15 @@ class Watcher:
             return None
         woken = self.wake.is_set()
         self.wake.clear()
+        changed_files = self.files.take()
         self.syncer.fence = fence
         log.log(logging.DEBUG if self._outage else logging.INFO, "--- Sync cycle starting ---")
         try:
-            # An --interval resync reads everything again: the level-based safety net.
-            report = self.syncer.run_cycle(registry_unchanged=woken and not self.registry.changed())
+            # An --interval resync reads every file and all of etcd again: the level-based safety net.
+            report = self.syncer.run_cycle(
+                changed_files=changed_files if woken else None,
+                registry_unchanged=woken and not self.registry.changed(),
+            )
         finally:
             self.files.follow_replacement()
         self.registry.follow(report.revision)

@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -49,21 +50,35 @@ class Scanner:
 
     A file is taken from the last scan when its inode, size, modification and change times are all
     the same (nanoseconds; a rewrite changes ``ctime`` even when it keeps ``mtime``); symlinks are
-    read every time.
+    read every time. Told which files changed (by file events), it looks at only those, at the
+    symlinks, and at the files that had a problem last time.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._known: dict[str, tuple[tuple[int, int, int, int], SourceFile]] = {}
+        self._outcomes: dict[str, SourceFile | Problem] = {}
+        """The last scan's outcome for each file, in name order."""
+        self._signatures: dict[str, tuple[int, int, int, int]] = {}
+        """The status of each file whose outcome stands until its status changes."""
+        self._scanned = False
 
-    def scan(self) -> Scan:
+    def scan(self, changed: Collection[str] | None = None) -> Scan:
+        """All manifests; ``changed``: the names of the only files that may differ from the last
+        scan (None: any may, so list the directory and look at every file)."""
         directory = self.directory
+        partial = changed is not None and self._scanned
         try:
-            with os.scandir(directory) as listing:
-                entries = sorted(
-                    (entry for entry in listing if is_manifest_name(entry.name)), key=lambda entry: entry.name
-                )
             root = directory.resolve(strict=True)
+            if partial:
+                if not directory.is_dir():
+                    raise NotADirectoryError
+                names = {name for name in changed or () if is_manifest_name(name)}
+                # And those a file event may not tell about: symlinks (their target changes
+                # elsewhere), files with a problem, files written just now.
+                names.update(self._outcomes.keys() - self._signatures.keys())
+            else:
+                with os.scandir(directory) as listing:
+                    names = {entry.name for entry in listing if is_manifest_name(entry.name)}
         except FileNotFoundError:
             raise SourceUnavailable(f"capabilities directory {directory} does not exist") from None
         except NotADirectoryError:
@@ -71,45 +86,67 @@ class Scanner:
         except OSError as exc:
             raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
 
-        known, self._known = self._known, {}
+        if not partial:
+            for name in self._outcomes.keys() - names:
+                del self._outcomes[name]
+                self._signatures.pop(name, None)
+        added = not names <= self._outcomes.keys()
         prefix = f"{directory}{os.sep}"
         # A file written within the clock's granularity of now may be written again unseen, with
         # the same size and timestamps (git's "racy" entries): such files are read again next time.
         recent = time.time_ns() - RACY_NS
-        files: list[SourceFile] = []
-        problems: list[Problem] = []
-        for entry in entries:
-            name = entry.name
-            try:
-                signature = None if entry.is_symlink() else _signature(entry.stat(follow_symlinks=False))
-                cached = known.get(name)
-                if signature is not None and cached is not None and cached[0] == signature:
-                    source = cached[1]
-                else:
-                    content = _read(f"{prefix}{name}", root, symlink=signature is None)
-                    if content is None:
-                        continue
-                    source = SourceFile(name, content, hashlib.sha256(content).hexdigest())
-            except FileNotFoundError:
-                # Listed, then gone: a checkout replacing it, most likely. Deleting its keys now
-                # would make them flap; it is held this cycle, and pruned next if it stays gone.
-                problems.append(
-                    Problem(
-                        name,
-                        "disappeared while being read (a checkout in progress?); checked again next cycle",
-                    )
-                )
-                continue
-            except _Unusable as exc:
-                problems.append(Problem(name, str(exc)))
-                continue
-            except OSError as exc:
-                problems.append(Problem(name, f"cannot read the file ({exc.strerror}); make it readable"))
-                continue
-            if signature is not None and signature[2] < recent:
-                self._known[name] = (signature, source)
-            files.append(source)
-        return Scan(tuple(files), tuple(problems))
+        for name in sorted(names):
+            outcome = self._examine(name, f"{prefix}{name}", root, recent, listed=not partial)
+            if outcome is None:
+                self._outcomes.pop(name, None)
+            else:
+                self._outcomes[name] = outcome
+        if added:
+            self._outcomes = dict(sorted(self._outcomes.items()))
+        self._scanned = True
+        outcomes = self._outcomes.values()
+        files = tuple(outcome for outcome in outcomes if isinstance(outcome, SourceFile))
+        problems = tuple(outcome for outcome in outcomes if isinstance(outcome, Problem))
+        return Scan(files, problems)
+
+    def holds(self, name: str, sha256: str) -> bool:
+        """Whether the last scan found the file ``name`` with this content."""
+        outcome = self._outcomes.get(name)
+        return isinstance(outcome, SourceFile) and outcome.sha256 == sha256
+
+    def _examine(
+        self, name: str, path: str, root: Path, recent: int, *, listed: bool
+    ) -> SourceFile | Problem | None:
+        """One file's outcome; None when it is not a manifest after all (a directory), or, when it
+        was not listed just now, when it is gone."""
+        signature = self._signatures.pop(name, None)
+        try:
+            status = os.lstat(path)
+            symlink = stat.S_ISLNK(status.st_mode)
+            current = None if symlink else _signature(status)
+            last = self._outcomes.get(name)
+            if current is not None and current == signature and isinstance(last, SourceFile):
+                source = last
+            else:
+                content = _read(path, root, symlink=symlink)
+                if content is None:
+                    return None
+                source = SourceFile(name, content, hashlib.sha256(content).hexdigest())
+        except FileNotFoundError:
+            if not listed:
+                return None  # deleted; the file event that said so is why it was looked at
+            # Listed, then gone: a checkout replacing it, most likely. Deleting its keys now
+            # would make them flap; it is held this cycle, and pruned next if it stays gone.
+            return Problem(
+                name, "disappeared while being read (a checkout in progress?); checked again next cycle"
+            )
+        except _Unusable as exc:
+            return Problem(name, str(exc))
+        except OSError as exc:
+            return Problem(name, f"cannot read the file ({exc.strerror}); make it readable")
+        if current is not None and current[2] < recent:
+            self._signatures[name] = current
+        return source
 
 
 def _signature(status: os.stat_result) -> tuple[int, int, int, int]:

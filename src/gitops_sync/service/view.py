@@ -1,0 +1,67 @@
+"""etcd as this service last read it, kept current with the service's own writes.
+
+Between reads, a watch-mode cycle plans against this view: the registry watch tells the loop when
+anyone else wrote, and then the next cycle reads etcd again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, KeysView
+
+from gitops_sync.core.planning import keys_by_id
+from gitops_sync.model.keys import managed_prefix, split_capability_key
+from gitops_sync.model.plans import Change
+from gitops_sync.model.registry import KeyState, RegistryState
+
+
+class RegistryView:
+    """A :class:`RegistryState` that the service's own transactions are applied to, in place."""
+
+    def __init__(self, read: RegistryState, *, prefix: str, sync_prefix: str) -> None:
+        self.revision = read.revision
+        """The revision it was read at (the registry watch follows from there)."""
+        self._keys = dict(read.capability_keys)
+        self._records = dict(read.records)
+        self._status = read.status
+        self._prefix = prefix
+        self._records_prefix = managed_prefix(sync_prefix)
+        self._counts = keys_by_id(read, prefix)
+
+    @property
+    def state(self) -> RegistryState:
+        """The view as a state to plan against; valid until the next :meth:`apply`."""
+        return RegistryState(self.revision, self._keys, self._records, self._status)
+
+    @property
+    def present(self) -> KeysView[str]:
+        """The ids with a key of the schema under the prefix."""
+        return self._counts.keys()
+
+    def apply(self, changes: Iterable[Change], revision: int) -> None:
+        """What etcd holds after ``changes`` were committed at ``revision``."""
+        for change in changes:
+            for key, value in change.puts:
+                if key.startswith(self._records_prefix):
+                    self._records[key.removeprefix(self._records_prefix)] = KeyState(value, revision)
+                else:
+                    if key not in self._keys:
+                        self._count(key, +1)
+                    self._keys[key] = KeyState(value, revision)
+            for key in change.deletes:
+                if key.startswith(self._records_prefix):
+                    self._records.pop(key.removeprefix(self._records_prefix), None)
+                elif self._keys.pop(key, None) is not None:
+                    self._count(key, -1)
+
+    def set_status(self, value: bytes, revision: int) -> None:
+        self._status = KeyState(value, revision)
+
+    def _count(self, key: str, step: int) -> None:
+        parts = split_capability_key(self._prefix, key)
+        if parts is None:
+            return
+        count = self._counts.get(parts[0], 0) + step
+        if count:
+            self._counts[parts[0]] = count
+        else:
+            del self._counts[parts[0]]
