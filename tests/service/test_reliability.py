@@ -4,6 +4,7 @@ concurrent writers and several replicas."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -127,11 +128,13 @@ def test_a_concurrent_writer_is_detected_and_git_wins(
 
     class RacedStore(EtcdStore):
         raced = False
+        racing = threading.Lock()  # transactions go out a few at a time: all after the put
 
         def commit(self, changes: list[Change], fence: Fence | None = None) -> int:  # type: ignore[override]
-            if not self.raced:
-                self.raced = True
-                etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")  # lands after the read
+            with self.racing:
+                if not self.raced:
+                    self.raced = True
+                    etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")  # lands after the read
             return super().commit(changes, fence)
 
     with RacedStore(connection) as store:
@@ -140,6 +143,38 @@ def test_a_concurrent_writer_is_detected_and_git_wins(
     assert "Conflict (attempt 1 of 3)" in caplog.text
     assert report.synced == 48
     assert report.failed == ()
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+
+
+def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
+    etcd_server: EtcdProcess,
+    capabilities: Path,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    connection = EtcdConnection(((etcd_server.host, etcd_server.client_port),))
+    settings = Settings(capabilities=capabilities, etcd=connection, max_txn_ops=10)  # 2 per transaction
+    caplog.set_level(logging.INFO, "gitops-sync")
+
+    class RacedStore(EtcdStore):
+        commits = 0
+        racing = threading.Lock()
+
+        def commit(self, changes: list[Change], fence: Fence | None = None) -> int:  # type: ignore[override]
+            with self.racing:
+                self.commits += 1
+                if self.commits == 1:
+                    etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
+            return super().commit(changes, fence)
+
+    with RacedStore(connection) as store:
+        report = Syncer(settings, store).run_cycle()
+
+    assert caplog.text.count("Conflict (attempt 1 of 3)") == 1
+    assert report.synced == 48
+    synced = [line for line in caplog.text.splitlines() if "Synced: " in line]
+    assert len(synced) == 48  # each capability written once, the raced one after re-planning
+    assert store.commits == 24 + 1 + 1  # the batches, the raced one again, the status
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
 
 
