@@ -9,7 +9,10 @@ measures, as medians over the runs:
 
 - cold sync into an empty etcd, and the warm restart right after it (nothing changed), each as the
   ``gitops-sync`` command a user runs, process start included;
-- a no-op watch cycle, in process: ``Syncer.run_cycle(registry_unchanged=True)`` after a full one;
+- a no-op watch cycle, in process: after a full cycle, one file is touched (new timestamps, same
+  content) and ``Syncer.run_cycle(changed_files={name}, registry_unchanged=True)`` runs, as the
+  watch loop runs it on that file event; and the ``--interval`` resync with nothing changed,
+  ``Syncer.run_cycle()``, which reads every file and all of etcd;
 - in watch mode, one edited file until its new version is readable in etcd (p50, p99), and 100
   files edited at once until all are;
 - the peak PSS of a cold sync, summed over its process tree (one extra, sampled run);
@@ -241,8 +244,10 @@ class Session:
         keyspace.save(keys_file, entries)
         result["keys_written_by_sync"] = len(entries)
 
-        log.info("no-op watch cycle, in process")
-        result["noop_cycle_ms"] = summary([s * 1000 for s in self.noop_cycles()], digits=2)
+        log.info("no-op watch cycle and --interval resync, in process")
+        noop, resync = self.noop_cycles()
+        result["noop_cycle_ms"] = summary([s * 1000 for s in noop], digits=2)
+        result["resync_ms"] = summary([s * 1000 for s in resync], digits=1)
 
         log.info(
             "watch mode: %d single edits, %d x %d edits at once", plan.edits, plan.batch_runs, EDIT_BATCH
@@ -302,30 +307,41 @@ class Session:
             self.note(f"warm restart: {counts[0]} synced, {rewritten} capability keys rewritten")
         return finished.seconds, rewritten
 
-    def noop_cycles(self) -> list[float]:
-        """A watch-mode cycle in this process with nothing changed, after one full cycle: as the watch
-        loop calls it when its registry watch saw no write by anyone else (nobody writes here)."""
+    def noop_cycles(self) -> tuple[list[float], list[float]]:
+        """Watch-mode cycles in this process with nothing to do, after one full cycle: woken by a
+        file event for a file touched but not changed, with a quiet registry (nobody writes here);
+        and the ``--interval`` resync, which looks at every file and reads all of etcd."""
         from gitops_sync.service.syncing import Syncer  # noqa: PLC0415 - only here
 
         settings, store = service_objects(self.sync_command[1:])
-        times: list[float] = []
+        told = "changed_files" in inspect.signature(Syncer.run_cycle).parameters
+        noop: list[float] = []
+        resync: list[float] = []
         with quiet_service_log():
             try:
                 syncer = Syncer(settings, store)
                 syncer.run_cycle()
-                deadline = time.perf_counter() + NOOP_BUDGET
-                for _ in range(NOOP_CALLS):
-                    started = time.perf_counter()
-                    report = syncer.run_cycle(registry_unchanged=True)
-                    times.append(time.perf_counter() - started)
-                    if report.synced:
-                        self.note(f"no-op cycle synced {report.synced}")
-                    if time.perf_counter() > deadline and len(times) >= 5:
-                        self.note(f"no-op cycle: {len(times)} calls (time budget)")
-                        break
+                for times, call in ((noop, NOOP_CALLS), (resync, NOOP_CALLS // 4)):
+                    deadline = time.perf_counter() + NOOP_BUDGET
+                    for _ in range(call):
+                        path = self.rng.choice(self.corpus.files)
+                        os.utime(path)
+                        started = time.perf_counter()
+                        if times is resync:
+                            report = syncer.run_cycle()
+                        elif told:
+                            report = syncer.run_cycle(changed_files={path.name}, registry_unchanged=True)
+                        else:  # a version of the service that looks at every file
+                            report = syncer.run_cycle(registry_unchanged=True)
+                        times.append(time.perf_counter() - started)
+                        if report.synced:
+                            self.note(f"no-op cycle synced {report.synced}")
+                        if time.perf_counter() > deadline and len(times) >= 5:
+                            self.note(f"no-op cycles: {len(times)} calls (time budget)")
+                            break
             finally:
                 store.close()
-        return times
+        return noop, resync
 
     def edits_in_watch_mode(self) -> tuple[list[float], list[float]]:
         """Seconds from writing files to their new versions being readable in etcd."""
@@ -519,6 +535,7 @@ COLUMNS: Final = (
     ("cold s", 7),
     ("warm s", 7),
     ("no-op ms", 9),
+    ("resync ms", 10),
     ("edit p50/p99 ms", 16),
     ("100-edit s", 10),
     ("PSS MB", 7),
@@ -542,6 +559,7 @@ def table(results: dict[str, Any]) -> str:
             f"{row['cold_s']['median']:.2f}",
             f"{row['warm_s']['median']:.2f}",
             f"{row['noop_cycle_ms']['median']:.1f}",
+            f"{row['resync_ms']['median']:.0f}" if "resync_ms" in row else "-",
             f"{row['edit_ms']['p50']:.0f} / {row['edit_ms']['p99']:.0f}",
             f"{row['edit_batch_s']['median']:.2f}",
             f"{row['peak_pss_mb']:.1f}",

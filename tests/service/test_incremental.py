@@ -15,7 +15,7 @@ import etcd3
 import pytest
 
 from gitops_sync.errors import SourceUnavailable
-from gitops_sync.service import syncing
+from gitops_sync.service import parsing
 from gitops_sync.service.syncing import Syncer
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.sources.scanning import Scanner
@@ -112,7 +112,7 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(syncing, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
     for copy in range(4):  # 48 real manifests and 4 x 48 renamed copies: 240 to parse
         for path in CHORA_BASE.glob("*.yaml"):
             text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
@@ -120,7 +120,7 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     sequential = dataclasses.replace(settings, prefix="/seq/capabilities/", sync_prefix="/seq/sync/")
     with EtcdStore(settings.etcd) as store:
         report = Syncer(settings, store).run_cycle()
-        monkeypatch.setattr(syncing, "PARALLEL_FROM", 10**9)
+        monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
         alone = Syncer(sequential, store).run_cycle()
 
     assert report.synced == alone.synced == 240

@@ -2,7 +2,9 @@
 
 Watches the prefix from the revision of the last full read. Events caused by this service's own
 transactions are recognised by their revision and ignored; anything else (a hand edit, a delete,
-another writer) wakes the loop, whose next cycle puts Git's values back. A watch that breaks, or
+another writer) makes the loop's next cycle read etcd again and put Git's values back. An event can
+arrive before the transaction that caused it has returned its revision, so an event is only judged
+foreign when the loop asks, after its cycle's own transactions have all returned. A watch that breaks, or
 whose start revision was compacted, wakes the loop too: the full re-read covers what was missed,
 and the watch is re-armed from that read's revision.
 """
@@ -26,6 +28,8 @@ class RegistryEvents:
         self._wake = wake
         self._lock = threading.Lock()
         self._own: set[int] = set()
+        self._unclaimed: dict[int, list[str]] = {}
+        """Keys changed at revisions not (yet) known to be this service's own."""
         self._cancel: Callable[[], None] | None = None
         self._changed = True
 
@@ -37,13 +41,19 @@ class RegistryEvents:
         """Whether etcd may hold anything new since the last call: a change by someone else, or a
         watch that is not (or no longer) in place."""
         with self._lock:
-            changed, self._changed = self._changed or self._cancel is None, False
+            foreign = sorted({key for keys in self._unclaimed.values() for key in keys})
+            changed = self._changed or self._cancel is None or bool(foreign)
+            self._changed = False
+            self._unclaimed.clear()
+        if foreign:
+            log.debug("Changed in etcd outside this service: %s", ", ".join(foreign))
         return changed
 
     def note_own(self, revision: int) -> None:
         """A revision this service's own transaction created; its events are no news."""
         with self._lock:
             self._own.add(revision)
+            self._unclaimed.pop(revision, None)
 
     def follow(self, read_revision: int) -> None:
         """After a cycle: make sure the prefix is watched, from that cycle's read on."""
@@ -74,10 +84,10 @@ class RegistryEvents:
             self._wake.set()
             return
         with self._lock:
-            foreign = [key for key, revision in events.changes if revision not in self._own]
+            for key, revision in events.changes:
+                if revision not in self._own:
+                    self._unclaimed.setdefault(revision, []).append(key)
             self._own = {revision for revision in self._own if revision > events.revision}
-        if foreign:
-            with self._lock:
-                self._changed = True
-            log.debug("Changed in etcd outside this service: %s", ", ".join(sorted(set(foreign))))
+            unclaimed = bool(self._unclaimed)
+        if unclaimed:
             self._wake.set()

@@ -11,10 +11,8 @@ import dataclasses
 import functools
 import json
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -22,15 +20,15 @@ from typing import Final
 from gitops_sync.core.assembling import Assembly, assemble, to_parse
 from gitops_sync.core.batching import batches
 from gitops_sync.core.cross_checking import RelationChecks
-from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.planning import PrunePolicy, plan
-from gitops_sync.core.rendering import decode_record, desire, to_json
+from gitops_sync.core.rendering import decode_record, to_json
 from gitops_sync.errors import ManifestError, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import RegistryState
 from gitops_sync.model.sources import SourceFile
+from gitops_sync.service.parsing import PARALLEL_FROM, render_file, render_in_parallel, render_or_error
 from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
 from gitops_sync.sources.git import head_commit
@@ -41,9 +39,6 @@ log = logging.getLogger("gitops-sync")
 
 MAX_ATTEMPTS: Final = 3
 """Plans per cycle when transactions keep losing to a concurrent writer."""
-PARALLEL_FROM: Final = 200
-"""Files to parse at once from which worker processes pay for themselves."""
-MAX_WORKERS: Final = 4
 IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way (measured:
 25% faster than one at a time; more gain nothing)."""
@@ -81,19 +76,6 @@ class CycleReport:
     @property
     def ok(self) -> bool:
         return self.errors == 0
-
-
-def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
-    """Load, check and render one manifest file; raises :class:`ManifestError`."""
-    manifest = load_manifest(source.name, source.content)
-    return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
-
-
-def _render_or_error(settings: Settings, source: SourceFile) -> DesiredCapability | ManifestError:
-    try:
-        return render_file(settings, source)
-    except ManifestError as exc:
-        return exc
 
 
 def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
@@ -253,26 +235,17 @@ class Syncer:
         key = (source.name, source.sha256)
         cached = self._rendered.get(key)
         if cached is None:
-            cached = self._rendered[key] = _render_or_error(self.settings, source)
+            cached = self._rendered[key] = render_or_error(self.settings, source)
         if isinstance(cached, ManifestError):
             raise cached
         return cached
 
     def _render_in_parallel(self, sources: list[SourceFile]) -> None:
-        """Parse many files on every core (a cold start, a big checkout); a few, here and now.
-
-        Parsing dominates a cold sync and is CPU-bound Python, so threads would not help; forked
-        workers share the parent's memory pages and live only as long as this call.
-        """
-        workers = min(os.cpu_count() or 1, MAX_WORKERS)
-        if len(sources) < PARALLEL_FROM or workers < 2:
-            return
-        render = functools.partial(_render_or_error, self.settings)
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            chunk = max(16, len(sources) // (workers * 8))
-            for source, rendered in zip(sources, pool.map(render, sources, chunksize=chunk), strict=True):
-                self._rendered[(source.name, source.sha256)] = rendered
+        """Parse many files on every core (a cold start, a big checkout); a few, here and now."""
+        rendered = render_in_parallel(self.settings, sources)
+        if rendered is not None:
+            for source, result in zip(sources, rendered, strict=True):
+                self._rendered[(source.name, source.sha256)] = result
 
     def _unknown(self, files: Scan) -> list[SourceFile]:
         """The files neither parsed nor settled already."""

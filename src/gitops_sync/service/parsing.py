@@ -1,0 +1,128 @@
+"""Parse and render manifest files: one at a time, or many on every core.
+
+Parsing dominates a cold sync and is CPU-bound Python, so threads would not help. Forked workers
+inherit the files to parse (nothing is sent to them but where their share starts and ends), and
+send back plain tuples, which cost a fifth of what pickling the dataclasses would. The parent's
+objects are frozen out of the garbage collector first, so the workers' collections do not touch,
+and so copy, the pages they share with it.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Final
+
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.core.rendering import desire
+from gitops_sync.errors import ManifestError
+from gitops_sync.model.manifests import Dependency
+from gitops_sync.model.plans import DesiredCapability
+from gitops_sync.model.sources import SourceFile
+from gitops_sync.settings import Settings
+
+PARALLEL_FROM: Final = 200
+"""Files to parse at once from which worker processes pay for themselves."""
+MAX_WORKERS: Final = 4
+SHARE: Final = 250
+"""Files per task: small enough to spread the work evenly, large enough to amortise each message."""
+
+Rendered = DesiredCapability | ManifestError
+
+_Wire = tuple[
+    str,
+    str,
+    str,
+    str,
+    tuple[tuple[str, str, str, str, int | None], ...],
+    tuple[tuple[str, bytes], ...],
+    bytes,
+]
+
+
+def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
+    """Load, check and render one manifest file; raises :class:`ManifestError`."""
+    manifest = load_manifest(source.name, source.content)
+    return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
+
+
+def render_or_error(settings: Settings, source: SourceFile) -> Rendered:
+    try:
+        return render_file(settings, source)
+    except ManifestError as exc:
+        return exc
+
+
+def render_in_parallel(settings: Settings, sources: Sequence[SourceFile]) -> Iterator[Rendered] | None:
+    """Each file's capability or error, in order, parsed by worker processes; None when there are
+    too few files, or too few cores, for workers to pay off."""
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    if len(sources) < PARALLEL_FROM or workers < 2:
+        return None
+    return _in_workers(settings, sources, workers)
+
+
+def _in_workers(settings: Settings, sources: Sequence[SourceFile], workers: int) -> Iterator[Rendered]:
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_inherit,
+            initargs=(settings, sources),  # inherited through the fork, not sent
+        ) as pool:
+            for share in pool.map(_render_share, range(0, len(sources), SHARE)):
+                yield from map(_from_wire, share)
+    finally:
+        gc.unfreeze()
+
+
+_inherited: tuple[Settings, Sequence[SourceFile]] | None = None
+
+
+def _inherit(settings: Settings, sources: Sequence[SourceFile]) -> None:
+    global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
+    _inherited = settings, sources
+
+
+def _render_share(start: int) -> list[_Wire | ManifestError]:
+    """In a worker: render the files from ``start`` on, up to :data:`SHARE` of them."""
+    if _inherited is None:  # pragma: no cover - set by the pool's initializer
+        raise RuntimeError("worker started without its inputs")
+    settings, sources = _inherited
+    return [_to_wire(render_or_error(settings, source)) for source in sources[start : start + SHARE]]
+
+
+def _to_wire(rendered: Rendered) -> _Wire | ManifestError:
+    if isinstance(rendered, ManifestError):
+        return rendered
+    return (
+        rendered.id,
+        rendered.type,
+        rendered.source,
+        rendered.version,
+        tuple((d.capability, d.relationship, d.version, d.kind, d.line) for d in rendered.dependencies),
+        tuple(rendered.values.items()),
+        rendered.record,
+    )
+
+
+def _from_wire(wire: _Wire | ManifestError) -> Rendered:
+    if isinstance(wire, ManifestError):
+        return wire
+    capability_id, capability_type, source, version, dependencies, values, record = wire
+    return DesiredCapability(
+        id=capability_id,
+        type=capability_type,
+        source=source,
+        version=version,
+        dependencies=tuple(
+            Dependency(target, relationship, constraint, kind=kind, line=line)
+            for target, relationship, constraint, kind, line in dependencies
+        ),
+        values=dict(values),
+        record=record,
+    )

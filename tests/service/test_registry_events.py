@@ -1,0 +1,61 @@
+"""Registry events from a real etcd watch: this service's own writes are no news, anyone else's are."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import etcd3
+import pytest
+
+from gitops_sync.model.plans import Change
+from gitops_sync.service.registry_events import RegistryEvents
+from gitops_sync.settings import EtcdConnection
+from gitops_sync.store.etcd import EtcdStore
+from gitops_sync.testing import EtcdProcess
+
+PREFIX = "/chora/capabilities/"
+
+
+@pytest.fixture
+def store(etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client) -> Iterator[EtcdStore]:
+    with EtcdStore(EtcdConnection(((etcd_server.host, etcd_server.client_port),))) as opened:
+        yield opened
+
+
+@pytest.fixture
+def watched(store: EtcdStore) -> Iterator[tuple[RegistryEvents, threading.Event]]:
+    wake = threading.Event()
+    events = RegistryEvents(store, PREFIX, wake)
+    events.follow(store.read(PREFIX, "/chora/sync/").revision)
+    assert events.changed()  # the first time: nothing was known before the watch
+    yield events, wake
+    events.close()
+
+
+def put(store: EtcdStore, key: str) -> int:
+    return store.commit([Change("x", "create", puts=((key, b"v"),), expected=((key, 0),))])
+
+
+def test_an_own_write_whose_event_comes_before_its_revision_is_known_is_no_news(
+    store: EtcdStore, watched: tuple[RegistryEvents, threading.Event]
+) -> None:
+    events, wake = watched
+    revision = put(store, f"{PREFIX}a/version")  # as if the answer were slower than the event
+    assert wake.wait(5)
+    events.note_own(revision)
+
+    assert not events.changed()
+
+
+def test_a_write_by_anyone_else_is_news_once(
+    store: EtcdStore, watched: tuple[RegistryEvents, threading.Event], etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    events, wake = watched
+    events.note_own(put(store, f"{PREFIX}a/version"))
+    etcd.put(f"{PREFIX}b/version", "by hand")
+    wake.clear()
+    assert wake.wait(5)
+
+    assert events.changed()
+    assert not events.changed()
