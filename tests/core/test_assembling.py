@@ -36,9 +36,7 @@ def source_file(name: str, content: bytes) -> SourceFile:
 
 
 def real_desire(source: SourceFile) -> DesiredCapability:
-    return desire(
-        load_manifest(source.name, source.content), source, prefix=PREFIX, max_request_bytes=1_500_000
-    )
+    return desire(load_manifest(source.name, source.data), source, prefix=PREFIX, max_request_bytes=1_500_000)
 
 
 class Desire:
@@ -119,7 +117,7 @@ def test_reuse_works_for_the_real_manifests() -> None:
 
 
 def test_a_changed_file_is_parsed() -> None:
-    edited = source_file("a.yaml", b"# edited\n" + A.content)
+    edited = source_file("a.yaml", b"# edited\n" + A.data)
     spy = Desire()
     assembly = run([edited], synced(A), spy)
     assert spy.called == ["a.yaml"]
@@ -191,7 +189,7 @@ def test_two_files_with_the_same_id_are_both_errors_and_the_id_is_held() -> None
 
 
 def test_a_new_copy_of_a_reused_file_holds_the_id_too() -> None:
-    copy = source_file("copy.yaml", A.content)
+    copy = source_file("copy.yaml", A.data)
     assembly = run([A, copy], synced(A), Desire(refuse=["a.yaml"]))
     assert set(duplicate_problems(assembly)) == {"a.yaml", "copy.yaml"}
     assert assembly.desired.held == frozenset({"chora.test.a"})

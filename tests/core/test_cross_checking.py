@@ -164,7 +164,7 @@ def test_errors_hold_only_the_manifests_they_concern() -> None:
         EMPTY,
         prefix=DEFAULT_PREFIX,
         desire=lambda s: desire(
-            load_manifest(s.name, s.content), s, prefix=DEFAULT_PREFIX, max_request_bytes=10**6
+            load_manifest(s.name, s.data), s, prefix=DEFAULT_PREFIX, max_request_bytes=10**6
         ),
     )
 

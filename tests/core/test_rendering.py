@@ -209,7 +209,7 @@ def test_decode_of_arbitrary_bytes_gives_a_record_or_none(value: bytes) -> None:
 
 def test_desire_renders_values_and_the_record_of_them() -> None:
     source = source_file("chora.test.golden.yaml", GOLDEN)
-    manifest = load_manifest(source.name, source.content)
+    manifest = load_manifest(source.name, source.data)
     capability = desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=1_500_000)
     values = render_values(manifest, DEFAULT_PREFIX)
     assert capability.id == "chora.test.golden"
@@ -229,7 +229,7 @@ def test_desire_renders_values_and_the_record_of_them() -> None:
 
 def test_desire_refuses_a_capability_over_the_request_limit() -> None:
     source = source_file("huge.yaml", GOLDEN)
-    manifest = load_manifest(source.name, source.content)
+    manifest = load_manifest(source.name, source.data)
     size = request_size(render_values(manifest, DEFAULT_PREFIX))
 
     assert desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=size).id == manifest.id
@@ -246,7 +246,7 @@ def test_desire_refuses_a_manifest_whose_keys_outgrow_one_etcd_request() -> None
     copies = "".join(f"  copy_{i}: *big\n" for i in range(20))
     text = GOLDEN.replace(f"dc_title: {TITLE}\n", "dc_title: &big " + "x" * 100_000 + "\n" + copies)
     source = source_file("bulky.yaml", text)
-    assert len(source.content) < 1024 * 1024
-    manifest = load_manifest(source.name, source.content)
+    assert len(source.data) < 1024 * 1024
+    manifest = load_manifest(source.name, source.data)
     with pytest.raises(ManifestError, match=r"^bulky\.yaml: renders to 2,10\d,\d{3} bytes"):
         desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=1_572_864)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops_sync.errors import SourceUnavailable
+from gitops_sync.errors import ManifestError, SourceUnavailable
 from gitops_sync.sources.scanning import Scanner, scan
 
 
@@ -145,13 +145,38 @@ def test_told_which_files_changed_it_looks_at_only_those(
     told = scanner.scan(changed={"c.yaml", "d.yaml", ".d.yaml.swp", "notes.txt"})
 
     assert sorted(looked_at) == ["c.yaml", "d.yaml"]
-    assert [(f.name, f.content) for f in told.files] == [
-        ("a.yaml", b"a.yaml: 1\n"),  # changed, but nobody said so: the next full scan sees it
-        ("b.yaml", b"b.yaml: 1\n"),
-        ("d.yaml", b"d.yaml: 1\n"),
+    assert [(f.name, f.sha256, f.content) for f in told.files] == [
+        ("a.yaml", sha(b"a.yaml: 1\n"), None),  # changed, but nobody said so: the next full scan sees it
+        ("b.yaml", sha(b"b.yaml: 1\n"), None),  # known by its hash; its content is not kept
+        ("d.yaml", sha(b"d.yaml: 1\n"), b"d.yaml: 1\n"),
     ]
     monkeypatch.undo()
-    assert [f.content for f in scanner.scan().files] == [b"a.yaml: 2\n", b"b.yaml: 1\n", b"d.yaml: 1\n"]
+    assert [f.sha256 for f in scanner.scan().files] == [
+        sha(b"a.yaml: 2\n"),
+        sha(b"b.yaml: 1\n"),
+        sha(b"d.yaml: 1\n"),
+    ]
+
+
+def sha(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def test_a_file_known_by_its_hash_is_read_again_when_asked_and_only_if_unchanged(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("a: 1\n")
+    long_ago = time.time() - 10
+    os.utime(tmp_path / "a.yaml", (long_ago, long_ago))
+    scanner = Scanner(tmp_path)
+    assert scanner.scan().files[0].content == b"a: 1\n"
+    again = scanner.scan()
+    (known,) = again.files
+    assert again.unchanged
+    assert known.content is None
+    assert scanner.read(known).content == b"a: 1\n"
+
+    (tmp_path / "a.yaml").write_text("a: 2\n")
+    with pytest.raises(ManifestError, match="changed while being read"):
+        scanner.read(known)
 
 
 def test_told_which_files_changed_it_still_looks_again_at_files_with_a_problem(tmp_path: Path) -> None:

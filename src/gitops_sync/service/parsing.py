@@ -1,10 +1,12 @@
 """Parse and render manifest files: one at a time, or many on every core.
 
-Parsing dominates a cold sync and is CPU-bound Python, so threads would not help. Forked workers
-inherit the files to parse (nothing is sent to them but where their share starts and ends), and
-send back plain tuples, which cost a fifth of what pickling the dataclasses would. The parent's
-objects are frozen out of the garbage collector first, so the workers' collections do not touch,
-and so copy, the pages they share with it.
+Parsing dominates a cold sync and is CPU-bound Python, so threads would not help. The process
+parses too, alongside one forked worker per other core: every worker costs memory (the pages it
+touches are copied), and the parent would otherwise only wait. Workers inherit the files to parse
+(nothing is sent to them but where their share starts), and send back plain tuples, which cost a
+fifth of what pickling the dataclasses would. The garbage collector is off meanwhile, in every
+process: parsing makes next to no cyclic garbage (41 objects in 1,000 files), and a collection
+would walk, and in a worker copy, every object the parent holds.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Final
 
 from gitops_sync.core.loading import load_manifest
@@ -26,7 +29,9 @@ from gitops_sync.settings import Settings
 
 PARALLEL_FROM: Final = 200
 """Files to parse at once from which worker processes pay for themselves."""
-MAX_WORKERS: Final = 4
+MAX_WORKERS: Final = 3
+QUEUED: Final = 2
+"""Shares waiting for each worker, so it never idles while the parent works on a share of its own."""
 SHARE: Final = 250
 """Files per task: small enough to spread the work evenly, large enough to amortise each message."""
 
@@ -45,7 +50,7 @@ _Wire = tuple[
 
 def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
     """Load, check and render one manifest file; raises :class:`ManifestError`."""
-    manifest = load_manifest(source.name, source.content)
+    manifest = load_manifest(source.name, source.data)
     return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
 
 
@@ -59,14 +64,19 @@ def render_or_error(settings: Settings, source: SourceFile) -> Rendered:
 def render_in_parallel(settings: Settings, sources: Sequence[SourceFile]) -> Iterator[Rendered] | None:
     """Each file's capability or error, in order, parsed by worker processes; None when there are
     too few files, or too few cores, for workers to pay off."""
-    workers = min(os.cpu_count() or 1, MAX_WORKERS)
-    if len(sources) < PARALLEL_FROM or workers < 2:
+    workers = min((os.cpu_count() or 1) - 1, MAX_WORKERS)
+    if len(sources) < PARALLEL_FROM or workers < 1:
         return None
-    return _in_workers(settings, sources, workers)
+    return iter(_with_workers(settings, sources, workers))
 
 
-def _in_workers(settings: Settings, sources: Sequence[SourceFile], workers: int) -> Iterator[Rendered]:
-    gc.freeze()
+def _with_workers(settings: Settings, sources: Sequence[SourceFile], workers: int) -> list[Rendered]:
+    """The workers take shares from the front, the parent from the back, until none is left."""
+    shares = deque(range(0, len(sources), SHARE))
+    rendered: dict[int, list[Rendered]] = {}
+    sent: dict[int, Future[list[_Wire | ManifestError]]] = {}
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         with ProcessPoolExecutor(
             max_workers=workers,
@@ -74,10 +84,22 @@ def _in_workers(settings: Settings, sources: Sequence[SourceFile], workers: int)
             initializer=_inherit,
             initargs=(settings, sources),  # inherited through the fork, not sent
         ) as pool:
-            for share in pool.map(_render_share, range(0, len(sources), SHARE)):
-                yield from map(_from_wire, share)
+            while shares or sent:
+                while shares and len(sent) < QUEUED * workers:
+                    start = shares.popleft()
+                    sent[start] = pool.submit(_render_share, start)
+                for start in [start for start, future in sent.items() if future.done()]:
+                    rendered[start] = [_from_wire(wire) for wire in sent.pop(start).result()]
+                if shares:
+                    start = shares.pop()
+                    share = sources[start : start + SHARE]
+                    rendered[start] = [render_or_error(settings, source) for source in share]
+                elif sent:
+                    wait(sent.values(), return_when=FIRST_COMPLETED)
     finally:
-        gc.unfreeze()
+        if collecting:
+            gc.enable()
+    return [result for start in sorted(rendered) for result in rendered[start]]
 
 
 _inherited: tuple[Settings, Sequence[SourceFile]] | None = None
@@ -86,6 +108,7 @@ _inherited: tuple[Settings, Sequence[SourceFile]] | None = None
 def _inherit(settings: Settings, sources: Sequence[SourceFile]) -> None:
     global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
     _inherited = settings, sources
+    gc.disable()  # see the module's docstring
 
 
 def _render_share(start: int) -> list[_Wire | ManifestError]:

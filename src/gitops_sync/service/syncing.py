@@ -111,7 +111,7 @@ class Syncer:
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
         self._scanner = Scanner(settings.capabilities)
-        self._last: tuple[Scan, CycleReport] | None = None
+        self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
         """By file name, the content hash and capability of the files whose capability etcd held
         exactly at the end of the last cycle."""
@@ -151,12 +151,12 @@ class Syncer:
         files = self._scanner.scan(changed_files if self._last is not None else None)
         if (
             registry_unchanged
+            and files.unchanged
             and self._last is not None
-            and self._last[0] == files
-            and not self._last[1].failed
+            and not self._last.failed
             and not self._status_pending
         ):
-            report = dataclasses.replace(self._last[1], applied=())
+            report = self._last
             self._log(report, None)
             log.info("Sync complete: 0 synced, %d skipped, %d errors", report.skipped, report.errors)
             return report
@@ -187,6 +187,7 @@ class Syncer:
                 remembered=self._settled,
                 relations=self._relations,
             )
+            files = self._scanner.without_contents()  # all parsed that needed to be
             differing = self._differing(assembly) if known else None
             planned = plan(
                 assembly.desired,
@@ -218,7 +219,7 @@ class Syncer:
             revision=actual.revision,
         )
         self._log(report, assembly)
-        self._last = (files, report)
+        self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
         if not settings.dry_run:
             self._settle(files, assembly, report.failed, differing)
             self._record_status(report, actual)
@@ -235,16 +236,28 @@ class Syncer:
         key = (source.name, source.sha256)
         cached = self._rendered.get(key)
         if cached is None:
-            cached = self._rendered[key] = render_or_error(self.settings, source)
+            try:
+                cached = render_or_error(self.settings, self._scanner.read(source))
+            except ManifestError as exc:  # changed since the scan: the next cycle sees it anew
+                cached = exc
+            self._rendered[key] = cached
         if isinstance(cached, ManifestError):
             raise cached
         return cached
 
     def _render_in_parallel(self, sources: list[SourceFile]) -> None:
         """Parse many files on every core (a cold start, a big checkout); a few, here and now."""
-        rendered = render_in_parallel(self.settings, sources)
+        if len(sources) < PARALLEL_FROM:
+            return
+        loaded: list[SourceFile] = []
+        for source in sources:
+            try:
+                loaded.append(self._scanner.read(source))
+            except ManifestError as exc:
+                self._rendered[(source.name, source.sha256)] = exc
+        rendered = render_in_parallel(self.settings, loaded)
         if rendered is not None:
-            for source, result in zip(sources, rendered, strict=True):
+            for source, result in zip(loaded, rendered, strict=True):
                 self._rendered[(source.name, source.sha256)] = result
 
     def _unknown(self, files: Scan) -> list[SourceFile]:

@@ -7,17 +7,18 @@ keeps its last good state in etcd; nothing here can hang or crash the cycle.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from gitops_sync.core.loading import MAX_MANIFEST_BYTES
-from gitops_sync.errors import SourceUnavailable
+from gitops_sync.errors import ManifestError, SourceUnavailable
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import SourceFile
 
@@ -28,7 +29,10 @@ RACY_NS: Final = 2_000_000_000
 @dataclass(frozen=True, slots=True)
 class Scan:
     files: tuple[SourceFile, ...]
+    """Each with its content if it was read for this scan; files known from before come without."""
     problems: tuple[Problem, ...]
+    unchanged: bool = field(default=False, compare=False)
+    """The same files, contents and problems as the scan before."""
 
 
 class _Unusable(Exception):
@@ -51,7 +55,8 @@ class Scanner:
     A file is taken from the last scan when its inode, size, modification and change times are all
     the same (nanoseconds; a rewrite changes ``ctime`` even when it keeps ``mtime``); symlinks are
     read every time. Told which files changed (by file events), it looks at only those, at the
-    symlinks, and at the files that had a problem last time.
+    symlinks, and at the files that had a problem last time. It keeps names and hashes, not contents:
+    :meth:`read` reads a file again when it must be parsed again.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -86,28 +91,56 @@ class Scanner:
         except OSError as exc:
             raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
 
+        unchanged = self._scanned
         if not partial:
             for name in self._outcomes.keys() - names:
                 del self._outcomes[name]
                 self._signatures.pop(name, None)
+                unchanged = False
         added = not names <= self._outcomes.keys()
+        read: dict[str, SourceFile] = {}
         prefix = f"{directory}{os.sep}"
         # A file written within the clock's granularity of now may be written again unseen, with
         # the same size and timestamps (git's "racy" entries): such files are read again next time.
         recent = time.time_ns() - RACY_NS
         for name in sorted(names):
             outcome = self._examine(name, f"{prefix}{name}", root, recent, listed=not partial)
-            if outcome is None:
-                self._outcomes.pop(name, None)
-            else:
+            before = self._outcomes.pop(name, None)
+            unchanged = unchanged and outcome == before
+            if isinstance(outcome, SourceFile) and outcome.content is not None:
+                read[name] = outcome
+                outcome = dataclasses.replace(outcome, content=None)
+            if outcome is not None:
                 self._outcomes[name] = outcome
         if added:
             self._outcomes = dict(sorted(self._outcomes.items()))
         self._scanned = True
+        return self._result(read, unchanged=unchanged)
+
+    def without_contents(self) -> Scan:
+        """The last scan again, with no file's content: once parsed, they need not stay in memory."""
+        return self._result({}, unchanged=True)
+
+    def read(self, source: SourceFile) -> SourceFile:
+        """``source`` with its content, read again; raises :class:`ManifestError` if the file is no
+        longer what the scan found."""
+        if source.content is not None:
+            return source
+        try:
+            content = _read(f"{self.directory}{os.sep}{source.name}", self.directory.resolve(), symlink=False)
+        except (OSError, _Unusable):
+            content = None
+        if content is None or hashlib.sha256(content).hexdigest() != source.sha256:
+            raise ManifestError(source.name, "changed while being read; checked again next cycle")
+        return dataclasses.replace(source, content=content)
+
+    def _result(self, read: dict[str, SourceFile], *, unchanged: bool) -> Scan:
         outcomes = self._outcomes.values()
-        files = tuple(outcome for outcome in outcomes if isinstance(outcome, SourceFile))
+        files = tuple(
+            read.get(outcome.name, outcome) for outcome in outcomes if isinstance(outcome, SourceFile)
+        )
         problems = tuple(outcome for outcome in outcomes if isinstance(outcome, Problem))
-        return Scan(files, problems)
+        return Scan(files, problems, unchanged=unchanged)
 
     def holds(self, name: str, sha256: str) -> bool:
         """Whether the last scan found the file ``name`` with this content."""
