@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pytest
@@ -53,13 +54,23 @@ class Desire:
         return real_desire(source)
 
 
+def rendered_values(capability: DesiredCapability) -> Mapping[str, bytes]:
+    assert capability.values is not None, "rendered from its file, not taken from etcd"
+    return capability.values
+
+
+def from_etcd(capability: DesiredCapability) -> DesiredCapability:
+    """The capability as a restart takes it from etcd: its record says all but the values."""
+    return dataclasses.replace(capability, values=None)
+
+
 def synced(*sources: SourceFile, revision: int = 10) -> RegistryState:
     """etcd as a previous sync of these files left it."""
     keys: dict[str, KeyState] = {}
     records: dict[str, KeyState] = {}
     for source in sources:
         capability = real_desire(source)
-        keys.update((key, KeyState(value, revision)) for key, value in capability.values.items())
+        keys.update((key, KeyState(value, revision)) for key, value in rendered_values(capability).items())
         records[capability.id] = KeyState(capability.record, revision)
     return RegistryState(revision=revision, capability_keys=keys, records=records)
 
@@ -96,7 +107,7 @@ def test_unchanged_files_whose_keys_match_are_reused_without_parsing() -> None:
     assert spy.called == ["b.yaml"]
     assert assembly.reused == frozenset({"chora.test.a"})
     assert errors(assembly) == ()
-    assert assembly.desired.capabilities["chora.test.a"] == real_desire(A)
+    assert assembly.desired.capabilities["chora.test.a"] == from_etcd(real_desire(A))
     assert assembly.desired.capabilities["chora.test.b"] == real_desire(changed_b)
 
 
@@ -105,7 +116,10 @@ def test_a_restart_with_nothing_changed_parses_nothing() -> None:
     assembly = run([A, B], synced(A, B), spy)
     assert spy.called == []
     assert assembly.reused == frozenset({"chora.test.a", "chora.test.b"})
-    assert assembly.desired.capabilities == {"chora.test.a": real_desire(A), "chora.test.b": real_desire(B)}
+    assert assembly.desired.capabilities == {
+        "chora.test.a": from_etcd(real_desire(A)),
+        "chora.test.b": from_etcd(real_desire(B)),
+    }
 
 
 def test_reuse_works_for_the_real_manifests() -> None:
@@ -122,7 +136,7 @@ def test_a_changed_file_is_parsed() -> None:
     assembly = run([edited], synced(A), spy)
     assert spy.called == ["a.yaml"]
     assert assembly.reused == frozenset()
-    assert assembly.desired.capabilities["chora.test.a"].values == real_desire(A).values
+    assert assembly.desired.capabilities["chora.test.a"].values == rendered_values(real_desire(A))
 
 
 @pytest.mark.parametrize("edit", ["changed", "deleted"])
@@ -147,8 +161,12 @@ def test_an_unchanged_file_whose_keys_were_edited_in_etcd_is_parsed(edit: str) -
     "record",
     [
         pytest.param(b"garbage", id="garbage"),
-        pytest.param(encode_record(ManagedRecord("other.yaml", A.sha256, "0" * 64)), id="other-source"),
-        pytest.param(encode_record(ManagedRecord("a.yaml", A.sha256, "0" * 64)), id="other-keys-digest"),
+        pytest.param(
+            encode_record(ManagedRecord("other.yaml", A.sha256, "pattern", "1.0.0", ())), id="other-source"
+        ),
+        pytest.param(
+            encode_record(ManagedRecord("a.yaml", "0" * 64, "pattern", "1.0.0", ())), id="other-hash"
+        ),
     ],
 )
 def test_a_record_that_does_not_vouch_for_the_keys_means_parsing(record: bytes) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from hypothesis import given, settings
@@ -55,12 +55,17 @@ def desired_state(*capabilities: DesiredCapability, held: Iterable[str] = ()) ->
     return DesiredState({c.id: c for c in capabilities}, frozenset(held))
 
 
+def rendered_values(capability: DesiredCapability) -> Mapping[str, bytes]:
+    assert capability.values is not None, "rendered from its file, not taken from etcd"
+    return capability.values
+
+
 def stored(*capabilities: DesiredCapability, managed: bool = True, revision: int = 10) -> RegistryState:
     """etcd after a sync wrote these capabilities (with their records, if ``managed``)."""
     keys: dict[str, KeyState] = {}
     records: dict[str, KeyState] = {}
     for capability in capabilities:
-        keys.update((key, KeyState(value, revision)) for key, value in capability.values.items())
+        keys.update((key, KeyState(value, revision)) for key, value in rendered_values(capability).items())
         if managed:
             records[capability.id] = KeyState(capability.record, revision)
     return RegistryState(revision=revision, capability_keys=keys, records=records)
@@ -122,7 +127,10 @@ def test_create_puts_four_keys_and_the_record_expecting_them_absent() -> None:
     assert change.capability_id == "chora.test.a"
     assert change.type == "service"
     assert change.fields == CAPABILITY_FIELDS
-    assert change.puts == (*capability.values.items(), (managed_key(SYNC, "chora.test.a"), capability.record))
+    assert change.puts == (
+        *rendered_values(capability).items(),
+        (managed_key(SYNC, "chora.test.a"), capability.record),
+    )
     assert change.expected == tuple((key, 0) for key, _ in change.puts)
     assert change.deletes == ()
     assert change.op_count == 5
@@ -139,7 +147,10 @@ def test_update_puts_only_the_changed_keys_and_the_record() -> None:
     record_key = managed_key(SYNC, "chora.test.a")
     assert change.kind == "update"
     assert change.fields == ("dependencies",)
-    assert change.puts == ((dependencies_key, new.values[dependencies_key]), (record_key, new.record))
+    assert change.puts == (
+        (dependencies_key, rendered_values(new)[dependencies_key]),
+        (record_key, new.record),
+    )
     assert change.expected == ((dependencies_key, 7), (record_key, 7))
 
 
@@ -169,7 +180,7 @@ def test_update_compares_each_key_at_its_own_revision() -> None:
     assert change.expected == ((metadata_key, 3), (version_key, 4), (managed_key(SYNC, "chora.test.a"), 7))
 
 
-def test_a_key_deleted_by_hand_is_put_back_expecting_it_absent() -> None:
+def test_a_key_deleted_by_hand_is_put_back_expecting_it_absent_with_the_record() -> None:
     capability = desired_capability("chora.test.a")
     actual = stored(capability, revision=7)
     type_key = capability_key(PREFIX, "chora.test.a", "type")
@@ -180,8 +191,10 @@ def test_a_key_deleted_by_hand_is_put_back_expecting_it_absent() -> None:
     (change,) = make_plan(desired_state(capability), actual).changes
     assert change.kind == "update"
     assert change.fields == ("type",)
-    assert change.puts == ((type_key, b"service"),)
-    assert change.expected == ((type_key, 0),)
+    # The record is written again with it, so it is newer than every key it vouches for.
+    record_key = managed_key(SYNC, "chora.test.a")
+    assert change.puts == ((type_key, b"service"), (record_key, capability.record))
+    assert change.expected == ((type_key, 0), (record_key, 7))
 
 
 def test_keys_present_without_a_record_are_adopted() -> None:
@@ -408,9 +421,9 @@ def scenes(draw: st.DrawFn) -> Scene:
         for key in capability_keys(PREFIX, capability_id):
             source = draw(st.sampled_from(["absent", "wanted", "other", "garbage"]))
             if source != "absent":
-                value = {"wanted": wanted.values, "other": other.values}.get(source, {}).get(
-                    key, b"\x00garbage"
-                )
+                value = {"wanted": rendered_values(wanted), "other": rendered_values(other)}.get(
+                    source, {}
+                ).get(key, b"\x00garbage")
                 keys[key] = KeyState(value, draw(revisions))
         if draw(st.booleans()):
             keys[f"{PREFIX}{capability_id}/unrelated"] = KeyState(b"not ours", draw(revisions))
@@ -419,7 +432,7 @@ def scenes(draw: st.DrawFn) -> Scene:
             value = {
                 "wanted": wanted.record,
                 "other": other.record,
-                "stale": encode_record(ManagedRecord("moved.yaml", "0" * 64, "1" * 64)),
+                "stale": encode_record(ManagedRecord("moved.yaml", "0" * 64, "pattern", "1.0.0", ())),
             }.get(record, b"garbage")
             records[capability_id] = KeyState(value, draw(revisions))
     prune = PrunePolicy(
@@ -446,7 +459,7 @@ def test_applying_the_plan_then_planning_again_changes_nothing(scene: Scene) -> 
     assert second.changes == ()
     assert second.unchanged == set(scene.desired.capabilities)
     for capability in scene.desired.capabilities.values():
-        for key, value in capability.values.items():
+        for key, value in rendered_values(capability).items():
             assert after.capability_keys[key].value == value
         assert after.records[capability.id].value == capability.record
 

@@ -13,12 +13,12 @@ from gitops_sync.core.rendering import (
     decode_record,
     desire,
     encode_record,
-    keys_digest,
     render_values,
     request_size,
 )
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX
+from gitops_sync.model.manifests import Dependency
 from gitops_sync.model.registry import ManagedRecord
 from gitops_sync.model.sources import SourceFile
 
@@ -127,7 +127,6 @@ metadata:
   dc_title: "Golden \\u2013 \\u00dcn\\u00efcode"
 """
     assert rendered(reordered) == rendered(GOLDEN)
-    assert keys_digest(rendered(reordered)) == keys_digest(rendered(GOLDEN))
 
 
 def test_list_order_is_kept() -> None:
@@ -135,44 +134,37 @@ def test_list_order_is_kept() -> None:
     assert rendered(swapped) != rendered(GOLDEN)
 
 
-def test_keys_digest_changes_when_any_value_changes() -> None:
-    values = rendered(GOLDEN)
-    digest = keys_digest(values)
-    assert digest == keys_digest(dict(values))
-    for key, value in values.items():
-        for changed in (value + b" ", value[:-1], b""):
-            assert keys_digest({**values, key: changed}) != digest, key
-
-
-def test_keys_digest_changes_when_a_key_changes() -> None:
-    values = rendered(GOLDEN)
-    assert keys_digest(rendered(GOLDEN, prefix="/other/")) != keys_digest(values)
-    assert keys_digest(dict(list(values.items())[1:])) != keys_digest(values)
-    assert keys_digest(dict(reversed(values.items()))) != keys_digest(values)
-
-
-def test_keys_digest_is_not_fooled_by_moving_bytes_between_key_and_value() -> None:
-    assert keys_digest({"ab": b"c"}) != keys_digest({"a": b"bc"})
-    assert keys_digest({"a": b"b", "c": b"d"}) != keys_digest({"a": b"bc", "": b"d"})
-
-
 def test_record_round_trip() -> None:
-    record = ManagedRecord("chora.test.golden.yaml", "a" * 64, "b" * 64, ("requires", "optional"), (12, None))
+    record = ManagedRecord(
+        "chora.test.golden.yaml",
+        "a" * 64,
+        "service",
+        "2.1.0",
+        (
+            Dependency("chora.test.base", "prerequisite", "^1.0.0", kind="requires", line=12),
+            Dependency("chora.test.x", "optional", "*", kind="optional", line=None),
+        ),
+    )
     encoded = encode_record(record)
     assert encoded == (
-        b'{"keys_sha256":"'
-        + b"b" * 64
-        + b'","kinds":["requires","optional"],"lines":[12,null],"source":"chora.test.golden.yaml","source_sha256":"'
-        + b"a" * 64
-        + b'"}'
+        b'{"dependencies":[["chora.test.base","prerequisite","^1.0.0","requires",12],'
+        b'["chora.test.x","optional","*","optional",null]],"source":"chora.test.golden.yaml",'
+        b'"source_sha256":"' + b"a" * 64 + b'","type":"service","version":"2.1.0"}'
     )
-    assert decode_record(encoded) == record
+    decoded = decode_record(encoded)
+    assert decoded == record
+    assert decoded is not None
+    assert [(d.kind, d.line) for d in decoded.dependencies] == [("requires", 12), ("optional", None)]
 
 
 @settings(max_examples=100, deadline=None, database=None)
-@given(st.text(), st.text(), st.text())
-def test_record_round_trip_for_any_text(source: str, source_sha256: str, keys_sha256: str) -> None:
-    record = ManagedRecord(source, source_sha256, keys_sha256)
+@given(st.text(), st.text(), st.text(), st.text(), st.lists(st.tuples(st.text(), st.text(), st.text())))
+def test_record_round_trip_for_any_text(
+    source: str, source_sha256: str, kind: str, version: str, dependencies: list[tuple[str, str, str]]
+) -> None:
+    record = ManagedRecord(
+        source, source_sha256, kind, version, tuple(Dependency(*d, kind=kind) for d in dependencies)
+    )
     assert decode_record(encode_record(record)) == record
 
 
@@ -189,7 +181,8 @@ def test_record_round_trip_for_any_text(source: str, source_sha256: str, keys_sh
         b"{}",
         b'{"source": "a.yaml"}',
         b'{"source": "a.yaml", "source_sha256": "x"}',
-        b'{"source_sha256": "x", "keys_sha256": "y"}',
+        b'{"source": "a.yaml", "source_sha256": "x", "type": "t", "version": "1"}',
+        b'{"source": "a.yaml", "source_sha256": "x", "type": "t", "version": "1", "dependencies": [[1]]}',
         b"{'source': 'a.yaml'}",
     ],
 )
@@ -216,9 +209,14 @@ def test_desire_renders_values_and_the_record_of_them() -> None:
     assert capability.type == "service"
     assert capability.source == "chora.test.golden.yaml"
     assert capability.values == values
-    assert decode_record(capability.record) == ManagedRecord(
-        source.name, source.sha256, keys_digest(values), ("requires", "requires", "optional"), (14, 15, 18)
-    )
+    record = decode_record(capability.record)
+    assert record == ManagedRecord(source.name, source.sha256, "service", "2.1.0", capability.dependencies)
+    assert record is not None
+    assert [(d.kind, d.line) for d in record.dependencies] == [
+        ("requires", 14),
+        ("requires", 15),
+        ("optional", 18),
+    ]
     assert capability.version == "2.1.0"
     assert [(d.capability, d.kind) for d in capability.dependencies] == [
         ("chora.test.base", "requires"),

@@ -53,8 +53,8 @@ def test_a_write_by_anyone_else_is_news_once(
 ) -> None:
     events, wake = watched
     events.note_own(put(store, f"{PREFIX}a/version"))
+    wake.clear()  # its event is known to be ours now: it sets nothing
     etcd.put(f"{PREFIX}b/version", "by hand")
-    wake.clear()
     assert wake.wait(5)
 
     assert events.changed()

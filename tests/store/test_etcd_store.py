@@ -11,34 +11,44 @@ import pytest
 
 from gitops_sync.errors import StoreConflict, StoreUnavailable
 from gitops_sync.model.plans import Change
+from gitops_sync.model.registry import KeyState
 from gitops_sync.settings import EtcdConnection
-from gitops_sync.store.etcd import PAGE_SIZE, EtcdStore
+from gitops_sync.store.etcd import KEYS_PAGE_SIZE, PAGE_SIZE, EtcdStore
 from gitops_sync.testing import EtcdProcess, free_port
 from support import wait_for
 
 
-def test_read_pages_through_a_large_prefix_at_one_revision(
-    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
-) -> None:
-    count = PAGE_SIZE * 2 + 500
-    for start in range(0, count, 100):
+def put_many(etcd: etcd3.MultiEndpointEtcd3Client, items: list[tuple[str, str]]) -> None:
+    for start in range(0, len(items), 100):
         etcd.transaction(
             compare=[],
-            success=[
-                etcd.transactions.put(f"/p/caps/{i:05d}/type", f"v{i}") for i in range(start, start + 100)
-            ],
+            success=[etcd.transactions.put(key, value) for key, value in items[start : start + 100]],
             failure=[],
         )
-    etcd.put("/p/sync/managed/x", "record")
+
+
+def test_read_pages_through_large_prefixes_at_one_revision(
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    keys = KEYS_PAGE_SIZE + 500
+    records = PAGE_SIZE + 500
+    put_many(etcd, [(f"/p/caps/{i:05d}/type", f"v{i}") for i in range(keys)])
+    put_many(etcd, [(f"/p/sync/managed/{i:05d}", f"record {i}") for i in range(records)])
     etcd.put("/p/capsule", "outside the prefix")
 
     with EtcdStore(EtcdConnection(((etcd_server.host, etcd_server.client_port),))) as store:
         state = store.read("/p/caps/", "/p/sync/")
+        _, meta = etcd.get("/p/caps/01234/type")
+        assert len(state.capability_keys) == keys
+        assert state.capability_keys["/p/caps/01234/type"] == KeyState(None, meta.mod_revision)  # keys only
+        assert len(state.records) == records
+        assert state.records["01234"].value == b"record 1234"
 
-    assert len(state.capability_keys) == count
-    assert state.capability_keys["/p/caps/01234/type"].value == b"v1234"
-    assert state.records["x"].value == b"record"
-    assert state.revision == etcd.status().raft_index or state.revision > 0
+        wanted = ["/p/caps/01234/type", "/p/caps/gone/type", "/p/caps/00007/type"]
+        assert store.values(wanted, per_request=2) == {
+            "/p/caps/01234/type": KeyState(b"v1234", meta.mod_revision),
+            "/p/caps/00007/type": KeyState(b"v7", etcd.get("/p/caps/00007/type")[1].mod_revision),
+        }
 
 
 def test_commit_is_all_or_nothing_when_a_key_changed_since_it_was_read(

@@ -7,16 +7,14 @@ makes a restart with nothing changed cheap and write nothing.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from gitops_sync.core.cross_checking import RelationChecks
-from gitops_sync.core.rendering import decode_record, keys_digest
+from gitops_sync.core.rendering import decode_record
 from gitops_sync.errors import ManifestError
-from gitops_sync.model.keys import capability_key, capability_keys
-from gitops_sync.model.manifests import Dependency
+from gitops_sync.model.keys import capability_keys
 from gitops_sync.model.plans import DesiredCapability, DesiredState
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
@@ -47,6 +45,7 @@ def assemble(
     desire: Desire,
     strict: bool = False,
     remembered: Mapping[str, tuple[str, DesiredCapability]] | None = None,
+    reusable: Mapping[str, DesiredCapability] | None = None,
     relations: RelationChecks | None = None,
 ) -> Assembly:
     """Build the desired state. Purely computational, given a pure ``desire``.
@@ -54,10 +53,13 @@ def assemble(
     ``strict``: a dependency on an id no manifest defines is an error, not a warning.
     ``remembered``: by file name, the content hash and the capability this process already
     rendered from that content; tried first, as it costs nothing.
+    ``reusable``: :func:`reusable` of these files, if the caller has it already.
     ``relations``: the cross-manifest checks as kept from the last assembly, if any (their
     ``strict`` is used then).
     """
     records = _LazyRecords(actual.records)
+    if reusable is None:
+        reusable = find_reusable(sources, actual, prefix=prefix, remembered=remembered)
     problems = list(unreadable)
     found: dict[str, list[DesiredCapability]] = defaultdict(list)
     reused: set[str] = set()
@@ -71,20 +73,13 @@ def assemble(
             found[kept.id].append(kept)
             settled.add(kept.id)
             continue
-        known = records.candidates(source.name)
-        previous = next(
-            (
-                capability
-                for entry in known
-                if (capability := _unchanged(source, entry, actual, prefix)) is not None
-            ),
-            None,
-        )
+        previous = reusable.get(source.name)
         if previous is not None:
             found[previous.id].append(previous)
             reused.add(previous.id)
             settled.add(previous.id)
             continue
+        known = records.candidates(source.name)
         drifted.update(
             capability_id for capability_id, record in known if record.source_sha256 == source.sha256
         )
@@ -141,14 +136,28 @@ def assemble(
     )
 
 
-def to_parse(sources: Sequence[SourceFile], actual: RegistryState, *, prefix: str) -> list[SourceFile]:
-    """The files that :func:`assemble` will have to parse: those etcd does not hold unchanged."""
+def find_reusable(
+    sources: Sequence[SourceFile],
+    actual: RegistryState,
+    *,
+    prefix: str,
+    remembered: Mapping[str, tuple[str, DesiredCapability]] | None = None,
+) -> dict[str, DesiredCapability]:
+    """By file name, the capabilities etcd holds just as these files would render them, so they
+    need not be parsed: the record names the file with its current hash, and no key was written
+    after the record. Files in ``remembered`` with their current hash are left out."""
     records = _LazyRecords(actual.records)
-    return [
-        source
-        for source in sources
-        if not any(_unchanged(source, entry, actual, prefix) for entry in records.candidates(source.name))
-    ]
+    found: dict[str, DesiredCapability] = {}
+    for source in sources:
+        entry = remembered.get(source.name) if remembered else None
+        if entry is not None and entry[0] == source.sha256:
+            continue
+        for known in records.candidates(source.name):
+            capability = _unchanged(source, known, actual, prefix)
+            if capability is not None:
+                found[source.name] = capability
+                break
+    return found
 
 
 def _relation_problems(
@@ -223,38 +232,17 @@ def _unchanged(
     capability_id, record = known
     if record.source_sha256 != source.sha256:
         return None
-    values: dict[str, bytes] = {}
+    written = actual.records[capability_id]
     for key in capability_keys(prefix, capability_id):
         state = actual.capability_keys.get(key)
-        if state is None:
+        if state is None or state.mod_revision > written.mod_revision:
             return None
-        values[key] = state.value
-    if keys_digest(values) != record.keys_sha256:
-        return None
-    dependencies = _dependencies(values[capability_key(prefix, capability_id, "dependencies")], record)
-    if dependencies is None:
-        return None
     return DesiredCapability(
         id=capability_id,
-        type=values[capability_key(prefix, capability_id, "type")].decode(errors="replace"),
+        type=record.type,
         source=source.name,
-        version=values[capability_key(prefix, capability_id, "version")].decode(errors="replace"),
-        dependencies=dependencies,
-        values=values,
-        record=actual.records[capability_id].value,
+        version=record.version,
+        dependencies=record.dependencies,
+        values=None,
+        record=written.value or b"",
     )
-
-
-def _dependencies(value: bytes, record: ManagedRecord) -> tuple[Dependency, ...] | None:
-    """The dependencies as written to etcd, with their lists and lines from the record; None if
-    they disagree (a record from an older version, say)."""
-    try:
-        entries = json.loads(value)
-        if not isinstance(entries, list) or not len(entries) == len(record.kinds) == len(record.lines):
-            return None
-        return tuple(
-            Dependency(entry["capability"], entry["relationship"], entry["version"], kind=kind, line=line)
-            for entry, kind, line in zip(entries, record.kinds, record.lines, strict=True)
-        )
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return None

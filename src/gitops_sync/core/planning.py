@@ -90,6 +90,10 @@ def keys_by_id(actual: RegistryState, prefix: str) -> dict[str, int]:
 def _upsert(
     capability: DesiredCapability, actual: RegistryState, prefix: str, sync_prefix: str
 ) -> Change | None:
+    """The writes that give ``capability`` its values, with its record (also when only the keys
+    change: the record must be written with them, see :class:`ManagedRecord`)."""
+    if capability.values is None:
+        return None  # taken from etcd, which holds it as it should be
     puts: list[tuple[str, bytes]] = []
     expected: list[tuple[str, int]] = []
     fields: list[str] = []
@@ -104,7 +108,7 @@ def _upsert(
             fields.append(parts[1] if parts else key)
     record_key = managed_key(sync_prefix, capability.id)
     record = actual.records.get(capability.id)
-    if record is None or record.value != capability.record:
+    if puts or record is None or record.value != capability.record:
         puts.append((record_key, capability.record))
         expected.append((record_key, record.mod_revision if record else 0))
     if not puts:

@@ -6,14 +6,12 @@ gives the same bytes and "unchanged" is a byte compare.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 from collections.abc import Mapping
 
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import CAPABILITY_FIELDS, capability_key
-from gitops_sync.model.manifests import Manifest
+from gitops_sync.model.manifests import Dependency, Manifest
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.registry import ManagedRecord
 from gitops_sync.model.sources import SourceFile
@@ -41,39 +39,41 @@ def render_values(manifest: Manifest, prefix: str) -> dict[str, bytes]:
     return {capability_key(prefix, manifest.id, name): fields[name] for name in CAPABILITY_FIELDS}
 
 
-def keys_digest(values: Mapping[str, bytes]) -> str:
-    """A digest of a capability's keys and values, order included, for the managed record."""
-    digest = hashlib.sha256()
-    for key, value in values.items():
-        for part in (key.encode(), value):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
-    return digest.hexdigest()
-
-
 def encode_record(record: ManagedRecord) -> bytes:
     return to_json(
         {
             "source": record.source,
             "source_sha256": record.source_sha256,
-            "keys_sha256": record.keys_sha256,
-            "kinds": list(record.kinds),
-            "lines": list(record.lines),
+            "type": record.type,
+            "version": record.version,
+            "dependencies": [
+                [d.capability, d.relationship, d.version, d.kind, d.line] for d in record.dependencies
+            ],
         }
     )
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def decode_record(value: bytes) -> ManagedRecord | None:
+def decode_record(value: bytes | None) -> ManagedRecord | None:
     """The record, or None if the value is not one (hand-edited, or from another version)."""
+    if value is None:
+        return None
     try:
         data = json.loads(value)
         return ManagedRecord(
             source=str(data["source"]),
             source_sha256=str(data["source_sha256"]),
-            keys_sha256=str(data["keys_sha256"]),
-            kinds=tuple(str(kind) for kind in data.get("kinds", ())),
-            lines=tuple(line if isinstance(line, int) else None for line in data.get("lines", ())),
+            type=str(data["type"]),
+            version=str(data["version"]),
+            dependencies=tuple(
+                Dependency(
+                    str(capability),
+                    str(relationship),
+                    str(version),
+                    kind=str(kind),
+                    line=line if isinstance(line, int) else None,
+                )
+                for capability, relationship, version, kind, line in data["dependencies"]
+            ),
         )
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
@@ -98,11 +98,7 @@ def desire(
             "accepts in one request; move bulky content out of the manifest",
         )
     record = ManagedRecord(
-        source.name,
-        source.sha256,
-        keys_digest(values),
-        kinds=tuple(dependency.kind for dependency in manifest.dependencies),
-        lines=tuple(dependency.line for dependency in manifest.dependencies),
+        source.name, source.sha256, manifest.type, manifest.version, manifest.dependencies
     )
     return DesiredCapability(
         id=manifest.id,

@@ -21,8 +21,9 @@ class DesiredCapability:
     source: str
     version: str
     dependencies: tuple[Dependency, ...]
-    values: Mapping[str, bytes]
-    """The four capability keys and their exact bytes."""
+    values: Mapping[str, bytes] | None
+    """The four capability keys and their exact bytes; None for a capability taken unchanged from
+    etcd, whose values were not read (etcd holds them as they should be)."""
     record: bytes
     """The bookkeeping value written with them."""
 

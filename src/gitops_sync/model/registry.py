@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gitops_sync.model.manifests import Dependency
+
 
 @dataclass(frozen=True, slots=True)
 class KeyState:
     """One key's value and the revision that last modified it."""
 
-    value: bytes
+    value: bytes | None
+    """None when only the key was read, not its value."""
     mod_revision: int
 
 
@@ -18,18 +21,18 @@ class KeyState:
 class ManagedRecord:
     """What the service wrote, next to the capability, when it last synced it.
 
-    ``source_sha256`` and ``keys_sha256`` let a restarted service see that a file and the keys made
-    from it are both unchanged, and so skip parsing the file at all.
+    It is written in the same transaction as every write of the capability's keys, so a key whose
+    mod revision is no newer than its record's still holds what was written then. If the file's
+    hash is unchanged too, a restarted service takes the capability from the record, without
+    reading the keys' values or parsing the file.
     """
 
     source: str
     source_sha256: str
-    keys_sha256: str
-    kinds: tuple[str, ...] = ()
-    """The ``dc_relation`` list of each entry of the dependencies key, in order, so a restart can
-    check relations (a ``requires`` cycle, say) without parsing the file."""
-    lines: tuple[int | None, ...] = ()
-    """The line of each dependency entry, so messages about it can point there."""
+    type: str
+    version: str
+    dependencies: tuple[Dependency, ...]
+    """With the list each came from and its line, so relations can be checked without parsing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ class RegistryState:
 
     revision: int
     capability_keys: Mapping[str, KeyState]
-    """Every key under the capability prefix, managed or not."""
+    """Every key under the capability prefix, managed or not; values only where needed."""
     records: Mapping[str, KeyState]
     """Raw managed records, by capability id."""
     status: KeyState | None = None

@@ -80,7 +80,7 @@ class Leadership:
             revision = holder[1]  # our create went through, but its answer was lost
         if revision is None:
             if not self._waiting_logged:
-                name = holder[0].value.decode(errors="replace") if holder else "another replica"
+                name = (holder[0].value or b"?").decode(errors="replace") if holder else "another replica"
                 log.info("Standing by: %s leads; taking over if its lease (%ds) ends", name, self._ttl)
                 self._waiting_logged = True
             return False

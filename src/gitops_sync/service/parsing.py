@@ -128,7 +128,7 @@ def _to_wire(rendered: Rendered) -> _Wire | ManifestError:
         rendered.source,
         rendered.version,
         tuple((d.capability, d.relationship, d.version, d.kind, d.line) for d in rendered.dependencies),
-        tuple(rendered.values.items()),
+        tuple((rendered.values or {}).items()),
         rendered.record,
     )
 

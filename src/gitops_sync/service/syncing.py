@@ -11,13 +11,13 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from gitops_sync.core.assembling import Assembly, assemble, to_parse
+from gitops_sync.core.assembling import Assembly, assemble, find_reusable
 from gitops_sync.core.batching import batches
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
@@ -173,10 +173,11 @@ class Syncer:
                     sync_prefix=settings.sync_prefix,
                 )
             actual = view.state
+            reusable = find_reusable(files.files, actual, prefix=settings.prefix, remembered=self._settled)
             if attempt == 1:
                 log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
                 if changed_files is None or len(changed_files) >= PARALLEL_FROM:
-                    self._render_in_parallel(to_parse(self._unknown(files), actual, prefix=settings.prefix))
+                    self._render_in_parallel(self._unknown(files, reusable))
             assembly = assemble(
                 files.files,
                 files.problems,
@@ -185,10 +186,12 @@ class Syncer:
                 desire=self._desire,
                 strict=settings.strict,
                 remembered=self._settled,
+                reusable=reusable,
                 relations=self._relations,
             )
             files = self._scanner.without_contents()  # all parsed that needed to be
             differing = self._differing(assembly) if known else None
+            self._read_values(view, assembly, differing)
             planned = plan(
                 assembly.desired,
                 actual,
@@ -260,15 +263,29 @@ class Syncer:
             for source, result in zip(loaded, rendered, strict=True):
                 self._rendered[(source.name, source.sha256)] = result
 
-    def _unknown(self, files: Scan) -> list[SourceFile]:
-        """The files neither parsed nor settled already."""
+    def _unknown(self, files: Scan, reusable: Mapping[str, DesiredCapability]) -> list[SourceFile]:
+        """The files neither parsed nor settled already, nor held unchanged by etcd."""
         settled = self._settled
         return [
             source
             for source in files.files
             if (source.name, source.sha256) not in self._rendered
+            and source.name not in reusable
             and ((entry := settled.get(source.name)) is None or entry[0] != source.sha256)
         ]
+
+    def _read_values(self, view: RegistryView, assembly: Assembly, only: set[str] | None) -> None:
+        """Read the values the plan compares with: of the keys of the capabilities it considers,
+        those read without values (etcd was read keys only)."""
+        capabilities = assembly.desired.capabilities
+        keys = view.without_values(
+            key
+            for capability_id in (capabilities if only is None else only)
+            if (values := capabilities[capability_id].values) is not None
+            for key in values
+        )
+        if keys:
+            view.fill(keys, self.store.values(keys, per_request=self.settings.max_txn_ops))
 
     def _differing(self, assembly: Assembly) -> set[str]:
         """The desired capabilities etcd may not hold: all but those it held after the last cycle."""
@@ -405,7 +422,7 @@ class Syncer:
         }
         if actual.status is not None:
             try:
-                previous = json.loads(actual.status.value)
+                previous = json.loads(actual.status.value or b"")
                 previous.pop("updated_at", None)
             except (ValueError, AttributeError):
                 previous = None

@@ -6,7 +6,7 @@ anyone else wrote, and then the next cycle reads etcd again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, KeysView
+from collections.abc import Iterable, KeysView, Mapping
 
 from gitops_sync.core.planning import keys_by_id
 from gitops_sync.model.keys import managed_prefix, split_capability_key
@@ -52,6 +52,20 @@ class RegistryView:
                     self._records.pop(key.removeprefix(self._records_prefix), None)
                 elif self._keys.pop(key, None) is not None:
                     self._count(key, -1)
+
+    def without_values(self, keys: Iterable[str]) -> list[str]:
+        """Those of ``keys`` that exist, but whose value was not read."""
+        known = self._keys
+        return [key for key in keys if (state := known.get(key)) is not None and state.value is None]
+
+    def fill(self, keys: Iterable[str], found: Mapping[str, KeyState]) -> None:
+        """``keys`` as read again: ``found`` holds those that still exist, with their values."""
+        for key in keys:
+            state = found.get(key)
+            if state is not None:
+                self._keys[key] = state
+            elif self._keys.pop(key, None) is not None:
+                self._count(key, -1)
 
     def set_status(self, value: bytes, revision: int) -> None:
         self._status = KeyState(value, revision)

@@ -36,6 +36,9 @@ from gitops_sync.settings import EtcdConnection
 T = TypeVar("T")
 
 PAGE_SIZE: Final = 1000
+"""Keys per read request with values: 1,000 manifests' keys are well within the receive limit."""
+KEYS_PAGE_SIZE: Final = 10_000
+"""Keys per read request without values."""
 GRPC_OPTIONS: Final = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # gRPC backs off reconnecting for up to 120 s by default; a registry sync should notice a
@@ -109,8 +112,9 @@ class EtcdStore:
         return self._call("status", lambda client: str(client.status().version))
 
     def read(self, prefix: str, sync_prefix: str) -> RegistryState:
-        """Every key under both prefixes, read at one revision."""
-        capability_keys, revision = self._read_prefix(prefix)
+        """Every key under both prefixes, read at one revision: the capability keys without their
+        values (:meth:`values` reads those needed), the service's own keys with theirs."""
+        capability_keys, revision = self._read_prefix(prefix, keys_only=True)
         bookkeeping, _ = self._read_prefix(sync_prefix, revision=revision)
         records_prefix = managed_prefix(sync_prefix)
         return RegistryState(
@@ -128,6 +132,24 @@ class EtcdStore:
         """The keys under ``prefix``, without their values."""
         keys, _ = self._read_prefix(prefix, keys_only=True)
         return list(keys)
+
+    def values(self, keys: Sequence[str], per_request: int) -> dict[str, KeyState]:
+        """The current value and mod revision of each of ``keys`` that exists."""
+        found: dict[str, KeyState] = {}
+        for start in range(0, len(keys), per_request):
+            chunk = keys[start : start + per_request]
+
+            def get(client: Any, chunk: Sequence[str] = chunk) -> Any:
+                txn = client.transactions
+                _, responses = client.transaction(
+                    compare=[], success=[txn.get(key) for key in chunk], failure=[]
+                )
+                return responses
+
+            for key, response in zip(chunk, self._call("read", get), strict=True):
+                for value, meta in response:
+                    found[key] = KeyState(value, meta.mod_revision)
+        return found
 
     def get(self, key: str) -> tuple[KeyState, int] | None:
         """A key's state and its create revision, or None."""
@@ -272,13 +294,17 @@ class EtcdStore:
 
             def page(client: Any, start: bytes = start, revision: int | None = revision) -> Any:
                 return client.get_range_response(
-                    start, end, limit=PAGE_SIZE, revision=revision, keys_only=keys_only
+                    start,
+                    end,
+                    limit=KEYS_PAGE_SIZE if keys_only else PAGE_SIZE,
+                    revision=revision,
+                    keys_only=keys_only,
                 )
 
             response = self._call("read", page)
             revision = revision or int(response.header.revision)
             for kv in response.kvs:
-                found[kv.key.decode()] = KeyState(kv.value, kv.mod_revision)
+                found[kv.key.decode()] = KeyState(None if keys_only else kv.value, kv.mod_revision)
             if not response.more or not response.kvs:
                 return found, revision
             start = response.kvs[-1].key + b"\0"
