@@ -201,6 +201,9 @@ def test_strongly_connected_finds_exactly_the_nodes_on_cycles(edges: dict[str, l
     assert {node for component in components for node in component} == on_cycles
     for component in components:
         assert all(reaches(a, b) for a in component for b in component if a != b)
+    for one in components:  # and each is whole: no two could be one
+        for other in components:
+            assert one is other or not (reaches(one[0], other[0]) and reaches(other[0], one[0]))
 
 
 IDS = "abcdef"

@@ -15,8 +15,6 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Set
 
-import nodesemver
-
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
 
@@ -154,11 +152,15 @@ def _dependency_problems(
 
 @functools.lru_cache(maxsize=4096)
 def _is_range(constraint: str) -> bool:
+    import nodesemver  # noqa: PLC0415 - imported on first use, as most registries have no ranges to check
+
     return nodesemver.valid_range(constraint, loose=False) is not None
 
 
 @functools.lru_cache(maxsize=65536)
 def _satisfies(version: str, constraint: str) -> bool:
+    import nodesemver  # noqa: PLC0415 - see _is_range
+
     # Pre-releases count: the registry checks consistency, it does not pick versions to install.
     return bool(nodesemver.satisfies(version, constraint, loose=False, include_prerelease=True))
 
@@ -193,44 +195,67 @@ def _name_problems(capability: DesiredCapability) -> Iterator[Problem]:
 
 
 def strongly_connected(edges: Mapping[str, list[str]]) -> list[list[str]]:
-    """Tarjan's algorithm, iteratively: the cycles of the graph, each sorted, in a stable order.
+    """The cycles of the graph, each sorted, in a stable order: Tarjan's algorithm, iteratively,
+    on what is left once every node that reaches no cycle is peeled off (most of a registry).
 
     Only components with more than one node, or a node with an edge to itself, are returned; edges
     to nodes outside ``edges`` are ignored.
     """
+    remaining = _reaching_cycles(edges)
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
-    depth: dict[str, int] = {}
+    on_stack: dict[str, int] = {}
     """Position on ``stack`` of each node still on it."""
     cycles: list[list[str]] = []
-
-    def visit(node: str) -> Iterator[str]:
-        index[node] = low[node] = len(index)
-        depth[node] = len(stack)
-        stack.append(node)
-        return iter(edges[node])
-
-    for root in sorted(edges):
+    for root in sorted(remaining):
         if root in index:
             continue
-        work = [(root, visit(root))]
+        index[root] = low[root] = len(index)
+        on_stack[root] = len(stack)
+        stack.append(root)
+        work = [(root, iter(edges[root]))]
         while work:
             node, children = work[-1]
-            child = next((c for c in children if c in edges), None)
-            if child is None:
+            for child in children:
+                if child not in remaining:
+                    continue
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    on_stack[child] = len(stack)
+                    stack.append(child)
+                    work.append((child, iter(edges[child])))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
                 work.pop()
                 if work:
-                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
                 if low[node] == index[node]:
-                    component = stack[depth[node] :]
-                    del stack[depth[node] :]
+                    component = stack[on_stack[node] :]
+                    del stack[on_stack[node] :]
                     for member in component:
-                        del depth[member]
+                        del on_stack[member]
                     if len(component) > 1 or node in edges[node]:
                         cycles.append(sorted(component))
-            elif child not in index:
-                work.append((child, visit(child)))
-            elif child in depth:
-                low[node] = min(low[node], index[child])
     return sorted(cycles)
+
+
+def _reaching_cycles(edges: Mapping[str, list[str]]) -> set[str]:
+    """The nodes from which a cycle can be reached: all but those peeled off, leaf first (Kahn)."""
+    pointing_at: dict[str, list[str]] = defaultdict(list)
+    out_degree: dict[str, int] = {}
+    for node, children in edges.items():
+        inside = [child for child in children if child in edges]
+        out_degree[node] = len(inside)
+        for child in inside:
+            pointing_at[child].append(node)
+    leaves = [node for node, degree in out_degree.items() if degree == 0]
+    while leaves:
+        for parent in pointing_at.get(leaves.pop(), ()):
+            out_degree[parent] -= 1
+            if out_degree[parent] == 0:
+                leaves.append(parent)
+    return {node for node, degree in out_degree.items() if degree > 0}

@@ -21,9 +21,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from gitops_sync.core.validating import validate
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.manifests import CAPABILITY_TYPES, Dependency, Manifest
+from gitops_sync.model.sources import MAX_MANIFEST_BYTES
 
-MAX_MANIFEST_BYTES: Final = 1024 * 1024
-"""A manifest file's size limit; its keys must fit one etcd request (1.5 MiB) with room to spare."""
 MAX_DEPTH: Final = 64
 """Nesting limit. Real manifests nest under 10 levels."""
 MAX_VALUES: Final = 100_000

@@ -97,9 +97,7 @@ def desire(
             f"renders to {size:,} bytes of etcd keys, over the {max_request_bytes:,} bytes etcd "
             "accepts in one request; move bulky content out of the manifest",
         )
-    record = ManagedRecord(
-        source.name, source.sha256, manifest.type, manifest.version, manifest.dependencies
-    )
+    record = ManagedRecord(source.name, source.sha256, manifest.type, manifest.version, manifest.dependencies)
     return DesiredCapability(
         id=manifest.id,
         type=manifest.type,

@@ -12,14 +12,12 @@ would walk, and in a worker copy, every object the parent holds.
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Final
 
-from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.manifests import Dependency
@@ -50,6 +48,9 @@ _Wire = tuple[
 
 def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
     """Load, check and render one manifest file; raises :class:`ManifestError`."""
+    # Imported on first use: libyaml and the schema's compiler are not needed when nothing changed.
+    from gitops_sync.core.loading import load_manifest  # noqa: PLC0415
+
     manifest = load_manifest(source.name, source.data)
     return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
 
@@ -72,6 +73,9 @@ def render_in_parallel(settings: Settings, sources: Sequence[SourceFile]) -> Ite
 
 def _with_workers(settings: Settings, sources: Sequence[SourceFile], workers: int) -> list[Rendered]:
     """The workers take shares from the front, the parent from the back, until none is left."""
+    import multiprocessing  # noqa: PLC0415 - only for many files
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
     shares = deque(range(0, len(sources), SHARE))
     rendered: dict[int, list[Rendered]] = {}
     sent: dict[int, Future[list[_Wire | ManifestError]]] = {}

@@ -8,12 +8,10 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Literal, TextIO
 
-from gitops_sync.core.validating import schema_text
 from gitops_sync.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from gitops_sync.model.keys import split_capability_key
 from gitops_sync.model.plans import Plan
 from gitops_sync.service.syncing import CycleReport, Syncer, check_directory
-from gitops_sync.service.watching import watch
 from gitops_sync.settings import Settings
 from gitops_sync.store.etcd import EtcdStore
 
@@ -39,6 +37,8 @@ def run(settings: Settings, mode: Mode, out: TextIO | None = None) -> ExitCode:
     if mode == "validate":
         return validate_directory(settings, out)
     if mode == "print-schema":
+        from gitops_sync.core.validating import schema_text  # noqa: PLC0415 - as every parse does
+
         out.write(schema_text())
         return ExitCode.OK
     with EtcdStore(settings.etcd) as store:
@@ -79,6 +79,8 @@ def validate_directory(settings: Settings, out: TextIO) -> ExitCode:
 
 
 def watch_changes(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+    from gitops_sync.service.watching import watch  # noqa: PLC0415 - its file watcher, only for this mode
+
     return ExitCode(watch(Syncer(settings, store)))
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from gitops_sync.core.loading import MAX_MANIFEST_BYTES
 from gitops_sync.errors import ManifestError, SourceUnavailable
 from gitops_sync.model.problems import Problem
-from gitops_sync.model.sources import SourceFile
+from gitops_sync.model.sources import MAX_MANIFEST_BYTES, SourceFile
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 RACY_NS: Final = 2_000_000_000
