@@ -2,11 +2,11 @@
 
 Parsing dominates a cold sync and is CPU-bound Python, so threads would not help. The process
 parses too, alongside one forked worker per other core: every worker costs memory (the pages it
-touches are copied), and the parent would otherwise only wait. Workers inherit the files to parse
-(nothing is sent to them but where their share starts), and send back plain tuples, which cost a
-fifth of what pickling the dataclasses would. The garbage collector is off meanwhile, in every
-process: parsing makes next to no cyclic garbage (41 objects in 1,000 files), and a collection
-would walk, and in a worker copy, every object the parent holds.
+touches are copied), and the parent would otherwise only wait. Workers inherit the list of files
+to parse (nothing is sent to them but where their share starts), read their files themselves, and
+send back plain tuples, which cost a fifth of what pickling the dataclasses would. The garbage
+collector is off meanwhile, in every process: parsing makes next to no cyclic garbage (41 objects
+in 1,000 files), and a collection would walk, and in a worker copy, every object the parent holds.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Final
 
@@ -34,6 +34,8 @@ SHARE: Final = 250
 """Files per task: small enough to spread the work evenly, large enough to amortise each message."""
 
 Rendered = DesiredCapability | ManifestError
+Reader = Callable[[SourceFile], SourceFile]
+"""The file with its content, read and checked against its hash; raises :class:`ManifestError`."""
 
 _Wire = tuple[
     str,
@@ -55,23 +57,28 @@ def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
     return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
 
 
-def render_or_error(settings: Settings, source: SourceFile) -> Rendered:
+def read_and_render(settings: Settings, read: Reader, source: SourceFile) -> Rendered:
+    """The file's capability, or what is wrong with it (or with reading it)."""
     try:
-        return render_file(settings, source)
+        return render_file(settings, read(source))
     except ManifestError as exc:
         return exc
 
 
-def render_in_parallel(settings: Settings, sources: Sequence[SourceFile]) -> Iterator[Rendered] | None:
+def render_in_parallel(
+    settings: Settings, read: Reader, sources: Sequence[SourceFile]
+) -> Iterator[Rendered] | None:
     """Each file's capability or error, in order, parsed by worker processes; None when there are
     too few files, or too few cores, for workers to pay off."""
     workers = min((os.cpu_count() or 1) - 1, MAX_WORKERS)
     if len(sources) < PARALLEL_FROM or workers < 1:
         return None
-    return iter(_with_workers(settings, sources, workers))
+    return iter(_with_workers(settings, read, sources, workers))
 
 
-def _with_workers(settings: Settings, sources: Sequence[SourceFile], workers: int) -> list[Rendered]:
+def _with_workers(
+    settings: Settings, read: Reader, sources: Sequence[SourceFile], workers: int
+) -> list[Rendered]:
     """The workers take shares from the front, the parent from the back, until none is left."""
     import multiprocessing  # noqa: PLC0415 - only for many files
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
@@ -86,7 +93,7 @@ def _with_workers(settings: Settings, sources: Sequence[SourceFile], workers: in
             max_workers=workers,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_inherit,
-            initargs=(settings, sources),  # inherited through the fork, not sent
+            initargs=(settings, read, sources),  # inherited through the fork, not sent
         ) as pool:
             while shares or sent:
                 while shares and len(sent) < QUEUED * workers:
@@ -97,7 +104,7 @@ def _with_workers(settings: Settings, sources: Sequence[SourceFile], workers: in
                 if shares:
                     start = shares.pop()
                     share = sources[start : start + SHARE]
-                    rendered[start] = [render_or_error(settings, source) for source in share]
+                    rendered[start] = [read_and_render(settings, read, source) for source in share]
                 elif sent:
                     wait(sent.values(), return_when=FIRST_COMPLETED)
     finally:
@@ -106,12 +113,12 @@ def _with_workers(settings: Settings, sources: Sequence[SourceFile], workers: in
     return [result for start in sorted(rendered) for result in rendered[start]]
 
 
-_inherited: tuple[Settings, Sequence[SourceFile]] | None = None
+_inherited: tuple[Settings, Reader, Sequence[SourceFile]] | None = None
 
 
-def _inherit(settings: Settings, sources: Sequence[SourceFile]) -> None:
+def _inherit(settings: Settings, read: Reader, sources: Sequence[SourceFile]) -> None:
     global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
-    _inherited = settings, sources
+    _inherited = settings, read, sources
     gc.disable()  # see the module's docstring
 
 
@@ -119,8 +126,8 @@ def _render_share(start: int) -> list[_Wire | ManifestError]:
     """In a worker: render the files from ``start`` on, up to :data:`SHARE` of them."""
     if _inherited is None:  # pragma: no cover - set by the pool's initializer
         raise RuntimeError("worker started without its inputs")
-    settings, sources = _inherited
-    return [_to_wire(render_or_error(settings, source)) for source in sources[start : start + SHARE]]
+    settings, read, sources = _inherited
+    return [_to_wire(read_and_render(settings, read, source)) for source in sources[start : start + SHARE]]
 
 
 def _to_wire(rendered: Rendered) -> _Wire | ManifestError:

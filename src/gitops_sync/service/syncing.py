@@ -8,7 +8,6 @@ writer is not retried blindly: the cycle re-reads etcd and plans again, and Git'
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -28,11 +27,11 @@ from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import RegistryState
 from gitops_sync.model.sources import SourceFile
-from gitops_sync.service.parsing import PARALLEL_FROM, render_file, render_in_parallel, render_or_error
+from gitops_sync.service.parsing import PARALLEL_FROM, read_and_render, render_file, render_in_parallel
 from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
 from gitops_sync.sources.git import head_commit
-from gitops_sync.sources.scanning import Scan, Scanner, scan
+from gitops_sync.sources.scanning import Scan, Scanner
 from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
@@ -83,14 +82,15 @@ def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
 
     Returns the number of manifest files and the problems, sorted by file and line.
     """
-    files = scan(settings.capabilities)
+    scanner = Scanner(settings.capabilities)
+    files = scanner.scan()
     nothing = RegistryState(revision=0, capability_keys={}, records={})
     assembly = assemble(
         files.files,
         files.problems,
         nothing,
         prefix=settings.prefix,
-        desire=functools.partial(render_file, settings),
+        desire=lambda source: render_file(settings, scanner.read(source)),
         strict=settings.strict,
     )
     return len(files.files) + len(files.problems), assembly.problems
@@ -189,7 +189,6 @@ class Syncer:
                 reusable=reusable,
                 relations=self._relations,
             )
-            files = self._scanner.without_contents()  # all parsed that needed to be
             differing = self._differing(assembly) if known else None
             self._read_values(view, assembly, differing)
             planned = plan(
@@ -239,11 +238,7 @@ class Syncer:
         key = (source.name, source.sha256)
         cached = self._rendered.get(key)
         if cached is None:
-            try:
-                cached = render_or_error(self.settings, self._scanner.read(source))
-            except ManifestError as exc:  # changed since the scan: the next cycle sees it anew
-                cached = exc
-            self._rendered[key] = cached
+            cached = self._rendered[key] = read_and_render(self.settings, self._scanner.read, source)
         if isinstance(cached, ManifestError):
             raise cached
         return cached
@@ -252,15 +247,9 @@ class Syncer:
         """Parse many files on every core (a cold start, a big checkout); a few, here and now."""
         if len(sources) < PARALLEL_FROM:
             return
-        loaded: list[SourceFile] = []
-        for source in sources:
-            try:
-                loaded.append(self._scanner.read(source))
-            except ManifestError as exc:
-                self._rendered[(source.name, source.sha256)] = exc
-        rendered = render_in_parallel(self.settings, loaded)
+        rendered = render_in_parallel(self.settings, self._scanner.read, sources)
         if rendered is not None:
-            for source, result in zip(loaded, rendered, strict=True):
+            for source, result in zip(sources, rendered, strict=True):
                 self._rendered[(source.name, source.sha256)] = result
 
     def _unknown(self, files: Scan, reusable: Mapping[str, DesiredCapability]) -> list[SourceFile]:

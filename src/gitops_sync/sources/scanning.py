@@ -28,7 +28,7 @@ RACY_NS: Final = 2_000_000_000
 @dataclass(frozen=True, slots=True)
 class Scan:
     files: tuple[SourceFile, ...]
-    """Each with its content if it was read for this scan; files known from before come without."""
+    """By name and hash; :meth:`Scanner.read` reads a file's content when it is to be parsed."""
     problems: tuple[Problem, ...]
     unchanged: bool = field(default=False, compare=False)
     """The same files, contents and problems as the scan before."""
@@ -54,8 +54,9 @@ class Scanner:
     A file is taken from the last scan when its inode, size, modification and change times are all
     the same (nanoseconds; a rewrite changes ``ctime`` even when it keeps ``mtime``); symlinks are
     read every time. Told which files changed (by file events), it looks at only those, at the
-    symlinks, and at the files that had a problem last time. It keeps names and hashes, not contents:
-    :meth:`read` reads a file again when it must be parsed again.
+    symlinks, and at the files that had a problem last time. It keeps names and hashes, not
+    contents: only the files to parse are read again, by :meth:`read`, which checks the hash (so
+    10,000 contents need never be in memory at once, nor be copied into parse workers).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -65,6 +66,7 @@ class Scanner:
         self._signatures: dict[str, tuple[int, int, int, int]] = {}
         """The status of each file whose outcome stands until its status changes."""
         self._scanned = False
+        self._root: Path | None = None
 
     def scan(self, changed: Collection[str] | None = None) -> Scan:
         """All manifests; ``changed``: the names of the only files that may differ from the last
@@ -72,7 +74,7 @@ class Scanner:
         directory = self.directory
         partial = changed is not None and self._scanned
         try:
-            root = directory.resolve(strict=True)
+            root = self._root = directory.resolve(strict=True)
             if partial:
                 if not directory.is_dir():
                     raise NotADirectoryError
@@ -97,7 +99,6 @@ class Scanner:
                 self._signatures.pop(name, None)
                 unchanged = False
         added = not names <= self._outcomes.keys()
-        read: dict[str, SourceFile] = {}
         prefix = f"{directory}{os.sep}"
         # A file written within the clock's granularity of now may be written again unseen, with
         # the same size and timestamps (git's "racy" entries): such files are read again next time.
@@ -106,40 +107,30 @@ class Scanner:
             outcome = self._examine(name, f"{prefix}{name}", root, recent, listed=not partial)
             before = self._outcomes.pop(name, None)
             unchanged = unchanged and outcome == before
-            if isinstance(outcome, SourceFile) and outcome.content is not None:
-                read[name] = outcome
-                outcome = dataclasses.replace(outcome, content=None)
             if outcome is not None:
                 self._outcomes[name] = outcome
         if added:
             self._outcomes = dict(sorted(self._outcomes.items()))
         self._scanned = True
-        return self._result(read, unchanged=unchanged)
-
-    def without_contents(self) -> Scan:
-        """The last scan again, with no file's content: once parsed, they need not stay in memory."""
-        return self._result({}, unchanged=True)
+        outcomes = self._outcomes.values()
+        files = tuple(outcome for outcome in outcomes if isinstance(outcome, SourceFile))
+        problems = tuple(outcome for outcome in outcomes if isinstance(outcome, Problem))
+        return Scan(files, problems, unchanged=unchanged)
 
     def read(self, source: SourceFile) -> SourceFile:
         """``source`` with its content, read again; raises :class:`ManifestError` if the file is no
         longer what the scan found."""
         if source.content is not None:
             return source
+        path = f"{self.directory}{os.sep}{source.name}"
         try:
-            content = _read(f"{self.directory}{os.sep}{source.name}", self.directory.resolve(), symlink=False)
+            root = self._root or self.directory.resolve(strict=True)
+            content = _read(path, root, symlink=stat.S_ISLNK(os.lstat(path).st_mode))
         except (OSError, _Unusable):
             content = None
         if content is None or hashlib.sha256(content).hexdigest() != source.sha256:
             raise ManifestError(source.name, "changed while being read; checked again next cycle")
         return dataclasses.replace(source, content=content)
-
-    def _result(self, read: dict[str, SourceFile], *, unchanged: bool) -> Scan:
-        outcomes = self._outcomes.values()
-        files = tuple(
-            read.get(outcome.name, outcome) for outcome in outcomes if isinstance(outcome, SourceFile)
-        )
-        problems = tuple(outcome for outcome in outcomes if isinstance(outcome, Problem))
-        return Scan(files, problems, unchanged=unchanged)
 
     def holds(self, name: str, sha256: str) -> bool:
         """Whether the last scan found the file ``name`` with this content."""
@@ -163,7 +154,7 @@ class Scanner:
                 content = _read(path, root, symlink=symlink)
                 if content is None:
                     return None
-                source = SourceFile(name, content, hashlib.sha256(content).hexdigest())
+                source = SourceFile(name, None, hashlib.sha256(content).hexdigest())
         except FileNotFoundError:
             if not listed:
                 return None  # deleted; the file event that said so is why it was looked at
