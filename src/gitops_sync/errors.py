@@ -2,6 +2,7 @@
 
 GitOpsSyncError
 ├── ManifestError        a manifest file cannot become a capability (names the file, and the line)
+│   └── SourceChanged       the file changed while it was being read: a passing state, not its content
 ├── ConfigurationError   options or environment that cannot work (exit code 2)
 │   └── SourceUnavailable   the capabilities directory is missing or cannot be listed
 └── StoreError           etcd did not do what was asked
@@ -28,11 +29,15 @@ class ManifestError(GitOpsSyncError):
 
     def __reduce__(self) -> tuple[type[ManifestError], tuple[str, str, int | None]]:
         # Rendered in worker processes, errors travel back pickled.
-        return ManifestError, (self.source, self.message, self.line)
+        return type(self), (self.source, self.message, self.line)
 
     @property
     def location(self) -> str:
         return self.source if self.line is None else f"{self.source}:{self.line}"
+
+
+class SourceChanged(ManifestError):
+    """The file is no longer what the scan found; the next cycle looks at it anew."""
 
 
 class ConfigurationError(GitOpsSyncError):

@@ -131,7 +131,7 @@ def test_create_puts_four_keys_and_the_record_expecting_them_absent() -> None:
         *rendered_values(capability).items(),
         (managed_key(SYNC, "chora.test.a"), capability.record),
     )
-    assert change.expected == tuple((key, 0) for key, _ in change.puts)
+    assert change.expected == tuple((key, 0) for key, _ in change.puts)  # all five, absent
     assert change.deletes == ()
     assert change.op_count == 5
     assert result.unchanged == frozenset()
@@ -151,7 +151,11 @@ def test_update_puts_only_the_changed_keys_and_the_record() -> None:
         (dependencies_key, rendered_values(new)[dependencies_key]),
         (record_key, new.record),
     )
-    assert change.expected == ((dependencies_key, 7), (record_key, 7))
+    # All four keys are expected as read, also those not written: the record vouches for them all.
+    assert change.expected == (
+        *((key, 7) for key in capability_keys(PREFIX, "chora.test.a")),
+        (record_key, 7),
+    )
 
 
 def test_a_new_version_changes_the_metadata_and_version_keys() -> None:
@@ -177,7 +181,15 @@ def test_update_compares_each_key_at_its_own_revision() -> None:
     (change,) = make_plan(desired_state(new), actual).changes
     assert change.kind == "update"
     assert change.fields == ("metadata", "version")
-    assert change.expected == ((metadata_key, 3), (version_key, 4), (managed_key(SYNC, "chora.test.a"), 7))
+    type_key = capability_key(PREFIX, "chora.test.a", "type")
+    dependencies_key = capability_key(PREFIX, "chora.test.a", "dependencies")
+    assert change.expected == (
+        (metadata_key, 3),
+        (type_key, 7),
+        (version_key, 4),
+        (dependencies_key, 7),
+        (managed_key(SYNC, "chora.test.a"), 7),
+    )
 
 
 def test_a_key_deleted_by_hand_is_put_back_expecting_it_absent_with_the_record() -> None:
@@ -194,7 +206,9 @@ def test_a_key_deleted_by_hand_is_put_back_expecting_it_absent_with_the_record()
     # The record is written again with it, so it is newer than every key it vouches for.
     record_key = managed_key(SYNC, "chora.test.a")
     assert change.puts == ((type_key, b"service"), (record_key, capability.record))
-    assert change.expected == ((type_key, 0), (record_key, 7))
+    assert change.expected == tuple(
+        (key, 0 if key == type_key else 7) for key in (*capability_keys(PREFIX, "chora.test.a"), record_key)
+    )
 
 
 def test_keys_present_without_a_record_are_adopted() -> None:
@@ -202,7 +216,11 @@ def test_keys_present_without_a_record_are_adopted() -> None:
     (change,) = make_plan(desired_state(capability), stored(capability, managed=False)).changes
     assert change.kind == "record"
     assert change.puts == ((managed_key(SYNC, "chora.test.a"), capability.record),)
-    assert change.expected == ((managed_key(SYNC, "chora.test.a"), 0),)
+    record_key = managed_key(SYNC, "chora.test.a")
+    assert change.expected == (
+        *((key, 10) for key in capability_keys(PREFIX, "chora.test.a")),
+        (record_key, 0),
+    )
 
 
 def test_record_only_change_when_the_file_changed_but_its_keys_did_not() -> None:
@@ -217,7 +235,11 @@ def test_record_only_change_when_the_file_changed_but_its_keys_did_not() -> None
     assert change.kind == "record"
     assert change.fields == ()
     assert change.puts == ((managed_key(SYNC, "chora.test.a"), after.record),)
-    assert change.expected == ((managed_key(SYNC, "chora.test.a"), 9),)
+    record_key = managed_key(SYNC, "chora.test.a")
+    assert change.expected == (
+        *((key, 9) for key in capability_keys(PREFIX, "chora.test.a")),
+        (record_key, 9),
+    )
 
 
 def test_unchanged_capability_gives_an_empty_plan() -> None:
@@ -510,7 +532,13 @@ def test_every_change_touches_only_its_own_capability(scene: Scene) -> None:
         keys = [key for key, _ in change.puts] + list(change.deletes)
         assert set(keys) <= own
         assert len(keys) == len(set(keys)), "a transaction may not touch a key twice"
-        assert [key for key, _ in change.expected] == keys, "every touched key is compared"
+        compared = [key for key, _ in change.expected]
+        assert set(keys) <= set(compared), "every touched key is compared"
+        if change.kind != "delete":  # and all four keys its record vouches for
+            assert compared == [
+                *capability_keys(PREFIX, change.capability_id),
+                managed_key(SYNC, change.capability_id),
+            ]
         touched_anywhere.extend(keys)
         for key, revision in change.expected:
             current = (

@@ -7,17 +7,21 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import json
 import os
 import re
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import etcd3
 import pytest
 
-from gitops_sync.errors import SourceUnavailable
+from gitops_sync.errors import SourceChanged, SourceUnavailable
+from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing
-from gitops_sync.service.syncing import Syncer
+from gitops_sync.service.syncing import CycleReport, Syncer
+from gitops_sync.service.watching import Watcher
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.sources.scanning import Scanner
 from gitops_sync.store.etcd import EtcdStore
@@ -186,3 +190,120 @@ def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
 
         full = Syncer(settings, store).run_cycle()  # a fresh read agrees: nothing left to do
     assert (full.synced, full.deleted, full.skipped, full.errors) == (0, 0, 47, 0)
+
+
+def test_after_a_restart_keys_edited_by_hand_are_still_put_back(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """A restart takes every capability from its record without reading values; a later full cycle
+    must not trust that: etcd was read again, and anyone may have written."""
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        restarted = Syncer(settings, store)
+        assert restarted.run_cycle().synced == 0
+        etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
+        etcd.delete(f"{PREFIX}{REGISTRY}/type")
+
+        report = restarted.run_cycle()
+
+    assert report.synced == 1
+    assert restarted.drift_restored == 1
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/type") == b"service"
+
+
+def test_a_key_edited_while_only_the_record_is_written_is_not_vouched_for(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """A comment-only edit writes just the record; the record vouches for all four keys, so a hand
+    edit landing between the read and that write must make the write fail, not be covered up."""
+
+    class RacedStore(EtcdStore):
+        raced = False
+
+        def commit(self, changes, fence=None):  # type: ignore[no-untyped-def]
+            if not self.raced:
+                self.raced = True
+                etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
+            return super().commit(changes, fence)
+
+    manifest = capabilities / f"{REGISTRY}.yaml"
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+    manifest.write_text("# a comment: the keys stay as they are\n" + manifest.read_text())
+    with RacedStore(settings.etcd) as raced:
+        Syncer(settings, raced).run_cycle()
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()  # a restart, trusting what the records vouch for
+
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+
+
+def test_a_broken_file_keeps_its_capability_even_with_a_record_of_an_older_format(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+    older = {"source": f"{REGISTRY}.yaml", "source_sha256": "0" * 64, "keys_sha256": "1" * 64}
+    etcd.put(f"/chora/sync/managed/{REGISTRY}", json.dumps(older))
+    (capabilities / f"{REGISTRY}.yaml").write_text("metadata: [unclosed\n")
+    with EtcdStore(settings.etcd) as store:
+        report = Syncer(settings, store).run_cycle()
+
+    assert REGISTRY in report.held
+    assert report.deleted == 0
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+
+
+def test_a_file_that_changed_while_being_read_is_read_again_next_cycle(
+    settings: Settings,
+    capabilities: Path,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        real_read = syncer._scanner.read
+
+        def changing(source: SourceFile) -> SourceFile:
+            if source.name == f"{REGISTRY}.yaml":
+                raise SourceChanged(source.name, "changed while being read; checked again next cycle")
+            return real_read(source)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(syncer._scanner, "read", changing)
+            first = syncer.run_cycle()
+        second = syncer.run_cycle()
+
+    assert [p.source for p in first.problems if p.severity == "error"] == [f"{REGISTRY}.yaml"]
+    assert second.ok
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+
+
+def test_events_never_postpone_the_interval_resync(settings: Settings) -> None:
+    calls: list[Collection[str] | None] = []
+
+    class Recording(Syncer):
+        def run_cycle(
+            self, *, changed_files: Collection[str] | None = None, registry_unchanged: bool = False
+        ) -> CycleReport:
+            calls.append(changed_files)
+            return super().run_cycle(changed_files=changed_files, registry_unchanged=registry_unchanged)
+
+    clock = [1000.0]
+    with EtcdStore(settings.etcd) as store:
+        watcher = Watcher(
+            Recording(dataclasses.replace(settings, interval=60), store), clock=lambda: clock[0]
+        )
+        try:
+            watcher._cycle()
+            for _ in range(3):  # woken every 25 s, by a file event say
+                clock[0] += 25
+                watcher.wake.set()
+                watcher._cycle()
+        finally:
+            watcher.registry.close()
+            watcher.leadership.close()
+
+    # Full at the start and once 60 s have passed since; told which files changed in between.
+    assert [changed is None for changed in calls] == [True, False, False, True]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from gitops_sync.core.cross_checking import RelationChecks
-from gitops_sync.core.rendering import decode_record
+from gitops_sync.core.rendering import decode_record, record_source
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import capability_keys
 from gitops_sync.model.plans import DesiredCapability, DesiredState
@@ -94,7 +94,7 @@ def assemble(
         capability_id
         for problem in problems
         if problem.severity == "error"
-        for capability_id, _ in records.get(problem.source, ())
+        for capability_id in records.ids_naming(problem.source)
     }
     capabilities: dict[str, DesiredCapability] = {}
     for capability_id, claims in found.items():
@@ -105,8 +105,8 @@ def assemble(
                 Problem(
                     claim.source,
                     f"dc_identifier {capability_id} was last synced from "
-                    f"{_sources_of(records, capability_id)}, which does not load now; fix or remove "
-                    "that file first; etcd keeps its last good state",
+                    f"{record_source(actual.records[capability_id].value)}, which does not load now; "
+                    "fix or remove that file first; etcd keeps its last good state",
                 )
                 for claim in claims
             )
@@ -142,20 +142,28 @@ def find_reusable(
     *,
     prefix: str,
     remembered: Mapping[str, tuple[str, DesiredCapability]] | None = None,
+    recheck: bool = False,
 ) -> dict[str, DesiredCapability]:
     """By file name, the capabilities etcd holds just as these files would render them, so they
     need not be parsed: the record names the file with its current hash, and no key was written
-    after the record. Files in ``remembered`` with their current hash are left out."""
+    after the record.
+
+    Files in ``remembered`` with their current hash are left out, as known to be in etcd; with
+    ``recheck`` (etcd was read afresh, and anyone may have written since) they must be vouched for
+    too, and the remembered capability is given for them (the same object, so what depends on it
+    need not be checked again).
+    """
     records = _LazyRecords(actual.records)
     found: dict[str, DesiredCapability] = {}
     for source in sources:
         entry = remembered.get(source.name) if remembered else None
-        if entry is not None and entry[0] == source.sha256:
+        kept = entry[1] if entry is not None and entry[0] == source.sha256 else None
+        if kept is not None and not recheck:
             continue
         for known in records.candidates(source.name):
             capability = _unchanged(source, known, actual, prefix)
             if capability is not None:
-                found[source.name] = capability
+                found[source.name] = kept if kept is not None and kept.id == capability.id else capability
                 break
     return found
 
@@ -180,6 +188,17 @@ class _LazyRecords(Mapping[str, list[tuple[str, ManagedRecord]]]):
     def __init__(self, raw: Mapping[str, KeyState]) -> None:
         self._raw = raw
         self._decoded: dict[str, list[tuple[str, ManagedRecord]]] | None = None
+        self._naming: dict[str, list[str]] | None = None
+
+    def ids_naming(self, source: str) -> list[str]:
+        """The ids whose record names the file ``source``, whatever the record's format."""
+        if self._naming is None:
+            self._naming = defaultdict(list)
+            for capability_id, state in self._raw.items():
+                named = record_source(state.value)
+                if named is not None:
+                    self._naming[named].append(capability_id)
+        return self._naming.get(source, [])
 
     def candidates(self, name: str) -> list[tuple[str, ManagedRecord]]:
         """The records that may have been made from the file ``name``. Files are named after their
@@ -214,12 +233,6 @@ def _records_by_source(raw: Mapping[str, KeyState]) -> dict[str, list[tuple[str,
         if record is not None:
             records[record.source].append((capability_id, record))
     return records
-
-
-def _sources_of(records: Mapping[str, list[tuple[str, ManagedRecord]]], capability_id: str) -> str:
-    return ", ".join(
-        sorted(source for source, entries in records.items() if any(i == capability_id for i, _ in entries))
-    )
 
 
 def _unchanged(

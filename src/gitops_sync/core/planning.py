@@ -90,8 +90,12 @@ def keys_by_id(actual: RegistryState, prefix: str) -> dict[str, int]:
 def _upsert(
     capability: DesiredCapability, actual: RegistryState, prefix: str, sync_prefix: str
 ) -> Change | None:
-    """The writes that give ``capability`` its values, with its record (also when only the keys
-    change: the record must be written with them, see :class:`ManagedRecord`)."""
+    """The writes that give ``capability`` its values, with its record.
+
+    The record is written with every write of the keys, and the transaction expects each of the
+    four keys at the revision read, also those it does not write: the record vouches for all four
+    (see :class:`ManagedRecord`), so none may have changed unseen in between.
+    """
     if capability.values is None:
         return None  # taken from etcd, which holds it as it should be
     puts: list[tuple[str, bytes]] = []
@@ -101,18 +105,17 @@ def _upsert(
     for key, value in capability.values.items():
         state = actual.capability_keys.get(key)
         existing += state is not None
+        expected.append((key, state.mod_revision if state else 0))
         if state is None or state.value != value:
             puts.append((key, value))
-            expected.append((key, state.mod_revision if state else 0))
             parts = split_capability_key(prefix, key)
             fields.append(parts[1] if parts else key)
     record_key = managed_key(sync_prefix, capability.id)
     record = actual.records.get(capability.id)
-    if puts or record is None or record.value != capability.record:
-        puts.append((record_key, capability.record))
-        expected.append((record_key, record.mod_revision if record else 0))
-    if not puts:
+    if not puts and record is not None and record.value == capability.record:
         return None
+    puts.append((record_key, capability.record))
+    expected.append((record_key, record.mod_revision if record else 0))
     kind: ChangeKind = "record" if not fields else "create" if existing == 0 else "update"
     return Change(
         capability_id=capability.id,

@@ -79,6 +79,17 @@ def decode_record(value: bytes | None) -> ManagedRecord | None:
         return None
 
 
+def record_source(value: bytes | None) -> str | None:
+    """The file a record names, also for a record this version cannot otherwise use (one of an
+    older format, say): a broken file must still hold what it made."""
+    try:
+        data = json.loads(value or b"")
+    except (ValueError, RecursionError):
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, str) else None
+
+
 def request_size(puts: Mapping[str, bytes] | tuple[tuple[str, bytes], ...]) -> int:
     """A close upper estimate of the bytes these puts, with a compare each, add to a request."""
     items = puts.items() if isinstance(puts, Mapping) else puts

@@ -40,6 +40,11 @@ def _validator() -> Callable[[object], object]:
     return validate
 
 
+def prepare() -> None:
+    """Compile the schema's validator now, before parse workers are forked, so they share it."""
+    _validator()
+
+
 def validate(source: str, document: Mapping[str, Any], line_of: LineOf) -> None:
     """Raise :class:`ManifestError` for the first way ``document`` breaks the schema."""
     try:

@@ -16,7 +16,8 @@ class SourceFile:
     name: str
     """Path relative to the capabilities directory; how messages and bookkeeping name the file."""
     content: bytes | None = field(compare=False)
-    """None once parsed: the scanner keeps hashes, not contents."""
+    """None for a file known by its hash: the scanner keeps hashes, and reads a file's content again
+    (checking the hash) only to parse it."""
     sha256: str
 
     @property

@@ -12,6 +12,7 @@ in 1,000 files), and a collection would walk, and in a worker copy, every object
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,8 @@ from gitops_sync.model.manifests import Dependency
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
+
+log = logging.getLogger("gitops-sync")
 
 PARALLEL_FROM: Final = 200
 """Files to parse at once from which worker processes pay for themselves."""
@@ -79,10 +82,15 @@ def render_in_parallel(
 def _with_workers(
     settings: Settings, read: Reader, sources: Sequence[SourceFile], workers: int
 ) -> list[Rendered]:
-    """The workers take shares from the front, the parent from the back, until none is left."""
+    """The workers take shares from the front, the parent from the back, until none is left. A
+    worker that dies (killed, out of memory) leaves its shares to the parent."""
     import multiprocessing  # noqa: PLC0415 - only for many files
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
+    from gitops_sync.core import validating  # noqa: PLC0415 - loaded before the fork, to be shared
+
+    validating.prepare()
     shares = deque(range(0, len(sources), SHARE))
     rendered: dict[int, list[Rendered]] = {}
     sent: dict[int, Future[list[_Wire | ManifestError]]] = {}
@@ -95,12 +103,23 @@ def _with_workers(
             initializer=_inherit,
             initargs=(settings, read, sources),  # inherited through the fork, not sent
         ) as pool:
+            broken = False
             while shares or sent:
-                while shares and len(sent) < QUEUED * workers:
+                while not broken and shares and len(sent) < QUEUED * workers:
                     start = shares.popleft()
-                    sent[start] = pool.submit(_render_share, start)
+                    try:
+                        sent[start] = pool.submit(_render_share, start)
+                    except BrokenProcessPool:
+                        shares.appendleft(start)
+                        broken = True
                 for start in [start for start, future in sent.items() if future.done()]:
-                    rendered[start] = [_from_wire(wire) for wire in sent.pop(start).result()]
+                    try:
+                        rendered[start] = [_from_wire(wire) for wire in sent.pop(start).result()]
+                    except BrokenProcessPool as exc:
+                        if not broken:
+                            log.warning("A parse worker died (%s); parsing the rest in this process", exc)
+                        shares.append(start)
+                        broken = True
                 if shares:
                     start = shares.pop()
                     share = sources[start : start + SHARE]

@@ -21,7 +21,7 @@ from gitops_sync.core.batching import batches
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import decode_record, to_json
-from gitops_sync.errors import ManifestError, StoreConflict, StoreError
+from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
@@ -173,7 +173,11 @@ class Syncer:
                     sync_prefix=settings.sync_prefix,
                 )
             actual = view.state
-            reusable = find_reusable(files.files, actual, prefix=settings.prefix, remembered=self._settled)
+            # Trust what this process settled only while its view is current; after a read, etcd
+            # must vouch for it again (a hand edit of a key it did not write since, say).
+            reusable = find_reusable(
+                files.files, actual, prefix=settings.prefix, remembered=self._settled, recheck=not known
+            )
             if attempt == 1:
                 log.info("Found %d capability manifest(s)", len(files.files) + len(files.problems))
                 if changed_files is None or len(changed_files) >= PARALLEL_FROM:
@@ -185,19 +189,21 @@ class Syncer:
                 prefix=settings.prefix,
                 desire=self._desire,
                 strict=settings.strict,
-                remembered=self._settled,
+                remembered=self._settled if known else None,
                 reusable=reusable,
                 relations=self._relations,
             )
             differing = self._differing(assembly) if known else None
-            self._read_values(view, assembly, differing)
+            vouched = {capability.id for capability in reusable.values()}
+            unvouched = differing if known else assembly.desired.capabilities.keys() - vouched
+            self._read_values(view, assembly, unvouched)
             planned = plan(
                 assembly.desired,
                 actual,
                 prefix=settings.prefix,
                 sync_prefix=settings.sync_prefix,
                 prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
-                only=differing,
+                only=unvouched,
                 present=view.present,
             )
             if settings.dry_run:
@@ -238,19 +244,20 @@ class Syncer:
         key = (source.name, source.sha256)
         cached = self._rendered.get(key)
         if cached is None:
-            cached = self._rendered[key] = read_and_render(self.settings, self._scanner.read, source)
+            cached = read_and_render(self.settings, self._scanner.read, source)
+            if not isinstance(cached, SourceChanged):  # a passing state, not the content's
+                self._rendered[key] = cached
         if isinstance(cached, ManifestError):
             raise cached
         return cached
 
     def _render_in_parallel(self, sources: list[SourceFile]) -> None:
         """Parse many files on every core (a cold start, a big checkout); a few, here and now."""
-        if len(sources) < PARALLEL_FROM:
-            return
         rendered = render_in_parallel(self.settings, self._scanner.read, sources)
         if rendered is not None:
             for source, result in zip(sources, rendered, strict=True):
-                self._rendered[(source.name, source.sha256)] = result
+                if not isinstance(result, SourceChanged):  # parsed again, here, when needed
+                    self._rendered[(source.name, source.sha256)] = result
 
     def _unknown(self, files: Scan, reusable: Mapping[str, DesiredCapability]) -> list[SourceFile]:
         """The files neither parsed nor settled already, nor held unchanged by etcd."""
@@ -342,7 +349,8 @@ class Syncer:
             max_bytes=self.settings.max_txn_bytes,
         )
         failure: StoreError | None = None
-        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="commit") as pool:
+        pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="commit")
+        try:
             committing = [(batch, pool.submit(commit, batch)) for batch in groups]
             for batch, future in committing:
                 try:
@@ -359,6 +367,9 @@ class Syncer:
                     self._view.apply(batch, revision)
                 applied.extend(batch)
                 self._log_applied(batch, drifted)
+        finally:
+            # On any other error (Ctrl+C in a one-shot sync, say), no more batches go out.
+            pool.shutdown(wait=True, cancel_futures=True)
         if failure is not None:
             raise failure
 

@@ -29,7 +29,8 @@ class RegistryView:
 
     @property
     def state(self) -> RegistryState:
-        """The view as a state to plan against; valid until the next :meth:`apply`."""
+        """The view as a state to plan against. It shares the view's mappings, so it changes with
+        every :meth:`apply` and :meth:`fill`."""
         return RegistryState(self.revision, self._keys, self._records, self._status)
 
     @property

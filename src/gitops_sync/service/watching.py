@@ -11,7 +11,10 @@ SIGTERM stops after the cycle in flight.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
+from collections.abc import Callable
 from typing import Final
 
 import tenacity
@@ -33,7 +36,12 @@ _OUTAGES: Final = (StoreUnavailable, SourceUnavailable)
 class Watcher:
     """One watch-mode run: the loop and the threads that wake it."""
 
-    def __init__(self, syncer: Syncer, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        syncer: Syncer,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         settings = syncer.settings
         self.syncer = syncer
         self.stop = stop or threading.Event()
@@ -43,6 +51,9 @@ class Watcher:
         self.leadership = Leadership(syncer.store, settings.sync_prefix, settings.lease_ttl, self.wake)
         syncer.on_commit = self.registry.note_own
         self._outage: str | None = None
+        self._clock = clock
+        self._last_full = -math.inf
+        """When the last full cycle (every file, all of etcd) started, by the monotonic clock."""
 
     def run(self) -> int:
         """Sync until SIGINT/SIGTERM (or ``stop``); returns the exit code."""
@@ -77,13 +88,19 @@ class Watcher:
         woken = self.wake.is_set()
         self.wake.clear()
         changed_files = self.files.take()
+        registry_changed = self.registry.changed()
+        # Every --interval a cycle reads every file and all of etcd again, however often events
+        # woke the loop in between: the level-based safety net for whatever an event missed.
+        started = self._clock()
+        full = not woken or started - self._last_full >= self.syncer.settings.interval
+        if full:
+            self._last_full = started
         self.syncer.fence = fence
         log.log(logging.DEBUG if self._outage else logging.INFO, "--- Sync cycle starting ---")
         try:
-            # An --interval resync reads every file and all of etcd again: the level-based safety net.
             report = self.syncer.run_cycle(
-                changed_files=changed_files if woken else None,
-                registry_unchanged=woken and not self.registry.changed(),
+                changed_files=None if full else changed_files,
+                registry_unchanged=not full and not registry_changed,
             )
         finally:
             self.files.follow_replacement()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from gitops_sync.errors import ManifestError, SourceUnavailable
+from gitops_sync.errors import SourceChanged, SourceUnavailable
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import MAX_MANIFEST_BYTES, SourceFile
 
@@ -118,7 +118,7 @@ class Scanner:
         return Scan(files, problems, unchanged=unchanged)
 
     def read(self, source: SourceFile) -> SourceFile:
-        """``source`` with its content, read again; raises :class:`ManifestError` if the file is no
+        """``source`` with its content, read again; raises :class:`SourceChanged` if the file is no
         longer what the scan found."""
         if source.content is not None:
             return source
@@ -129,7 +129,7 @@ class Scanner:
         except (OSError, _Unusable):
             content = None
         if content is None or hashlib.sha256(content).hexdigest() != source.sha256:
-            raise ManifestError(source.name, "changed while being read; checked again next cycle")
+            raise SourceChanged(source.name, "changed while being read; checked again next cycle")
         return dataclasses.replace(source, content=content)
 
     def holds(self, name: str, sha256: str) -> bool:
