@@ -11,7 +11,7 @@ import pytest
 from gitops_sync.model.plans import Change
 from gitops_sync.service.registry_events import RegistryEvents
 from gitops_sync.settings import EtcdConnection
-from gitops_sync.store.etcd import EtcdStore
+from gitops_sync.store.etcd import EtcdStore, KeyEvents
 from gitops_sync.testing import EtcdProcess
 
 PREFIX = "/chora/capabilities/"
@@ -58,4 +58,21 @@ def test_a_write_by_anyone_else_is_news_once(
     assert wake.wait(5)
 
     assert events.changed()
+    assert not events.changed()
+
+
+def test_own_revisions_not_yet_delivered_stay_own_when_a_catching_up_watch_sends_a_later_header(
+    watched: tuple[RegistryEvents, threading.Event],
+) -> None:
+    """etcd sends a watch that is catching up its events in batches, each with the current revision
+    in its header: an own revision newer than the batch's events is still to come."""
+    events, wake = watched
+    events.note_own(60)
+    events._on_events(KeyEvents(revision=100, changes=((f"{PREFIX}a/version", 50),)))
+    assert events.changed()  # 50 was someone else's
+    wake.clear()
+
+    events._on_events(KeyEvents(revision=100, changes=((f"{PREFIX}b/version", 60),)))
+
+    assert not wake.is_set()
     assert not events.changed()

@@ -87,7 +87,10 @@ class RegistryEvents:
             for key, revision in events.changes:
                 if revision not in self._own:
                     self._unclaimed.setdefault(revision, []).append(key)
-            self._own = {revision for revision in self._own if revision > events.revision}
+            # Own revisions up to the last one delivered are done with. Not up to the response's
+            # header revision: a watch catching up can be sent later events in later responses.
+            delivered = max((revision for _, revision in events.changes), default=0)
+            self._own = {revision for revision in self._own if revision > delivered}
             unclaimed = bool(self._unclaimed)
         if unclaimed:
             self._wake.set()
