@@ -23,6 +23,9 @@ from gitops_sync.model.sources import SourceFile
 Desire = Callable[[SourceFile], DesiredCapability]
 """Parse, check and render one file; raises :class:`ManifestError`."""
 
+Remembered = Mapping[str, tuple[str, DesiredCapability]]
+"""By file name, the content hash and the capability this process rendered from that content."""
+
 
 @dataclass(frozen=True, slots=True)
 class Assembly:
@@ -44,16 +47,16 @@ def assemble(
     prefix: str,
     desire: Desire,
     strict: bool = False,
-    remembered: Mapping[str, tuple[str, DesiredCapability]] | None = None,
+    remembered: Remembered | None = None,
     reusable: Mapping[str, DesiredCapability] | None = None,
     relations: RelationChecks | None = None,
 ) -> Assembly:
     """Build the desired state. Purely computational, given a pure ``desire``.
 
     ``strict``: a dependency on an id no manifest defines is an error, not a warning.
-    ``remembered``: by file name, the content hash and the capability this process already
-    rendered from that content; tried first, as it costs nothing.
-    ``reusable``: :func:`reusable` of these files, if the caller has it already.
+    ``remembered``: what this process knows etcd holds (its view of etcd is current); tried
+    first, as it costs nothing.
+    ``reusable``: :func:`find_reusable` of these files, if the caller has it already.
     ``relations``: the cross-manifest checks as kept from the last assembly, if any (their
     ``strict`` is used then).
     """
@@ -67,8 +70,7 @@ def assemble(
     settled: set[str] = set()
 
     for source in sources:
-        entry = remembered.get(source.name) if remembered else None
-        kept = entry[1] if entry is not None and entry[0] == source.sha256 else None
+        kept = remembered_for(remembered, source)
         if kept is not None:
             found[kept.id].append(kept)
             settled.add(kept.id)
@@ -136,12 +138,18 @@ def assemble(
     )
 
 
+def remembered_for(remembered: Remembered | None, source: SourceFile) -> DesiredCapability | None:
+    """The capability remembered for the file, if it was rendered from exactly this content."""
+    entry = remembered.get(source.name) if remembered else None
+    return entry[1] if entry is not None and entry[0] == source.sha256 else None
+
+
 def find_reusable(
     sources: Sequence[SourceFile],
     actual: RegistryState,
     *,
     prefix: str,
-    remembered: Mapping[str, tuple[str, DesiredCapability]] | None = None,
+    remembered: Remembered | None = None,
     recheck: bool = False,
 ) -> dict[str, DesiredCapability]:
     """By file name, the capabilities etcd holds just as these files would render them, so they
@@ -156,8 +164,7 @@ def find_reusable(
     records = _LazyRecords(actual.records)
     found: dict[str, DesiredCapability] = {}
     for source in sources:
-        entry = remembered.get(source.name) if remembered else None
-        kept = entry[1] if entry is not None and entry[0] == source.sha256 else None
+        kept = remembered_for(remembered, source)
         if kept is not None and not recheck:
             continue
         for known in records.candidates(source.name):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from gitops_sync.core.assembling import Assembly, assemble, find_reusable
+from gitops_sync.core.assembling import Assembly, assemble, find_reusable, remembered_for
 from gitops_sync.core.batching import batches
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
@@ -261,13 +261,12 @@ class Syncer:
 
     def _unknown(self, files: Scan, reusable: Mapping[str, DesiredCapability]) -> list[SourceFile]:
         """The files neither parsed nor settled already, nor held unchanged by etcd."""
-        settled = self._settled
         return [
             source
             for source in files.files
             if (source.name, source.sha256) not in self._rendered
             and source.name not in reusable
-            and ((entry := settled.get(source.name)) is None or entry[0] != source.sha256)
+            and remembered_for(self._settled, source) is None
         ]
 
     def _read_values(self, view: RegistryView, assembly: Assembly, only: set[str] | None) -> None:
