@@ -97,7 +97,10 @@ class RelationChecks:
         """Update the edges of one capability; True if its requires edges changed."""
         before = self._names.pop(capability_id, ())
         for target in before:
-            self._dependents[target].discard(capability_id)
+            dependents = self._dependents[target]
+            dependents.discard(capability_id)
+            if not dependents:  # ids come and go over a long watch: keep no empty entries
+                del self._dependents[target]
         after = tuple(d.capability for d in capability.dependencies) if capability else ()
         if after:
             self._names[capability_id] = after
