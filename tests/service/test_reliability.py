@@ -296,6 +296,7 @@ def test_two_replicas_elect_one_writer_and_hand_over_when_it_dies(
 
         bump(capabilities, REGISTRY, "1.6.0")
         wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.6.0", timeout=2)
+        first.wait_for_log(f"Synced: {REGISTRY} (service)", times=2, timeout=2)  # it follows the write
         assert "Synced:" not in second.text()  # the stand-by never writes
 
         first.process.send_signal(signal.SIGKILL)
