@@ -46,15 +46,13 @@ def plan(
     ``present``: the ids with a key under the prefix, when the caller keeps them up to date;
     otherwise they are found among all keys of ``actual``.
     """
-    changes: list[Change] = []
-    same: set[str] = set()
-    for capability_id in sorted(desired.capabilities if only is None else only & desired.capabilities.keys()):
-        change = _upsert(desired.capabilities[capability_id], actual, prefix, sync_prefix)
-        if change is None:
-            same.add(capability_id)
-        else:
-            changes.append(change)
-    unchanged = same if only is None else desired.capabilities.keys() - {c.capability_id for c in changes}
+    considered = desired.capabilities.keys() if only is None else only & desired.capabilities.keys()
+    changes = [
+        change
+        for capability_id in sorted(considered)
+        if (change := _upsert(desired.capabilities[capability_id], actual, prefix, sync_prefix))
+    ]
+    unchanged = desired.capabilities.keys() - {change.capability_id for change in changes}
 
     gone = sorted(
         actual.records.keys() - desired.capabilities.keys() - desired.held,

@@ -46,9 +46,7 @@ def encode_record(record: ManagedRecord) -> bytes:
             "source_sha256": record.source_sha256,
             "type": record.type,
             "version": record.version,
-            "dependencies": [
-                [d.capability, d.relationship, d.version, d.kind, d.line] for d in record.dependencies
-            ],
+            "dependencies": [d.as_row() for d in record.dependencies],
         }
     )
 
@@ -64,16 +62,7 @@ def decode_record(value: bytes | None) -> ManagedRecord | None:
             source_sha256=str(data["source_sha256"]),
             type=str(data["type"]),
             version=str(data["version"]),
-            dependencies=tuple(
-                Dependency(
-                    str(capability),
-                    str(relationship),
-                    str(version),
-                    kind=str(kind),
-                    line=line if isinstance(line, int) else None,
-                )
-                for capability, relationship, version, kind, line in data["dependencies"]
-            ),
+            dependencies=tuple(Dependency.from_row(row) for row in data["dependencies"]),
         )
     except (ValueError, TypeError, KeyError, RecursionError):
         return None

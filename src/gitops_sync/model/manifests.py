@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -26,6 +26,25 @@ class Dependency:
     """The ``dc_relation`` list it came from (``requires``, ``optional``, ...); not stored in etcd."""
     line: int | None = field(default=None, compare=False)
     """Where the entry is in its file, for messages; None when it was not parsed this cycle."""
+
+    def as_row(self) -> DependencyRow:
+        """All five fields, as the service's record stores them and parse workers send them."""
+        return (self.capability, self.relationship, self.version, self.kind, self.line)
+
+    @classmethod
+    def from_row(cls, row: Sequence[object]) -> Dependency:
+        """The dependency :meth:`as_row` gave; raises ValueError or TypeError for anything else."""
+        capability, relationship, version, kind, line = row
+        return cls(
+            str(capability),
+            str(relationship),
+            str(version),
+            kind=str(kind),
+            line=line if isinstance(line, int) else None,
+        )
+
+
+DependencyRow: TypeAlias = tuple[str, str, str, str, int | None]
 
 
 @dataclass(frozen=True, slots=True)

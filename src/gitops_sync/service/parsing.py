@@ -15,13 +15,13 @@ import gc
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Final
 
 from gitops_sync.core.rendering import desire
 from gitops_sync.errors import ManifestError
-from gitops_sync.model.manifests import Dependency
+from gitops_sync.model.manifests import Dependency, DependencyRow
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
@@ -45,7 +45,7 @@ _Wire = tuple[
     str,
     str,
     str,
-    tuple[tuple[str, str, str, str, int | None], ...],
+    tuple[DependencyRow, ...],
     tuple[tuple[str, bytes], ...],
     bytes,
 ]
@@ -70,13 +70,13 @@ def read_and_render(settings: Settings, read: Reader, source: SourceFile) -> Ren
 
 def render_in_parallel(
     settings: Settings, read: Reader, sources: Sequence[SourceFile]
-) -> Iterator[Rendered] | None:
+) -> list[Rendered] | None:
     """Each file's capability or error, in order, parsed by worker processes; None when there are
     too few files, or too few cores, for workers to pay off."""
     workers = min((os.cpu_count() or 1) - 1, MAX_WORKERS)
     if len(sources) < PARALLEL_FROM or workers < 1:
         return None
-    return iter(_with_workers(settings, read, sources, workers))
+    return _with_workers(settings, read, sources, workers)
 
 
 def _with_workers(
@@ -157,7 +157,7 @@ def _to_wire(rendered: Rendered) -> _Wire | ManifestError:
         rendered.type,
         rendered.source,
         rendered.version,
-        tuple((d.capability, d.relationship, d.version, d.kind, d.line) for d in rendered.dependencies),
+        tuple(d.as_row() for d in rendered.dependencies),
         tuple((rendered.values or {}).items()),
         rendered.record,
     )
@@ -172,10 +172,7 @@ def _from_wire(wire: _Wire | ManifestError) -> Rendered:
         type=capability_type,
         source=source,
         version=version,
-        dependencies=tuple(
-            Dependency(target, relationship, constraint, kind=kind, line=line)
-            for target, relationship, constraint, kind, line in dependencies
-        ),
+        dependencies=tuple(Dependency.from_row(row) for row in dependencies),
         values=dict(values),
         record=record,
     )

@@ -20,7 +20,7 @@ from gitops_sync.core.assembling import Assembly, assemble, find_reusable, remem
 from gitops_sync.core.batching import batches
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
-from gitops_sync.core.rendering import decode_record, to_json
+from gitops_sync.core.rendering import to_json
 from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
@@ -193,9 +193,14 @@ class Syncer:
                 reusable=reusable,
                 relations=self._relations,
             )
+            # What etcd may not hold as desired: what changed since the last cycle while the view is
+            # current; after a read, what no record vouches for.
             differing = self._differing(assembly) if known else None
-            vouched = {capability.id for capability in reusable.values()}
-            unvouched = differing if known else assembly.desired.capabilities.keys() - vouched
+            unvouched = (
+                differing
+                if differing is not None
+                else assembly.desired.capabilities.keys() - {c.id for c in reusable.values()}
+            )
             self._read_values(view, assembly, unvouched)
             planned = plan(
                 assembly.desired,
@@ -229,7 +234,7 @@ class Syncer:
         self._log(report, assembly)
         self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
         if not settings.dry_run:
-            self._settle(files, assembly, report.failed, differing)
+            self._settle(assembly, report.failed, differing)
             self._record_status(report, actual)
             log.info(
                 "Sync complete: %d synced, %d skipped, %d errors",
@@ -269,13 +274,13 @@ class Syncer:
             and remembered_for(self._settled, source) is None
         ]
 
-    def _read_values(self, view: RegistryView, assembly: Assembly, only: set[str] | None) -> None:
+    def _read_values(self, view: RegistryView, assembly: Assembly, ids: Collection[str]) -> None:
         """Read the values the plan compares with: of the keys of the capabilities it considers,
         those read without values (etcd was read keys only)."""
         capabilities = assembly.desired.capabilities
         keys = view.without_values(
             key
-            for capability_id in (capabilities if only is None else only)
+            for capability_id in ids
             if (values := capabilities[capability_id].values) is not None
             for key in values
         )
@@ -291,24 +296,22 @@ class Syncer:
             if in_etcd.get(capability_id) is not capability
         }
 
-    def _settle(
-        self, files: Scan, assembly: Assembly, failed: tuple[str, ...], differing: set[str] | None
-    ) -> None:
+    def _settle(self, assembly: Assembly, failed: tuple[str, ...], differing: set[str] | None) -> None:
         """Remember which files etcd now holds exactly, so the next cycle need not look again, and
         forget what was parsed from files that are gone or settled.
 
         ``differing``: the only capabilities that may have changed since the last cycle, if known.
         """
         desired = assembly.desired.capabilities
+        sha256_of = self._scanner.sha256_of  # what each capability was rendered from, this cycle
         if differing is None:
-            sha = {source.name: source.sha256 for source in files.files}
             self._in_etcd = {
                 capability_id: capability
                 for capability_id, capability in desired.items()
                 if capability_id not in failed
             }
             self._settled = {
-                capability.source: (sha[capability.source], capability)
+                capability.source: (sha256_of(capability.source) or "", capability)
                 for capability in self._in_etcd.values()
             }
         else:
@@ -318,13 +321,11 @@ class Syncer:
                     del self._settled[gone.source]
             for capability_id in differing.difference(failed):
                 capability = self._in_etcd[capability_id] = desired[capability_id]
-                record = decode_record(capability.record)
-                if record is not None:
-                    self._settled[capability.source] = (record.source_sha256, capability)
+                self._settled[capability.source] = (sha256_of(capability.source) or "", capability)
         self._rendered = {
             (name, sha): rendered
             for (name, sha), rendered in self._rendered.items()
-            if self._scanner.holds(name, sha) and self._settled.get(name, (None,))[0] != sha
+            if sha256_of(name) == sha and self._settled.get(name, (None,))[0] != sha
         }
 
     def _apply(self, planned: Plan, applied: list[Change], drifted: frozenset[str]) -> None:

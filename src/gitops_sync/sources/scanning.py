@@ -120,8 +120,6 @@ class Scanner:
     def read(self, source: SourceFile) -> SourceFile:
         """``source`` with its content, read again; raises :class:`SourceChanged` if the file is no
         longer what the scan found."""
-        if source.content is not None:
-            return source
         path = f"{self.directory}{os.sep}{source.name}"
         try:
             root = self._root or self.directory.resolve(strict=True)
@@ -132,10 +130,10 @@ class Scanner:
             raise SourceChanged(source.name, "changed while being read; checked again next cycle")
         return dataclasses.replace(source, content=content)
 
-    def holds(self, name: str, sha256: str) -> bool:
-        """Whether the last scan found the file ``name`` with this content."""
+    def sha256_of(self, name: str) -> str | None:
+        """The hash of the content the last scan found in the file ``name``, if it found one."""
         outcome = self._outcomes.get(name)
-        return isinstance(outcome, SourceFile) and outcome.sha256 == sha256
+        return outcome.sha256 if isinstance(outcome, SourceFile) else None
 
     def _examine(
         self, name: str, path: str, root: Path, recent: int, *, listed: bool
