@@ -130,7 +130,7 @@ def test_log_level(
 
     monkeypatch.setenv("LOG_LEVEL", "debug")
     chatty = cli("--capabilities", capabilities)
-    assert "DEBUG - 48 manifest(s) taken unchanged from etcd without parsing" in chatty.err
+    assert "DEBUG - Files unchanged and etcd untouched since the last sync" in chatty.err
 
     monkeypatch.setenv("LOG_LEVEL", "loud")
     wrong = cli("--capabilities", capabilities)

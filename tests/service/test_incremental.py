@@ -154,10 +154,11 @@ def test_after_a_failed_cycle_the_next_one_reads_everything_again(
             with pytest.raises(SourceUnavailable):
                 syncer.run_cycle()
 
+        reads = store.reads
         syncer.run_cycle(registry_unchanged=True)  # the watch has nothing new to say by now
 
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
-    assert store.reads == 2
+    assert store.reads == reads + 1
 
 
 def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
@@ -307,3 +308,112 @@ def test_events_never_postpone_the_interval_resync(settings: Settings) -> None:
 
     # Full at the start and once 60 s have passed since; told which files changed in between.
     assert [changed is None for changed in calls] == [True, False, False, True]
+
+
+def test_a_restart_after_a_clean_sync_reads_and_parses_nothing(
+    settings: Settings,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+    before = keys_under(etcd, "/chora/")
+    monkeypatch.setattr(parsing, "render_file", lambda *_: pytest.fail("parsed a file"))
+
+    with CountingStore(settings.etcd) as store:
+        report = Syncer(settings, store).run_cycle()  # a new process starts like this
+
+    assert store.reads == 0
+    assert (report.synced, report.skipped, report.errors) == (0, 48, 0)
+    assert keys_under(etcd, "/chora/") == before  # the status included
+    # What the full cycle reported is reported again: the corpus's one dangling reference.
+    assert caplog.text.count("sap_adoption_verification.yaml:56: dc_relation.requires:") == 2
+
+
+def test_any_write_to_etcd_since_the_last_sync_makes_a_restart_look_at_everything(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+    etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
+    etcd.delete(f"{PREFIX}{REGISTRY}/type")
+    etcd.put("/elsewhere/key", "a write outside the registry")
+
+    with CountingStore(settings.etcd) as store:
+        restored = Syncer(settings, store).run_cycle()
+        assert store.reads == 1
+        again = Syncer(settings, store).run_cycle()  # the restored state was marked again
+        assert store.reads == 1
+
+    assert restored.synced == 1
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/type") == b"service"
+    assert again.skipped == 48
+
+
+def test_a_write_by_someone_else_during_a_sync_leaves_no_mark_a_restart_trusts(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """A sync that wrote one capability while someone edited another must not tell the next start
+    that etcd was left as the files want it."""
+    other = "chora.awareness.sap_adoption_verification"
+
+    class RacedStore(EtcdStore):
+        def commit(self, changes, fence=None):  # type: ignore[no-untyped-def]
+            revision = super().commit(changes, fence)
+            if changes[0].capability_id == REGISTRY:
+                etcd.put(f"{PREFIX}{other}/version", "9.9.9")
+            return revision
+
+    manifest = capabilities / f"{REGISTRY}.yaml"
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+    manifest.write_text(manifest.read_text().replace("1.0.0", "1.1.0", 1))
+    with RacedStore(settings.etcd) as raced:
+        assert Syncer(settings, raced).run_cycle().synced == 1
+    with EtcdStore(settings.etcd) as store:
+        report = Syncer(settings, store).run_cycle()
+
+    assert report.synced == 1
+    assert value_of(etcd, f"{PREFIX}{other}/version") != b"9.9.9"
+
+
+def test_a_restart_with_other_settings_looks_at_everything(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        strict = Syncer(dataclasses.replace(settings, strict=True), store).run_cycle()
+
+    # --strict makes the dangling reference an error, which the last (lenient) sync did not see.
+    assert strict.errors == 1
+
+
+def test_a_sync_with_errors_leaves_no_mark(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    (capabilities / "broken.yaml").write_text("metadata: [unclosed\n")
+    with CountingStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        report = Syncer(settings, store).run_cycle()
+
+    assert store.reads == 2
+    assert report.errors == 1  # reported on every run until fixed
+
+
+def test_a_watch_cycle_that_writes_nothing_keeps_the_mark(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    manifest = capabilities / f"{REGISTRY}.yaml"
+    with CountingStore(settings.etcd) as store:
+        watching = Syncer(settings, store)
+        watching.run_cycle()
+        status = keys_under(etcd, "/chora/sync/status")
+        manifest.write_text(manifest.read_text())  # touched, not changed
+        watching.run_cycle(changed_files={manifest.name}, registry_unchanged=True)
+        assert keys_under(etcd, "/chora/sync/status") == status
+
+        Syncer(settings, store).run_cycle()  # a restart
+
+    assert store.reads == 1

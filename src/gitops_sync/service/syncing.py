@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from gitops_sync import __version__
 from gitops_sync.core.assembling import Assembly, assemble, find_reusable, remembered_for
 from gitops_sync.core.batching import batches
+from gitops_sync.core.convergence import Converged, digest, files_digest
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import to_json
@@ -25,7 +27,7 @@ from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, Stor
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
-from gitops_sync.model.registry import RegistryState
+from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service.parsing import PARALLEL_FROM, read_and_render, render_file, render_in_parallel
 from gitops_sync.service.view import RegistryView
@@ -122,6 +124,17 @@ class Syncer:
         self._view: RegistryView | None = None
         """etcd as last read, with this service's writes since applied to it."""
         self._relations = RelationChecks(strict=settings.strict)
+        self._fingerprint = digest(
+            [
+                __version__,
+                *(
+                    str(getattr(settings, name))
+                    for name in ("prefix", "sync_prefix", "strict", "prune", "max_prune", "allow_empty")
+                ),
+                str(settings.max_txn_bytes),
+            ]
+        )
+        """The settings that decide what a cycle writes and reports, for :class:`Converged`."""
 
     def run_cycle(
         self, *, changed_files: Collection[str] | None = None, registry_unchanged: bool = False
@@ -148,7 +161,20 @@ class Syncer:
 
     def _run_cycle(self, changed_files: Collection[str] | None, *, registry_unchanged: bool) -> CycleReport:
         settings = self.settings
-        files = self._scanner.scan(changed_files if self._last is not None else None)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
+            # The first read of etcd, if the cycle needs one, goes on while the files are scanned.
+            first_read = (
+                None
+                if registry_unchanged and self._view is not None
+                else reader.submit(self._read_or_trust, first_cycle=self._last is None)
+            )
+            files = self._scanner.scan(changed_files if self._last is not None else None)
+            first = first_read.result() if first_read is not None else None
+        if isinstance(first, tuple):
+            converged, head = first
+            if not files.problems and converged.files == files_digest(files.files):
+                return self._report_converged(converged, head)
+            first = None  # the files changed since: read etcd now
         if (
             registry_unchanged
             and files.unchanged
@@ -162,15 +188,15 @@ class Syncer:
             return report
         applied: list[Change] = []
         failed: tuple[str, ...] = ()
+        transactions = 0
         for attempt in range(1, MAX_ATTEMPTS + 1):
             view = self._view
             # Unless someone else wrote, etcd is what the last cycle read, plus what it wrote since.
             known = registry_unchanged and attempt == 1 and view is not None
             if view is None or not known:
+                read, first = first or self.store.read(settings.prefix, settings.sync_prefix), None
                 view = self._view = RegistryView(
-                    self.store.read(settings.prefix, settings.sync_prefix),
-                    prefix=settings.prefix,
-                    sync_prefix=settings.sync_prefix,
+                    read, prefix=settings.prefix, sync_prefix=settings.sync_prefix
                 )
             actual = view.state
             # Trust what this process settled only while its view is current; after a read, etcd
@@ -214,7 +240,7 @@ class Syncer:
             if settings.dry_run:
                 break
             try:
-                self._apply(planned, applied, assembly.drifted | assembly.settled)
+                transactions = self._apply(planned, applied, assembly.drifted | assembly.settled)
             except StoreConflict as exc:
                 self._view = None
                 log.warning("Conflict (attempt %d of %d): %s; re-planning", attempt, MAX_ATTEMPTS, exc)
@@ -235,7 +261,9 @@ class Syncer:
         self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
         if not settings.dry_run:
             self._settle(assembly, report.failed, differing)
-            self._record_status(report, actual)
+            self._record_status(
+                report, actual, None if known else self._mark(report, files, transactions), transactions
+            )
             log.info(
                 "Sync complete: %d synced, %d skipped, %d errors",
                 report.synced,
@@ -243,6 +271,53 @@ class Syncer:
                 report.errors,
             )
         return report
+
+    def _read_or_trust(self, *, first_cycle: bool) -> RegistryState | tuple[Converged, int]:
+        """etcd as it is now; or, on the process's first cycle, the mark of the last clean sync
+        with etcd's revision, if the mark stands and was made with these settings (the files are
+        compared once scanned)."""
+        settings = self.settings
+        if first_cycle:
+            status, head = self.store.get_at_head(status_key(settings.sync_prefix))
+            converged = _converged_in(status)
+            if (
+                status is not None
+                and converged is not None
+                and converged.settings == self._fingerprint
+                and converged.stands(status.mod_revision, head)
+            ):
+                return converged, head
+        return self.store.read(settings.prefix, settings.sync_prefix)
+
+    def _report_converged(self, converged: Converged, head: int) -> CycleReport:
+        """The cycle a restart need not run: the last clean sync's result, as that cycle logged it."""
+        report = CycleReport(
+            plan=Plan(), problems=converged.warnings, desired=converged.capabilities, revision=head
+        )
+        log.info("Found %d capability manifest(s)", converged.capabilities)
+        log.debug(
+            "Files unchanged and etcd untouched since the last sync (revision %d): nothing to read or parse",
+            head,
+        )
+        self._log(report, None)
+        log.info("Sync complete: 0 synced, %d skipped, 0 errors", report.skipped)
+        self._last = report
+        return report
+
+    def _mark(self, report: CycleReport, files: Scan, transactions: int) -> Converged | None:
+        """The mark of a cycle that read etcd afresh and left it holding exactly what the files
+        render to (see :mod:`gitops_sync.core.convergence`); None for any other."""
+        plan = report.plan
+        if not report.ok or files.problems or report.held or plan.withheld_deletes or plan.foreign:
+            return None
+        return Converged(
+            files=files_digest(files.files),
+            settings=self._fingerprint,
+            read_revision=report.revision,
+            transactions=transactions,
+            capabilities=report.desired,
+            warnings=report.problems,
+        )
 
     def _desire(self, source: SourceFile) -> DesiredCapability:
         """Parse and render a file, once per distinct content."""
@@ -328,8 +403,9 @@ class Syncer:
             if sha256_of(name) == sha and self._settled.get(name, (None,))[0] != sha
         }
 
-    def _apply(self, planned: Plan, applied: list[Change], drifted: frozenset[str]) -> None:
+    def _apply(self, planned: Plan, applied: list[Change], drifted: frozenset[str]) -> int:
         """Commit the plan's batches, a few at a time: while etcd applies one, the next is sent.
+        Returns how many were committed (all of them: else it raises).
 
         Each batch stands alone (a capability is never split), so their order does not matter; what
         went through is applied to the view and logged in plan order. If any batch fails, no more
@@ -372,6 +448,7 @@ class Syncer:
             pool.shutdown(wait=True, cancel_futures=True)
         if failure is not None:
             raise failure
+        return len(committing)
 
     def _log_applied(self, batch: Sequence[Change], drifted: frozenset[str]) -> None:
         for change in batch:
@@ -411,22 +488,35 @@ class Syncer:
         if assembly is not None:
             log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))
 
-    def _record_status(self, report: CycleReport, actual: RegistryState) -> None:
-        """Write the cycle's result under the sync prefix, but only when it differs from the last."""
-        status = {
+    def _record_status(
+        self, report: CycleReport, actual: RegistryState, converged: Converged | None, transactions: int
+    ) -> None:
+        """Write the cycle's result under the sync prefix, with its mark if it has one; but not if
+        this cycle wrote nothing and the last status says the same, with the same mark still
+        standing if this cycle has one. (A mark that no longer stands never misleads: any write to
+        etcd, or a changed file, ends it. Rewriting one renews it.)"""
+        status: dict[str, object] = {
             "commit": head_commit(self.settings.capabilities),
             "capabilities": report.desired,
             "errors": [str(problem) for problem in report.problems if problem.severity == "error"],
             "failed": list(report.failed),
             "drift_restored": self.drift_restored,
+            "converged": converged.as_json() if converged is not None else None,
         }
-        if actual.status is not None:
-            try:
-                previous = json.loads(actual.status.value or b"")
-                previous.pop("updated_at", None)
-            except (ValueError, AttributeError):
-                previous = None
-            if previous == status:
+        previous = _status_in(actual.status)
+        if transactions == 0 and previous is not None and _lasting(previous) == _lasting(status):
+            if converged is None:
+                return
+            last = Converged.from_json(previous.get("converged"))
+            if (
+                actual.status is not None
+                and last is not None
+                and last.stands(actual.status.mod_revision, actual.revision)
+                and last
+                == dataclasses.replace(
+                    converged, read_revision=last.read_revision, transactions=last.transactions
+                )
+            ):
                 return
         status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
@@ -440,3 +530,21 @@ class Syncer:
                 self._view.set_status(value, revision)
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)
+
+
+def _status_in(state: KeyState | None) -> dict[str, object] | None:
+    try:
+        status = json.loads(state.value or b"") if state is not None else None
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def _converged_in(state: KeyState | None) -> Converged | None:
+    status = _status_in(state)
+    return Converged.from_json(status.get("converged")) if status is not None else None
+
+
+def _lasting(status: Mapping[str, object]) -> dict[str, object]:
+    """A status without when it was written, and without its mark."""
+    return {key: value for key, value in status.items() if key not in ("updated_at", "converged")}

@@ -153,6 +153,18 @@ class EtcdStore:
                     found[key] = KeyState(value, meta.mod_revision)
         return found
 
+    def get_at_head(self, key: str) -> tuple[KeyState | None, int]:
+        """A key's state (None if it does not exist) and etcd's current revision."""
+
+        def get(client: Any) -> tuple[KeyState | None, int]:
+            response = client.get_response(key)
+            head = int(response.header.revision)
+            if not response.kvs:
+                return None, head
+            return KeyState(response.kvs[0].value, response.kvs[0].mod_revision), head
+
+        return self._call("read", get)
+
     def get(self, key: str) -> tuple[KeyState, int] | None:
         """A key's state and its create revision, or None."""
 
