@@ -335,3 +335,13 @@ def test_status_records_the_result_and_the_commit(
     assert status["errors"] == []
     assert status["commit"] is None  # the copy is not in a Git work tree
     assert "updated_at" in status
+
+
+def test_dry_run_with_nothing_changed_says_so(cli: Cli, capabilities: Path) -> None:
+    cli("--capabilities", capabilities)
+
+    result = cli("--capabilities", capabilities, "--dry-run")
+
+    assert result.code == 0
+    assert "Plan: 0 to create, 0 to update, 0 to delete, 48 unchanged, 0 invalid" in result.out
+    assert "Sync complete" not in result.err  # nothing was synced

@@ -300,7 +300,8 @@ class Syncer:
             head,
         )
         self._log(report, None)
-        log.info("Sync complete: 0 synced, %d skipped, 0 errors", report.skipped)
+        if not self.settings.dry_run:
+            log.info("Sync complete: 0 synced, %d skipped, 0 errors", report.skipped)
         self._last = report
         return report
 
