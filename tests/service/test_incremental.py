@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Collection
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 from gitops_sync.errors import SourceChanged, SourceUnavailable
 from gitops_sync.model.sources import SourceFile
-from gitops_sync.service import parsing
+from gitops_sync.service import parsing, syncing
 from gitops_sync.service.syncing import CycleReport, Syncer
 from gitops_sync.service.watching import Watcher
 from gitops_sync.settings import EtcdConnection, Settings
@@ -417,3 +418,52 @@ def test_a_watch_cycle_that_writes_nothing_keeps_the_mark(
         Syncer(settings, store).run_cycle()  # a restart
 
     assert store.reads == 1
+
+
+def test_a_restart_after_a_write_elsewhere_in_etcd_writes_nothing(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        etcd.put("/elsewhere/key", "another application's write")
+        before = keys_under(etcd, "/chora/")
+
+        report = Syncer(settings, store).run_cycle()
+
+    assert report.skipped == 48
+    assert keys_under(etcd, "/chora/") == before  # not even the status, to renew the mark
+
+
+def test_a_new_commit_goes_into_the_status_even_if_no_manifest_changed(
+    settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(capabilities), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        return subprocess.run([*command, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "manifests")
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        (capabilities / "README.md").write_text("not a manifest\n")
+        git("add", "README.md")
+        git("commit", "-qm", "docs")
+
+        Syncer(settings, store).run_cycle()
+
+    status = json.loads(value_of(etcd, "/chora/sync/status") or b"")
+    assert status["commit"] == git("rev-parse", "HEAD")
+
+
+def test_a_sync_with_many_warnings_leaves_no_mark(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark repeats the warnings; with thousands, the status would not fit one etcd request."""
+    monkeypatch.setattr(syncing, "MARK_WARNINGS", 0)  # the corpus has one
+    with CountingStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        Syncer(settings, store).run_cycle()
+
+    assert store.reads == 2
+    assert json.loads(value_of(etcd, "/chora/sync/status") or b"")["converged"] is None

@@ -40,6 +40,9 @@ log = logging.getLogger("gitops-sync")
 
 MAX_ATTEMPTS: Final = 3
 """Plans per cycle when transactions keep losing to a concurrent writer."""
+MARK_WARNINGS: Final = 100
+"""The most warnings a cycle may have and still leave a mark, which repeats them: the status key
+must stay well within etcd's request limit."""
 IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way (measured:
 25% faster than one at a time; more gain nothing)."""
@@ -279,12 +282,16 @@ class Syncer:
         settings = self.settings
         if first_cycle:
             status, head = self.store.get_at_head(status_key(settings.sync_prefix))
-            converged = _converged_in(status)
+            recorded = _status_in(status)
+            converged = Converged.from_json(recorded.get("converged")) if recorded is not None else None
             if (
                 status is not None
+                and recorded is not None
                 and converged is not None
                 and converged.settings == self._fingerprint
                 and converged.stands(status.mod_revision, head)
+                # A new commit that changed no manifest still goes into the status.
+                and recorded.get("commit") == head_commit(settings.capabilities)
             ):
                 return converged, head
         return self.store.read(settings.prefix, settings.sync_prefix)
@@ -309,7 +316,14 @@ class Syncer:
         """The mark of a cycle that read etcd afresh and left it holding exactly what the files
         render to (see :mod:`gitops_sync.core.convergence`); None for any other."""
         plan = report.plan
-        if not report.ok or files.problems or report.held or plan.withheld_deletes or plan.foreign:
+        if (
+            not report.ok
+            or files.problems
+            or report.held
+            or plan.withheld_deletes
+            or plan.foreign
+            or len(report.problems) > MARK_WARNINGS
+        ):
             return None
         return Converged(
             files=files_digest(files.files),
@@ -492,10 +506,10 @@ class Syncer:
     def _record_status(
         self, report: CycleReport, actual: RegistryState, converged: Converged | None, transactions: int
     ) -> None:
-        """Write the cycle's result under the sync prefix, with its mark if it has one; but not if
-        this cycle wrote nothing and the last status says the same, with the same mark still
-        standing if this cycle has one. (A mark that no longer stands never misleads: any write to
-        etcd, or a changed file, ends it. Rewriting one renews it.)"""
+        """Write the cycle's result under the sync prefix, with its mark if it has one, when it
+        differs from the last, or when the cycle wrote and can leave a new mark (its writes ended
+        the last one). Never only to renew a mark: a cycle that changed nothing writes nothing. (A
+        mark that no longer stands never misleads: any write to etcd, or a changed file, ends it.)"""
         status: dict[str, object] = {
             "commit": head_commit(self.settings.capabilities),
             "capabilities": report.desired,
@@ -505,20 +519,9 @@ class Syncer:
             "converged": converged.as_json() if converged is not None else None,
         }
         previous = _status_in(actual.status)
-        if transactions == 0 and previous is not None and _lasting(previous) == _lasting(status):
-            if converged is None:
-                return
-            last = Converged.from_json(previous.get("converged"))
-            if (
-                actual.status is not None
-                and last is not None
-                and last.stands(actual.status.mod_revision, actual.revision)
-                and last
-                == dataclasses.replace(
-                    converged, read_revision=last.read_revision, transactions=last.transactions
-                )
-            ):
-                return
+        renewed = converged is not None and transactions > 0
+        if previous is not None and _lasting(previous) == _lasting(status) and not renewed:
+            return
         status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         try:
             value = to_json(status)
@@ -539,11 +542,6 @@ def _status_in(state: KeyState | None) -> dict[str, object] | None:
     except ValueError:
         return None
     return status if isinstance(status, dict) else None
-
-
-def _converged_in(state: KeyState | None) -> Converged | None:
-    status = _status_in(state)
-    return Converged.from_json(status.get("converged")) if status is not None else None
 
 
 def _lasting(status: Mapping[str, object]) -> dict[str, object]:
