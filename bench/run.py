@@ -35,6 +35,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,8 @@ class Plan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse(argv)
+    # Stopped by SIGTERM (kill, pkill) as by Ctrl+C: unwind, so every etcd it started is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.perf_counter()
     results: dict[str, Any] = {"meta": metadata(options), "sizes": {}}
