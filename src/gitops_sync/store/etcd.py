@@ -230,9 +230,7 @@ class EtcdStore:
 
         rpc = etcd3.etcdrpc
         request = rpc.TxnRequest(
-            compare=[
-                rpc.Compare(key=key.encode(), target=rpc.Compare.CREATE, result=_EQUAL, create_revision=0)
-            ],
+            compare=[_created_at(key, 0)],
             success=[
                 rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=value, lease=lease_id))
             ],
@@ -430,7 +428,7 @@ class EtcdStore:
 
 
 def _txn_request(changes: Sequence[Change], fence: Fence | None) -> Any:
-    """The transaction as etcd's own message. Every transaction here is built so: python3-etcd3's
+    """The transaction as etcd's own message. Every write here is built so: python3-etcd3's
     wrapper objects, one per compare and per put, cost a cold sync of 10,000 capabilities 0.7
     CPU-seconds, all of it holding the GIL that the logging and the other commits needed."""
     rpc = etcd3.etcdrpc
@@ -443,15 +441,14 @@ def _txn_request(changes: Sequence[Change], fence: Fence | None) -> Any:
         for key in change.deletes:
             success.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key.encode())))
     if fence is not None:
-        compare.append(
-            rpc.Compare(
-                key=fence.key.encode(),
-                target=rpc.Compare.CREATE,
-                result=_EQUAL,
-                create_revision=fence.create_revision,
-            )
-        )
+        compare.append(_created_at(fence.key, fence.create_revision))
     return rpc.TxnRequest(compare=compare, success=success)
+
+
+def _created_at(key: str, revision: int) -> Any:
+    """The compare: ``key`` was created at ``revision`` (0: it does not exist)."""
+    rpc = etcd3.etcdrpc
+    return rpc.Compare(key=key.encode(), target=rpc.Compare.CREATE, result=_EQUAL, create_revision=revision)
 
 
 def _txn(client: Any, request: Any) -> Any:
