@@ -8,7 +8,7 @@ makes a restart with nothing changed cheap and write nothing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gitops_sync.core.cross_checking import RelationChecks
@@ -188,7 +188,7 @@ def _relation_problems(
     return problems
 
 
-class _LazyRecords(Mapping[str, list[tuple[str, ManagedRecord]]]):
+class _LazyRecords:
     """The records by source file, decoded only if a file is not remembered or a problem needs
     them: a watch cycle with nothing new decodes none of 10,000 records."""
 
@@ -215,21 +215,9 @@ class _LazyRecords(Mapping[str, list[tuple[str, ManagedRecord]]]):
         record = decode_record(state.value) if state is not None else None
         if record is not None and record.source == name:
             return [(capability_id, record)]
-        return self._records().get(name, [])
-
-    def _records(self) -> dict[str, list[tuple[str, ManagedRecord]]]:
         if self._decoded is None:
             self._decoded = _records_by_source(self._raw)
-        return self._decoded
-
-    def __getitem__(self, source: str) -> list[tuple[str, ManagedRecord]]:
-        return self._records()[source]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._records())
-
-    def __len__(self) -> int:
-        return len(self._records())
+        return self._decoded.get(name, [])
 
 
 def _records_by_source(raw: Mapping[str, KeyState]) -> dict[str, list[tuple[str, ManagedRecord]]]:
