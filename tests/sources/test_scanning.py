@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.errors import ManifestError, SourceUnavailable
-from gitops_sync.sources.scanning import Scanner, scan
+from gitops_sync.sources.scanning import Scanner
 
 
 def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
     (tmp_path / "sub.yaml").mkdir()
     (tmp_path / "sub.yaml" / "inner.yaml").write_text("x: 1")
 
-    result = scan(tmp_path)
+    result = Scanner(tmp_path).scan()
 
     assert [f.name for f in result.files] == ["a.yaml", "b.yml"]
     assert result.files[0].sha256 == hashlib.sha256(b"a: 1\n").hexdigest()
@@ -42,15 +42,15 @@ def test_a_file_that_vanishes_mid_scan_is_reported_not_dropped(
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", open_after_b_is_deleted)
-    result = scan(tmp_path)
+    result = Scanner(tmp_path).scan()
 
     assert [f.name for f in result.files] == ["a.yaml", "c.yaml"]
     assert [str(p) for p in result.problems] == [
         "b.yaml: error: disappeared while being read (a checkout in progress?); checked again next cycle"
     ]
     monkeypatch.undo()
-    assert [f.name for f in scan(tmp_path).files] == ["a.yaml", "c.yaml"]  # next time, simply gone
-    assert scan(tmp_path).problems == ()
+    assert [f.name for f in Scanner(tmp_path).scan().files] == ["a.yaml", "c.yaml"]  # next time, simply gone
+    assert Scanner(tmp_path).scan().problems == ()
 
 
 def test_an_unreadable_file_is_reported_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +65,7 @@ def test_an_unreadable_file_is_reported_by_name(tmp_path: Path, monkeypatch: pyt
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refuse_secret)
-    result = scan(tmp_path)
+    result = Scanner(tmp_path).scan()
 
     assert [f.name for f in result.files] == ["public.yaml"]
     assert [str(p) for p in result.problems] == [
@@ -75,7 +75,7 @@ def test_an_unreadable_file_is_reported_by_name(tmp_path: Path, monkeypatch: pyt
 
 def test_oversized_files_are_refused_before_reading(tmp_path: Path) -> None:
     (tmp_path / "huge.yaml").write_bytes(b"a: " + b"x" * (2 * 1024 * 1024))
-    result = scan(tmp_path)
+    result = Scanner(tmp_path).scan()
     assert result.files == ()
     assert [str(p) for p in result.problems] == [
         "huge.yaml: error: is 2,097,155 bytes, over the 1,048,576-byte limit for a manifest; "
@@ -92,7 +92,7 @@ def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> Non
     (directory / "escape.yaml").symlink_to(tmp_path / "secret.yaml")
     (directory / "dangling.yaml").symlink_to(directory / "missing.yaml")
 
-    result = scan(directory)
+    result = Scanner(directory).scan()
 
     assert [f.name for f in result.files] == ["alias.yaml", "real.yaml"]
     assert [str(p) for p in result.problems] == [
@@ -106,7 +106,7 @@ def test_symlinks_inside_are_followed_and_outside_refused(tmp_path: Path) -> Non
 def test_a_pipe_named_like_a_manifest_does_not_block(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.yaml")
     (tmp_path / "ok.yaml").write_text("a: 1\n")
-    result = scan(tmp_path)
+    result = Scanner(tmp_path).scan()
     assert [f.name for f in result.files] == ["ok.yaml"]
     assert [p.source for p in result.problems] == ["pipe.yaml"]
     assert "not a regular file" in result.problems[0].message
@@ -114,10 +114,10 @@ def test_a_pipe_named_like_a_manifest_does_not_block(tmp_path: Path) -> None:
 
 def test_a_missing_directory_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="does not exist"):
-        scan(tmp_path / "gone")
+        Scanner(tmp_path / "gone").scan()
     (tmp_path / "file").write_text("")
     with pytest.raises(SourceUnavailable, match="is not a directory"):
-        scan(tmp_path / "file")
+        Scanner(tmp_path / "file").scan()
 
 
 def test_told_which_files_changed_it_looks_at_only_those(

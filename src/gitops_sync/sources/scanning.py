@@ -43,11 +43,6 @@ def is_manifest_name(name: str) -> bool:
     return name.endswith(MANIFEST_SUFFIXES) and not name.startswith(".")
 
 
-def scan(directory: Path) -> Scan:
-    """Read the manifests in ``directory`` (not its subdirectories), sorted by name."""
-    return Scanner(directory).scan()
-
-
 class Scanner:
     """Scans one directory again and again, reading only the files whose status changed.
 
