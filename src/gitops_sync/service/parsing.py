@@ -2,22 +2,24 @@
 
 Parsing dominates a cold sync and is CPU-bound Python, so threads would not help. The process
 parses too, alongside one forked worker per other core: every worker costs memory (the pages it
-touches are copied), and the parent would otherwise only wait. Workers inherit the list of files
-to parse (nothing is sent to them but where their share starts), read their files themselves, and
-send back plain tuples, which cost a fifth of what pickling the dataclasses would. The garbage
-collector is off meanwhile, in every process: parsing makes next to no cyclic garbage (41 objects
-in 1,000 files), and a collection would walk, and in a worker copy, every object the parent holds.
+touches are copied), and the parent would otherwise only wait. All of them take small shares of
+the files from one counter in shared memory, so none waits for another to hand it work, and the
+last share ends them all within a few milliseconds of each other. Workers inherit the list of
+files to parse (nothing is sent to them), read their files themselves, and send back plain tuples,
+which cost a fifth of what pickling the dataclasses would. The garbage collector is off meanwhile,
+in every process: parsing makes next to no cyclic garbage (41 objects in 1,000 files), and a
+collection would walk, and in a worker copy, every object the parent holds.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import Final
+from concurrent.futures import Future, wait
+from typing import TYPE_CHECKING, Final
 
 from gitops_sync.core.rendering import desire
 from gitops_sync.errors import ManifestError
@@ -26,15 +28,22 @@ from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
 
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext
+
 log = logging.getLogger("gitops-sync")
 
 PARALLEL_FROM: Final = 200
 """Files to parse at once from which worker processes pay for themselves."""
 MAX_WORKERS: Final = 3
+SHARE: Final = 50
+"""Files taken at a time: about 15 ms of work, so that all finish close together."""
+TASK: Final = 500
+"""Files a worker parses before it sends them back, which bounds the memory their results take."""
 QUEUED: Final = 2
-"""Shares waiting for each worker, so it never idles while the parent works on a share of its own."""
-SHARE: Final = 250
-"""Files per task: small enough to spread the work evenly, large enough to amortise each message."""
+"""Tasks waiting for each worker, so it starts the next while the parent collects the last."""
+LOCK_TIMEOUT: Final = 5.0
+"""Seconds to wait for the share counter; only a worker killed while holding it makes it run out."""
 
 Rendered = DesiredCapability | ManifestError
 Reader = Callable[[SourceFile], SourceFile]
@@ -79,11 +88,42 @@ def render_in_parallel(
     return _with_workers(settings, read, sources, workers)
 
 
+class _Shares:
+    """Where the next share of the files starts, counted in memory every process shares."""
+
+    def __init__(self, context: ForkContext, files: int) -> None:
+        self._lock = context.Lock()
+        self._next: ctypes.c_int64 = context.RawValue(ctypes.c_int64, 0)
+        self._files = files
+        self.stuck = False
+        """The counter's lock was never released: a process died holding it."""
+
+    def take(self) -> int | None:
+        """The start of a share no process has taken yet; None when all are taken."""
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT):
+            self.stuck = True
+            return None
+        try:
+            start = self._next.value
+            if start >= self._files:
+                return None
+            self._next.value = start + SHARE
+            return start
+        finally:
+            self._lock.release()
+
+    @property
+    def left(self) -> bool:
+        """Whether a share may be left (read without the lock, so a guess, but never a wait)."""
+        return not self.stuck and self._next.value < self._files
+
+
 def _with_workers(
     settings: Settings, read: Reader, sources: Sequence[SourceFile], workers: int
 ) -> list[Rendered]:
-    """The workers take shares from the front, the parent from the back, until none is left. A
-    worker that dies (killed, out of memory) leaves its shares to the parent."""
+    """The parent parses shares too, and between them collects what the workers sent and gives
+    each new tasks. A worker that dies (killed, out of memory) loses the shares it had not sent
+    back; the parent parses those once the others are done."""
     import multiprocessing  # noqa: PLC0415 - only for many files
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
@@ -91,62 +131,90 @@ def _with_workers(
     from gitops_sync.core import validating  # noqa: PLC0415 - loaded before the fork, to be shared
 
     validating.prepare()
-    shares = deque(range(0, len(sources), SHARE))
+    context = multiprocessing.get_context("fork")
+    shares = _Shares(context, len(sources))
     rendered: dict[int, list[Rendered]] = {}
-    sent: dict[int, Future[list[_Wire | ManifestError]]] = {}
     collecting = gc.isenabled()
     gc.disable()
     try:
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("fork"),
+            mp_context=context,
             initializer=_inherit,
-            initargs=(settings, read, sources),  # inherited through the fork, not sent
+            initargs=(settings, read, sources, shares),  # inherited through the fork, not sent
         ) as pool:
+            tasks: set[Future[_Sent]] = set()
             broken = False
-            while shares or sent:
-                while not broken and shares and len(sent) < QUEUED * workers:
-                    start = shares.popleft()
+            while True:
+                while not broken and shares.left and len(tasks) < QUEUED * workers:
                     try:
-                        sent[start] = pool.submit(_render_share, start)
+                        tasks.add(pool.submit(_render_task))
                     except BrokenProcessPool:
-                        shares.appendleft(start)
                         broken = True
-                for start in [start for start, future in sent.items() if future.done()]:
-                    try:
-                        rendered[start] = [_from_wire(wire) for wire in sent.pop(start).result()]
-                    except BrokenProcessPool as exc:
-                        if not broken:
-                            log.warning("A parse worker died (%s); parsing the rest in this process", exc)
-                        shares.append(start)
-                        broken = True
-                if shares:
-                    start = shares.pop()
-                    share = sources[start : start + SHARE]
-                    rendered[start] = [read_and_render(settings, read, source) for source in share]
-                elif sent:
-                    wait(sent.values(), return_when=FIRST_COMPLETED)
+                done = {task for task in tasks if task.done()}
+                tasks -= done
+                broken |= _collect(done, rendered, broken=broken)
+                start = shares.take()
+                if start is None:
+                    break
+                rendered[start] = _render_share(settings, read, sources, start)
+            _collect(wait(tasks).done, rendered, broken=broken)
     finally:
         if collecting:
             gc.enable()
+    for start in range(0, len(sources), SHARE):
+        if start not in rendered:  # taken by a worker that died, or left when the counter stuck
+            rendered[start] = _render_share(settings, read, sources, start)
     return [result for start in sorted(rendered) for result in rendered[start]]
 
 
-_inherited: tuple[Settings, Reader, Sequence[SourceFile]] | None = None
+_Sent = dict[int, list["_Wire | ManifestError"]]
 
 
-def _inherit(settings: Settings, read: Reader, sources: Sequence[SourceFile]) -> None:
+def _collect(done: set[Future[_Sent]], rendered: dict[int, list[Rendered]], *, broken: bool) -> bool:
+    """Add what the finished tasks sent to ``rendered``; True if a worker died (logged once:
+    ``broken`` says whether that was known already)."""
+    from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
+
+    for task in done:
+        try:
+            sent = task.result()
+        except BrokenProcessPool as exc:
+            if not broken:
+                log.warning("A parse worker died (%s); this process parses what it had taken", exc)
+            broken = True
+            continue
+        for start, wires in sent.items():
+            rendered[start] = [_from_wire(wire) for wire in wires]
+    return broken
+
+
+def _render_share(
+    settings: Settings, read: Reader, sources: Sequence[SourceFile], start: int
+) -> list[Rendered]:
+    return [read_and_render(settings, read, source) for source in sources[start : start + SHARE]]
+
+
+_inherited: tuple[Settings, Reader, Sequence[SourceFile], _Shares] | None = None
+
+
+def _inherit(settings: Settings, read: Reader, sources: Sequence[SourceFile], shares: _Shares) -> None:
     global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
-    _inherited = settings, read, sources
+    _inherited = settings, read, sources, shares
     gc.disable()  # see the module's docstring
 
 
-def _render_share(start: int) -> list[_Wire | ManifestError]:
-    """In a worker: render the files from ``start`` on, up to :data:`SHARE` of them."""
+def _render_task() -> _Sent:
+    """In a worker: render shares until :data:`TASK` files are done, or none is left."""
     if _inherited is None:  # pragma: no cover - set by the pool's initializer
         raise RuntimeError("worker started without its inputs")
-    settings, read, sources = _inherited
-    return [_to_wire(read_and_render(settings, read, source)) for source in sources[start : start + SHARE]]
+    settings, read, sources, shares = _inherited
+    sent: _Sent = {}
+    files = 0
+    while files < TASK and (start := shares.take()) is not None:
+        sent[start] = [_to_wire(rendered) for rendered in _render_share(settings, read, sources, start)]
+        files += SHARE
+    return sent
 
 
 def _to_wire(rendered: Rendered) -> _Wire | ManifestError:

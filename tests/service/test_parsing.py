@@ -1,0 +1,110 @@
+"""Parsing many files on every core: the same results, in order, as one at a time, whatever
+happens to a worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from gitops_sync.errors import ManifestError
+from gitops_sync.model.plans import DesiredCapability
+from gitops_sync.model.sources import SourceFile
+from gitops_sync.service import parsing
+from gitops_sync.settings import Settings
+from gitops_sync.sources.scanning import Scanner
+from support import CHORA_BASE
+
+COPIES = 6
+"""48 real manifests, 6 times over under other names: 288 files, several shares each process."""
+
+
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    for copy in range(COPIES):
+        for path in CHORA_BASE.glob("*.yaml"):
+            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
+            (tmp_path / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    (tmp_path / "broken.yaml").write_text("metadata: [unclosed\n")
+    return tmp_path
+
+
+def one_by_one(settings: Settings, scanner: Scanner, sources: list[SourceFile]) -> list[str]:
+    return [shown(parsing.read_and_render(settings, scanner.read, source)) for source in sources]
+
+
+def shown(rendered: DesiredCapability | ManifestError) -> str:
+    """What a sync makes of a file: its keys and record, or the message it reports."""
+    return repr(rendered) if isinstance(rendered, DesiredCapability) else str(rendered)
+
+
+def in_parallel(settings: Settings, scanner: Scanner, sources: list[SourceFile]) -> list[str]:
+    rendered = parsing.render_in_parallel(settings, scanner.read, sources)
+    assert rendered is not None, "too few files or cores for workers"
+    return [shown(result) for result in rendered]
+
+
+@pytest.fixture
+def setup(many: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Scanner, list[SourceFile]]:
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one worker, whatever the machine
+    scanner = Scanner(many)
+    return Settings(capabilities=many), scanner, list(scanner.scan().files)
+
+
+def test_workers_render_every_file_as_one_process_would_in_order(
+    setup: tuple[Settings, Scanner, list[SourceFile]],
+) -> None:
+    settings, scanner, sources = setup
+    parallel = in_parallel(settings, scanner, sources)
+
+    assert len(parallel) == 48 * COPIES + 1
+    assert parallel == one_by_one(settings, scanner, sources)
+    assert sum("broken.yaml" in result for result in parallel) == 1
+
+
+def test_a_worker_that_dies_leaves_its_files_to_the_parent(
+    setup: tuple[Settings, Scanner, list[SourceFile]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings, scanner, sources = setup
+    parent = os.getpid()
+    real = parsing.read_and_render
+
+    def dies_in_a_worker(*args):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            os._exit(1)  # as the kernel's OOM killer would end it: no goodbye
+        return real(*args)
+
+    monkeypatch.setattr(parsing, "read_and_render", dies_in_a_worker)
+    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
+        parallel = in_parallel(settings, scanner, sources)
+
+    monkeypatch.setattr(parsing, "read_and_render", real)
+    assert parallel == one_by_one(settings, scanner, sources)
+    assert caplog.text.count("A parse worker died") == 1
+
+
+def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
+    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, scanner, sources = setup
+    monkeypatch.setattr(parsing, "LOCK_TIMEOUT", 0.2)
+    parent = os.getpid()
+    real = parsing.read_and_render
+
+    def dies_holding_the_lock(*args):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            assert parsing._inherited is not None
+            parsing._inherited[3]._lock.acquire()
+            os._exit(1)
+        return real(*args)
+
+    monkeypatch.setattr(parsing, "read_and_render", dies_holding_the_lock)
+    parallel = in_parallel(settings, scanner, sources)
+
+    monkeypatch.setattr(parsing, "read_and_render", real)
+    assert parallel == one_by_one(settings, scanner, sources)
