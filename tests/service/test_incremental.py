@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gc
 import hashlib
 import json
 import os
@@ -138,6 +139,34 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     }
     assert len(parallel) == 960
     assert parallel == one_by_one
+
+
+def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle pauses the collector; a service that runs for months must not be left without it."""
+    during: list[bool] = []
+    with EtcdStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        real_scan = syncer._scanner.scan
+
+        def scan(changed):  # type: ignore[no-untyped-def]
+            during.append(gc.isenabled())
+            return real_scan(changed)
+
+        monkeypatch.setattr(syncer._scanner, "scan", scan)
+        syncer.run_cycle()
+        assert gc.isenabled()
+        monkeypatch.setattr(syncer, "_apply", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        syncer._view = None
+        (settings.capabilities / "new.yaml").write_text(
+            (CHORA_BASE / f"{REGISTRY}.yaml").read_text().replace(REGISTRY, "chora.devex.new")
+        )
+        with pytest.raises(KeyboardInterrupt):
+            syncer.run_cycle()
+
+    assert during == [False, False]
+    assert gc.isenabled()
 
 
 def test_after_a_failed_cycle_the_next_one_reads_everything_again(

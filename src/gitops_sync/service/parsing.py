@@ -6,9 +6,9 @@ touches are copied), and the parent would otherwise only wait. All of them take 
 the files from one counter in shared memory, so none waits for another to hand it work, and the
 last share ends them all within a few milliseconds of each other. Workers inherit the list of
 files to parse (nothing is sent to them), read their files themselves, and send back plain tuples,
-which cost a fifth of what pickling the dataclasses would. The garbage collector is off meanwhile,
-in every process: parsing makes next to no cyclic garbage (41 objects in 1,000 files), and a
-collection would walk, and in a worker copy, every object the parent holds.
+which cost a fifth of what pickling the dataclasses would. Workers run with the garbage
+collector off: parsing makes next to no cyclic garbage (41 objects in 1,000 files), and a
+collection would walk, and so copy, every object the parent holds.
 """
 
 from __future__ import annotations
@@ -134,34 +134,28 @@ def _with_workers(
     context = multiprocessing.get_context("fork")
     shares = _Shares(context, len(sources))
     rendered: dict[int, list[Rendered]] = {}
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_inherit,
-            initargs=(settings, read, sources, shares),  # inherited through the fork, not sent
-        ) as pool:
-            tasks: set[Future[_Sent]] = set()
-            broken = False
-            while True:
-                while not broken and shares.left and len(tasks) < QUEUED * workers:
-                    try:
-                        tasks.add(pool.submit(_render_task))
-                    except BrokenProcessPool:
-                        broken = True
-                done = {task for task in tasks if task.done()}
-                tasks -= done
-                broken |= _collect(done, rendered, broken=broken)
-                start = shares.take()
-                if start is None:
-                    break
-                rendered[start] = _render_share(settings, read, sources, start)
-            _collect(wait(tasks).done, rendered, broken=broken)
-    finally:
-        if collecting:
-            gc.enable()
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_inherit,
+        initargs=(settings, read, sources, shares),  # inherited through the fork, not sent
+    ) as pool:
+        tasks: set[Future[_Sent]] = set()
+        broken = False
+        while True:
+            while not broken and shares.left and len(tasks) < QUEUED * workers:
+                try:
+                    tasks.add(pool.submit(_render_task))
+                except BrokenProcessPool:
+                    broken = True
+            done = {task for task in tasks if task.done()}
+            tasks -= done
+            broken |= _collect(done, rendered, broken=broken)
+            start = shares.take()
+            if start is None:
+                break
+            rendered[start] = _render_share(settings, read, sources, start)
+        _collect(wait(tasks).done, rendered, broken=broken)
     for start in range(0, len(sources), SHARE):
         if start not in rendered:  # taken by a worker that died, or left when the counter stuck
             rendered[start] = _render_share(settings, read, sources, start)

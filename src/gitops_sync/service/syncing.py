@@ -8,10 +8,12 @@ writer is not retried blindly: the cycle re-reads etcd and plans again, and Git'
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -46,6 +48,24 @@ must stay well within etcd's request limit."""
 IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way (measured:
 25% faster than one at a time; more gain nothing)."""
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile; what a cycle throws away is freed by reference
+    counting as before, and the rare reference cycle once the cycle is over.
+
+    A cold sync builds about a million objects that live on (the desired state, the view of
+    etcd), and the collector would walk all of them again and again as they pile up: 0.15 s of a
+    cold sync at 10,000 capabilities.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +173,8 @@ class Syncer:
         again.
         """
         try:
-            return self._run_cycle(changed_files, registry_unchanged=registry_unchanged)
+            with collector_paused():
+                return self._run_cycle(changed_files, registry_unchanged=registry_unchanged)
         except BaseException:
             # Whatever this cycle saw or half did, the next one reads everything again.
             self._view = None
