@@ -333,8 +333,30 @@ def test_status_records_the_result_and_the_commit(
 
     assert status["capabilities"] == 48
     assert status["errors"] == []
+    assert status["error_count"] == 0
+    assert status["failed"] == []
+    assert status["failed_count"] == 0
     assert status["commit"] is None  # the copy is not in a Git work tree
     assert "updated_at" in status
+
+
+def test_status_lists_the_first_hundred_errors_and_counts_them_all(
+    cli: Cli, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """A checkout where thousands of files break at once must still get its status recorded:
+    etcd takes no request over 1.5 MiB."""
+    for number in range(150):
+        (capabilities / f"broken-{number:03}.yaml").write_text("metadata: [unclosed\n")
+
+    result = cli("--capabilities", capabilities)
+
+    assert result.code == 1
+    status = json.loads(value_of(etcd, "/chora/sync/status") or b"")
+    assert status["capabilities"] == 48
+    assert status["error_count"] == 150
+    assert len(status["errors"]) == 100
+    assert status["errors"][0].startswith("broken-000.yaml:")
+    assert status["errors"][-1].startswith("broken-099.yaml:")
 
 
 def test_dry_run_with_nothing_changed_says_so(cli: Cli, capabilities: Path) -> None:

@@ -45,6 +45,9 @@ MAX_ATTEMPTS: Final = 3
 MARK_WARNINGS: Final = 100
 """The most warnings a cycle may have and still leave a mark, which repeats them: the status key
 must stay well within etcd's request limit."""
+STATUS_LISTS: Final = 100
+"""The most errors, and failed ids, the status lists (with how many in all): it must stay well
+within etcd's request limit, however many files break at once."""
 IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way (measured:
 25% faster than one at a time; more gain nothing)."""
@@ -531,11 +534,14 @@ class Syncer:
         differs from the last, or when the cycle wrote and can leave a new mark (its writes ended
         the last one). Never only to renew a mark: a cycle that changed nothing writes nothing. (A
         mark that no longer stands never misleads: any write to etcd, or a changed file, ends it.)"""
+        errors = [str(problem) for problem in report.problems if problem.severity == "error"]
         status: dict[str, object] = {
             "commit": head_commit(self.settings.capabilities),
             "capabilities": report.desired,
-            "errors": [str(problem) for problem in report.problems if problem.severity == "error"],
-            "failed": list(report.failed),
+            "errors": errors[:STATUS_LISTS],
+            "error_count": len(errors),
+            "failed": list(report.failed[:STATUS_LISTS]),
+            "failed_count": len(report.failed),
             "drift_restored": self.drift_restored,
             "converged": converged.as_json() if converged is not None else None,
         }
