@@ -169,6 +169,18 @@ def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed
     assert gc.isenabled()
 
 
+def test_a_cycle_leaves_the_garbage_collector_off_if_its_caller_turned_it_off(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    gc.disable()
+    try:
+        with EtcdStore(settings.etcd) as store:
+            Syncer(settings, store).run_cycle()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_after_a_failed_cycle_the_next_one_reads_everything_again(
     settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

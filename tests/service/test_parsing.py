@@ -4,7 +4,9 @@ happens to a worker."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,12 +56,47 @@ def setup(many: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Scanne
     return Settings(capabilities=many), scanner, list(scanner.scan().files)
 
 
+def once_a_worker_started(monkeypatch: pytest.MonkeyPatch, then: Callable[[], None] = lambda: None) -> None:
+    """The parent parses nothing until the worker has taken a share and done ``then`` (on a
+    loaded machine the parent could otherwise take every share before the worker starts)."""
+    parent = os.getpid()
+    started = multiprocessing.get_context("fork").Event()
+    real = parsing.read_and_render
+
+    def read_and_render(*args):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            started.set()
+            then()
+        else:
+            assert started.wait(timeout=30), "no worker started"
+        return real(*args)
+
+    monkeypatch.setattr(parsing, "read_and_render", read_and_render)
+
+
+def worker_results(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What the parent received from workers, as it receives it."""
+    received: list[object] = []
+    real = parsing._from_wire
+
+    def from_wire(wire):  # type: ignore[no-untyped-def]
+        received.append(wire)
+        return real(wire)
+
+    monkeypatch.setattr(parsing, "_from_wire", from_wire)
+    return received
+
+
 def test_workers_render_every_file_as_one_process_would_in_order(
-    setup: tuple[Settings, Scanner, list[SourceFile]],
+    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings, scanner, sources = setup
+    once_a_worker_started(monkeypatch)
+    from_workers = worker_results(monkeypatch)
+
     parallel = in_parallel(settings, scanner, sources)
 
+    assert from_workers, "the worker did none of the work"
     assert len(parallel) == 48 * COPIES + 1
     assert parallel == one_by_one(settings, scanner, sources)
     assert sum("broken.yaml" in result for result in parallel) == 1
@@ -71,40 +108,34 @@ def test_a_worker_that_dies_leaves_its_files_to_the_parent(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings, scanner, sources = setup
-    parent = os.getpid()
-    real = parsing.read_and_render
+    once_a_worker_started(monkeypatch, then=lambda: os._exit(1))  # as the OOM killer ends it
 
-    def dies_in_a_worker(*args):  # type: ignore[no-untyped-def]
-        if os.getpid() != parent:
-            os._exit(1)  # as the kernel's OOM killer would end it: no goodbye
-        return real(*args)
-
-    monkeypatch.setattr(parsing, "read_and_render", dies_in_a_worker)
     with caplog.at_level(logging.WARNING, logger="gitops-sync"):
         parallel = in_parallel(settings, scanner, sources)
 
-    monkeypatch.setattr(parsing, "read_and_render", real)
-    assert parallel == one_by_one(settings, scanner, sources)
     assert caplog.text.count("A parse worker died") == 1
+    monkeypatch.undo()
+    assert parallel == one_by_one(settings, scanner, sources)
 
 
 def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
-    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
+    setup: tuple[Settings, Scanner, list[SourceFile]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings, scanner, sources = setup
     monkeypatch.setattr(parsing, "LOCK_TIMEOUT", 0.2)
-    parent = os.getpid()
-    real = parsing.read_and_render
 
-    def dies_holding_the_lock(*args):  # type: ignore[no-untyped-def]
-        if os.getpid() != parent:
-            assert parsing._inherited is not None
-            parsing._inherited[3]._lock.acquire()
-            os._exit(1)
-        return real(*args)
+    def die_holding_the_lock() -> None:
+        assert parsing._inherited is not None
+        parsing._inherited[3]._lock.acquire()
+        os._exit(1)
 
-    monkeypatch.setattr(parsing, "read_and_render", dies_holding_the_lock)
-    parallel = in_parallel(settings, scanner, sources)
+    once_a_worker_started(monkeypatch, then=die_holding_the_lock)
 
-    monkeypatch.setattr(parsing, "read_and_render", real)
+    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
+        parallel = in_parallel(settings, scanner, sources)
+
+    assert "share counter stayed locked" in caplog.text
+    monkeypatch.undo()
     assert parallel == one_by_one(settings, scanner, sources)

@@ -146,8 +146,8 @@ def _with_workers(
             while not broken and shares.left and len(tasks) < QUEUED * workers:
                 try:
                     tasks.add(pool.submit(_render_task))
-                except BrokenProcessPool:
-                    broken = True
+                except BrokenProcessPool as exc:
+                    broken = _worker_died(exc, broken=broken)
             done = {task for task in tasks if task.done()}
             tasks -= done
             broken |= _collect(done, rendered, broken=broken)
@@ -156,6 +156,8 @@ def _with_workers(
                 break
             rendered[start] = _render_share(settings, read, sources, start)
         _collect(wait(tasks).done, rendered, broken=broken)
+    if shares.stuck:
+        log.warning("The parse workers' share counter stayed locked; parsing the rest in this process")
     for start in range(0, len(sources), SHARE):
         if start not in rendered:  # taken by a worker that died, or left when the counter stuck
             rendered[start] = _render_share(settings, read, sources, start)
@@ -166,21 +168,25 @@ _Sent = dict[int, list["_Wire | ManifestError"]]
 
 
 def _collect(done: set[Future[_Sent]], rendered: dict[int, list[Rendered]], *, broken: bool) -> bool:
-    """Add what the finished tasks sent to ``rendered``; True if a worker died (logged once:
-    ``broken`` says whether that was known already)."""
+    """Add what the finished tasks sent to ``rendered``; whether a worker died, now or before."""
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
     for task in done:
         try:
             sent = task.result()
         except BrokenProcessPool as exc:
-            if not broken:
-                log.warning("A parse worker died (%s); this process parses what it had taken", exc)
-            broken = True
+            broken = _worker_died(exc, broken=broken)
             continue
         for start, wires in sent.items():
             rendered[start] = [_from_wire(wire) for wire in wires]
     return broken
+
+
+def _worker_died(exc: BaseException, *, broken: bool) -> bool:
+    """Say so, once (``broken``: it was said already)."""
+    if not broken:
+        log.warning("A parse worker died (%s); this process parses what it had taken", exc)
+    return True
 
 
 def _render_share(
