@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,3 +141,52 @@ def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
     assert "share counter stayed locked" in caplog.text
     monkeypatch.undo()
     assert parallel == one_by_one(settings, scanner, sources)
+
+
+def test_ctrl_c_that_reaches_the_workers_is_left_to_the_parent(
+    setup: tuple[Settings, Scanner, list[SourceFile]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A terminal sends Ctrl+C to the whole process group. In watch mode the service stops after
+    the cycle; its workers must not stop it sooner, nor say anything of their own."""
+    settings, scanner, sources = setup
+    once_a_worker_started(monkeypatch, then=lambda: os.kill(os.getpid(), signal.SIGINT))
+
+    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
+        try:
+            parallel = in_parallel(settings, scanner, sources)
+        except KeyboardInterrupt:
+            pytest.fail("the worker's Ctrl+C stopped the parse")
+
+    assert "worker died" not in caplog.text
+    monkeypatch.undo()
+    assert parallel == one_by_one(settings, scanner, sources)
+
+
+def test_interrupted_the_parent_stops_the_workers_within_a_share(
+    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, scanner, sources = setup
+    monkeypatch.setattr(parsing, "SHARE", 5)  # 58 shares: a worker's first task would take them all
+    parent = os.getpid()
+    in_workers = multiprocessing.get_context("fork").Value("i", 0)
+    started = multiprocessing.get_context("fork").Event()
+    real = parsing.read_and_render
+
+    def read_and_render(*args):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            with in_workers.get_lock():
+                in_workers.value += 1
+            started.set()
+            time.sleep(0.002)  # so that the parent's interrupt lands while the worker has work
+        else:
+            assert started.wait(timeout=30), "no worker started"
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(parsing, "read_and_render", read_and_render)
+    with pytest.raises(KeyboardInterrupt):
+        parsing.render_in_parallel(settings, scanner.read, sources)
+
+    assert 0 < in_workers.value < 50, "the worker went on taking shares"

@@ -17,6 +17,7 @@ import ctypes
 import gc
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Final
@@ -112,6 +113,12 @@ class _Shares:
         finally:
             self._lock.release()
 
+    def close(self) -> None:
+        """Leave no share to take: each process stops after the share in hand."""
+        if self._lock.acquire(timeout=LOCK_TIMEOUT):
+            self._next.value = self._files
+            self._lock.release()
+
     @property
     def left(self) -> bool:
         """Whether a share may be left (read without the lock, so a guess, but never a wait)."""
@@ -142,19 +149,25 @@ def _with_workers(
     ) as pool:
         tasks: set[Future[_Sent]] = set()
         broken = False
-        while True:
-            while not broken and shares.left and len(tasks) < QUEUED * workers:
-                try:
-                    tasks.add(pool.submit(_render_task))
-                except BrokenProcessPool as exc:
-                    broken = _worker_died(exc, broken=broken)
-            done = {task for task in tasks if task.done()}
-            tasks -= done
-            broken |= _collect(done, rendered, broken=broken)
-            start = shares.take()
-            if start is None:
-                break
-            rendered[start] = _render_share(settings, read, sources, start)
+        try:
+            while True:
+                while not broken and shares.left and len(tasks) < QUEUED * workers:
+                    try:
+                        tasks.add(pool.submit(_render_task))
+                    except BrokenProcessPool as exc:
+                        broken = _worker_died(exc, broken=broken)
+                done = {task for task in tasks if task.done()}
+                tasks -= done
+                broken |= _collect(done, rendered, broken=broken)
+                start = shares.take()
+                if start is None:
+                    break
+                rendered[start] = _render_share(settings, read, sources, start)
+        except BaseException:  # Ctrl+C in a one-shot sync, say: the pool stops within a share
+            shares.close()
+            for task in tasks:
+                task.cancel()
+            raise
         _collect(wait(tasks).done, rendered, broken=broken)
     if shares.stuck:
         log.warning("The parse workers' share counter stayed locked; parsing the rest in this process")
@@ -202,6 +215,11 @@ def _inherit(settings: Settings, read: Reader, sources: Sequence[SourceFile], sh
     global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
     _inherited = settings, read, sources, shares
     gc.disable()  # see the module's docstring
+    # Ctrl+C in a terminal reaches the whole process group: what to do is the parent's call (stop
+    # after the cycle, or at once), and it ends the pool. SIGTERM ends a worker as usual, not
+    # through the handler inherited from the parent, which would only say it will stop later.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _render_task() -> _Sent:
