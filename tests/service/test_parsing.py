@@ -104,20 +104,39 @@ def test_workers_render_every_file_as_one_process_would_in_order(
     assert sum("broken.yaml" in result for result in parallel) == 1
 
 
+def parsed_while_a_worker(
+    setup: tuple[Settings, Scanner, list[SourceFile]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    then: Callable[[], None],
+) -> tuple[list[str], list[str]]:
+    """The files parsed in parallel while the worker does ``then`` as it starts, and what one
+    process alone makes of them."""
+    settings, scanner, sources = setup
+    once_a_worker_started(monkeypatch, then)
+    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
+        try:
+            parallel = in_parallel(settings, scanner, sources)
+        except KeyboardInterrupt:
+            pytest.fail("a signal to a worker stopped the parse")
+    monkeypatch.undo()
+    return parallel, one_by_one(settings, scanner, sources)
+
+
 def test_a_worker_that_dies_leaves_its_files_to_the_parent(
     setup: tuple[Settings, Scanner, list[SourceFile]],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings, scanner, sources = setup
-    once_a_worker_started(monkeypatch, then=lambda: os._exit(1))  # as the OOM killer ends it
-
-    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
-        parallel = in_parallel(settings, scanner, sources)
+    parallel, expected = parsed_while_a_worker(
+        setup,
+        monkeypatch,
+        caplog,
+        then=lambda: os._exit(1),  # as the OOM killer ends it
+    )
 
     assert caplog.text.count("A parse worker died") == 1
-    monkeypatch.undo()
-    assert parallel == one_by_one(settings, scanner, sources)
+    assert parallel == expected
 
 
 def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
@@ -125,7 +144,6 @@ def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings, scanner, sources = setup
     monkeypatch.setattr(parsing, "LOCK_TIMEOUT", 0.2)
 
     def die_holding_the_lock() -> None:
@@ -133,14 +151,10 @@ def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
         parsing._inherited[3]._lock.acquire()
         os._exit(1)
 
-    once_a_worker_started(monkeypatch, then=die_holding_the_lock)
-
-    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
-        parallel = in_parallel(settings, scanner, sources)
+    parallel, expected = parsed_while_a_worker(setup, monkeypatch, caplog, then=die_holding_the_lock)
 
     assert "share counter stayed locked" in caplog.text
-    monkeypatch.undo()
-    assert parallel == one_by_one(settings, scanner, sources)
+    assert parallel == expected
 
 
 def test_ctrl_c_that_reaches_the_workers_is_left_to_the_parent(
@@ -150,18 +164,12 @@ def test_ctrl_c_that_reaches_the_workers_is_left_to_the_parent(
 ) -> None:
     """A terminal sends Ctrl+C to the whole process group. In watch mode the service stops after
     the cycle; its workers must not stop it sooner, nor say anything of their own."""
-    settings, scanner, sources = setup
-    once_a_worker_started(monkeypatch, then=lambda: os.kill(os.getpid(), signal.SIGINT))
-
-    with caplog.at_level(logging.WARNING, logger="gitops-sync"):
-        try:
-            parallel = in_parallel(settings, scanner, sources)
-        except KeyboardInterrupt:
-            pytest.fail("the worker's Ctrl+C stopped the parse")
+    parallel, expected = parsed_while_a_worker(
+        setup, monkeypatch, caplog, then=lambda: os.kill(os.getpid(), signal.SIGINT)
+    )
 
     assert "worker died" not in caplog.text
-    monkeypatch.undo()
-    assert parallel == one_by_one(settings, scanner, sources)
+    assert parallel == expected
 
 
 def test_interrupted_the_parent_stops_the_workers_within_a_share(
