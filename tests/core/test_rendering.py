@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import (
+    RENDERING,
     decode_record,
     desire,
     encode_record,
@@ -56,6 +58,9 @@ def rendered(text: str, prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
 
 
 def test_golden_keys_and_bytes() -> None:
+    """The bytes of rendering 1. Changing them? Bump RENDERING too, or a restarted service trusts
+    records and marks of the old bytes and leaves them in etcd until each file changes."""
+    assert RENDERING == 1
     values = rendered(GOLDEN)
     assert values == {
         "/chora/capabilities/chora.test.golden/metadata": (
@@ -148,13 +153,27 @@ def test_record_round_trip() -> None:
     encoded = encode_record(record)
     assert encoded == (
         b'{"dependencies":[["chora.test.base","prerequisite","^1.0.0","requires",12],'
-        b'["chora.test.x","optional","*","optional",null]],"source":"chora.test.golden.yaml",'
+        b'["chora.test.x","optional","*","optional",null]],"rendering":1,'
+        b'"source":"chora.test.golden.yaml",'
         b'"source_sha256":"' + b"a" * 64 + b'","type":"service","version":"2.1.0"}'
     )
     decoded = decode_record(encoded)
     assert decoded == record
     assert decoded is not None
     assert [(d.kind, d.line) for d in decoded.dependencies] == [("requires", 12), ("optional", None)]
+
+
+@pytest.mark.parametrize("rendering", [None, RENDERING - 1, RENDERING + 1])
+def test_a_record_of_another_rendering_vouches_for_nothing(rendering: int | None) -> None:
+    """After an upgrade that renders manifests differently, every capability is rendered again."""
+    record = ManagedRecord("a.yaml", "a" * 64, "service", "1.0.0", ())
+    data = json.loads(encode_record(record))
+    if rendering is None:
+        del data["rendering"]  # as written before records said which rendering wrote them
+    else:
+        data["rendering"] = rendering
+
+    assert decode_record(json.dumps(data).encode()) is None
 
 
 @settings(max_examples=100, deadline=None, database=None)

@@ -19,6 +19,7 @@ from pathlib import Path
 import etcd3
 import pytest
 
+from gitops_sync.core import rendering
 from gitops_sync.errors import SourceChanged, SourceUnavailable
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing, syncing
@@ -371,6 +372,36 @@ def test_a_restart_after_a_clean_sync_reads_and_parses_nothing(
     assert keys_under(etcd, "/chora/") == before  # the status included
     # What the full cycle reported is reported again: the corpus's one dangling reference.
     assert caplog.text.count("sap_adoption_verification.yaml:56: dc_relation.requires:") == 2
+
+
+def test_after_an_upgrade_that_renders_differently_a_restart_renders_everything_once(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither the mark nor the records of the old rendering may vouch for the new one's bytes.
+    (Here the bytes stay the same, so only the records are rewritten.)"""
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+    capability_keys = keys_under(etcd, PREFIX)
+    for module in (rendering, syncing):
+        monkeypatch.setattr(module, "RENDERING", rendering.RENDERING + 1)
+    parsed: list[str] = []
+    real = parsing.render_file
+
+    def render_file(settings: Settings, source: SourceFile) -> object:
+        parsed.append(source.name)
+        return real(settings, source)
+
+    monkeypatch.setattr(parsing, "render_file", render_file)
+
+    with EtcdStore(settings.etcd) as store:
+        upgraded = Syncer(settings, store).run_cycle()
+        again = Syncer(settings, store).run_cycle()
+
+    assert len(parsed) == 48  # once each, by the first start of the new version
+    assert (upgraded.synced, again.synced, again.skipped) == (0, 0, 48)
+    assert keys_under(etcd, PREFIX) == capability_keys  # same bytes: no capability key written
+    records = keys_under(etcd, "/chora/sync/managed/")
+    assert {json.loads(value)["rendering"] for value, _ in records.values()} == {rendering.RENDERING}
 
 
 def test_any_write_to_etcd_since_the_last_sync_makes_a_restart_look_at_everything(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Final
 
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import CAPABILITY_FIELDS, capability_key
@@ -15,6 +16,12 @@ from gitops_sync.model.manifests import Dependency, Manifest
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.registry import ManagedRecord
 from gitops_sync.model.sources import SourceFile
+
+RENDERING: Final = 1
+"""How manifests become key values. Bump it with any change that renders the same manifest to other
+bytes (``test_golden_keys_and_bytes`` fails until the golden bytes are updated): records and marks
+of another rendering vouch for nothing, so every capability is rendered again once, and rewritten
+only where its bytes differ."""
 
 
 def to_json(value: object) -> bytes:
@@ -47,16 +54,20 @@ def encode_record(record: ManagedRecord) -> bytes:
             "type": record.type,
             "version": record.version,
             "dependencies": [d.as_row() for d in record.dependencies],
+            "rendering": RENDERING,
         }
     )
 
 
 def decode_record(value: bytes | None) -> ManagedRecord | None:
-    """The record, or None if the value is not one (hand-edited, or from another version)."""
+    """The record, or None if the value is not one (hand-edited, from another version, or of
+    another :data:`RENDERING`)."""
     if value is None:
         return None
     try:
         data = json.loads(value)
+        if data["rendering"] != RENDERING:
+            return None
         return ManagedRecord(
             source=str(data["source"]),
             source_sha256=str(data["source_sha256"]),

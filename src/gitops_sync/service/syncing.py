@@ -24,7 +24,7 @@ from gitops_sync.core.batching import batches
 from gitops_sync.core.convergence import Converged, digest, files_digest
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
-from gitops_sync.core.rendering import to_json
+from gitops_sync.core.rendering import RENDERING, to_json
 from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
@@ -153,6 +153,7 @@ class Syncer:
         self._fingerprint = digest(
             [
                 __version__,
+                str(RENDERING),
                 *(
                     str(getattr(settings, name))
                     for name in ("prefix", "sync_prefix", "strict", "prune", "max_prune", "allow_empty")
