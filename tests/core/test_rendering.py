@@ -18,6 +18,7 @@ from gitops_sync.core.rendering import (
     render_values,
     request_size,
 )
+from gitops_sync.core.validating import schema_text
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX
 from gitops_sync.model.manifests import Dependency
@@ -55,6 +56,15 @@ def source_file(name: str, text: str) -> SourceFile:
 
 def rendered(text: str, prefix: str = DEFAULT_PREFIX) -> dict[str, bytes]:
     return render_values(load_manifest("test.yaml", text.encode()), prefix)
+
+
+def test_the_schema_is_the_one_of_this_rendering() -> None:
+    """Changing the schema? Bump RENDERING too, or a restarted service trusts records and marks made
+    under the old rules: a file they now refuse would stay in etcd until it changes."""
+    assert RENDERING == 1
+    assert hashlib.sha256(schema_text().encode()).hexdigest() == (
+        "009020b76089b0b06b2a7b69254c52c1f3e56b444d767a253c287fd53de10d34"
+    )
 
 
 def test_golden_keys_and_bytes() -> None:

@@ -18,10 +18,11 @@ from gitops_sync.model.registry import ManagedRecord
 from gitops_sync.model.sources import SourceFile
 
 RENDERING: Final = 1
-"""How manifests become key values. Bump it with any change that renders the same manifest to other
-bytes (``test_golden_keys_and_bytes`` fails until the golden bytes are updated): records and marks
-of another rendering vouch for nothing, so every capability is rendered again once, and rewritten
-only where its bytes differ."""
+"""How manifest files become key values, or errors. Bump it with any change that renders the same
+file to other bytes, or accepts or refuses it differently (the golden bytes and the schema's digest
+in ``tests/core/test_rendering.py`` fail until you do): records and marks of another rendering
+vouch for nothing, so every file is parsed and checked again once, and its keys rewritten only
+where their bytes differ."""
 
 
 def to_json(value: object) -> bytes:
