@@ -187,7 +187,7 @@ def test_interrupted_the_parent_stops_the_workers_within_a_share(
             with in_workers.get_lock():
                 in_workers.value += 1
             started.set()
-            time.sleep(0.002)  # so that the parent's interrupt lands while the worker has work
+            time.sleep(0.01)  # the parent interrupts while the worker has work
         else:
             assert started.wait(timeout=30), "no worker started"
             raise KeyboardInterrupt
@@ -197,4 +197,4 @@ def test_interrupted_the_parent_stops_the_workers_within_a_share(
     with pytest.raises(KeyboardInterrupt):
         parsing.render_in_parallel(settings, scanner.read, sources)
 
-    assert 0 < in_workers.value < 50, "the worker went on taking shares"
+    assert 0 < in_workers.value < 100, "the worker went on taking shares"  # all 289 without
