@@ -58,9 +58,14 @@ def setup(many: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, Scanne
     return Settings(capabilities=many), scanner, list(scanner.scan().files)
 
 
-def once_a_worker_started(monkeypatch: pytest.MonkeyPatch, then: Callable[[], None] = lambda: None) -> None:
-    """The parent parses nothing until the worker has taken a share and done ``then`` (on a
-    loaded machine the parent could otherwise take every share before the worker starts)."""
+def once_a_worker_started(
+    monkeypatch: pytest.MonkeyPatch,
+    then: Callable[[], None] = lambda: None,
+    in_parent: Callable[[], None] = lambda: None,
+) -> None:
+    """The parent parses nothing until the worker has taken a share (on a loaded machine the
+    parent could otherwise take every share before the worker starts). Before each file, a worker
+    does ``then``, and the parent, once a worker started, ``in_parent``."""
     parent = os.getpid()
     started = multiprocessing.get_context("fork").Event()
     real = parsing.read_and_render
@@ -71,6 +76,7 @@ def once_a_worker_started(monkeypatch: pytest.MonkeyPatch, then: Callable[[], No
             then()
         else:
             assert started.wait(timeout=30), "no worker started"
+            in_parent()
         return real(*args)
 
     monkeypatch.setattr(parsing, "read_and_render", read_and_render)
@@ -177,23 +183,17 @@ def test_interrupted_the_parent_stops_the_workers_within_a_share(
 ) -> None:
     settings, scanner, sources = setup
     monkeypatch.setattr(parsing, "SHARE", 5)  # 58 shares: a worker's first task would take them all
-    parent = os.getpid()
     in_workers = multiprocessing.get_context("fork").Value("i", 0)
-    started = multiprocessing.get_context("fork").Event()
-    real = parsing.read_and_render
 
-    def read_and_render(*args):  # type: ignore[no-untyped-def]
-        if os.getpid() != parent:
-            with in_workers.get_lock():
-                in_workers.value += 1
-            started.set()
-            time.sleep(0.01)  # the parent interrupts while the worker has work
-        else:
-            assert started.wait(timeout=30), "no worker started"
-            raise KeyboardInterrupt
-        return real(*args)
+    def count_and_pause() -> None:
+        with in_workers.get_lock():
+            in_workers.value += 1
+        time.sleep(0.01)  # the parent interrupts while the worker has work
 
-    monkeypatch.setattr(parsing, "read_and_render", read_and_render)
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    once_a_worker_started(monkeypatch, then=count_and_pause, in_parent=interrupt)
     with pytest.raises(KeyboardInterrupt):
         parsing.render_in_parallel(settings, scanner.read, sources)
 
