@@ -360,7 +360,7 @@ ERRORS = [
     ),
     pytest.param(
         HEAD + "  dc_hasVersion: 1.0.0\n  dc_relation: {}\nchora_pattern: {}\ndc_relation: {}\n",
-        7,
+        5,
         ["both at the top level and inside metadata", "keep one"],
         id="dc_relation-twice",
     ),
@@ -446,12 +446,21 @@ def test_both_type_blocks_are_an_error() -> None:
     assert "keep the one that describes it" in error.message
 
 
-def test_both_type_blocks_across_layouts_are_an_error() -> None:
+@pytest.mark.parametrize(
+    ("blocks", "named"),
+    [
+        ("chora_service: {}\nspec:\n  chora_pattern: {}\n", "spec.chora_pattern"),
+        ("chora_pattern: {}\nspec:\n  chora_service: {}\n", "spec.chora_service"),
+        ("spec:\n  chora_service: {}\n  chora_pattern: {}\n", "spec.chora_pattern"),
+    ],
+)
+def test_both_type_blocks_across_layouts_are_an_error(blocks: str, named: str) -> None:
     error = load_error(
-        "metadata:\n  dc_identifier: chora.test.x\n  dc_title: T\n  dc_hasVersion: 1.0.0\nchora_service: {}\n"
-        "spec:\n  chora_pattern: {}\n"
+        "metadata:\n  dc_identifier: chora.test.x\n  dc_title: T\n  dc_hasVersion: 1.0.0\n" + blocks
     )
+    assert error.message.startswith(f"{named} is one type block too many")
     assert "keep the one that describes it" in error.message
+    assert error.line == 7
 
 
 def test_both_type_blocks_error_points_at_a_line() -> None:

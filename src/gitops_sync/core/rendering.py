@@ -25,10 +25,14 @@ vouch for nothing, so every file is parsed and checked again once, and its keys 
 where their bytes differ."""
 
 
+_CANONICAL: Final = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+)
+"""Made once: ``json.dumps`` with options builds a new encoder on every call, a fifth of its cost."""
+
+
 def to_json(value: object) -> bytes:
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    ).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def render_values(manifest: Manifest, prefix: str) -> dict[str, bytes]:
