@@ -14,9 +14,13 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Set
+from typing import TYPE_CHECKING
 
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
+
+if TYPE_CHECKING:
+    import nodesemver
 
 RANGE_EXAMPLES = "^1.0.0, ~1.2, >=1.0.0 <2.0.0 or *"
 
@@ -162,10 +166,20 @@ def _is_range(constraint: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def _satisfies(version: str, constraint: str) -> bool:
+    tested = _range(constraint)
+    # Pre-releases count: the registry checks consistency, it does not pick versions to install.
+    return tested is not None and bool(tested.test(version, include_prerelease=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _range(constraint: str) -> nodesemver.Range | None:
+    """The constraint, parsed once: a registry has few distinct ones, and parsing is most of a test."""
     import nodesemver  # noqa: PLC0415 - see _is_range
 
-    # Pre-releases count: the registry checks consistency, it does not pick versions to install.
-    return bool(nodesemver.satisfies(version, constraint, loose=False, include_prerelease=True))
+    try:
+        return nodesemver.make_range(constraint, loose=False)
+    except ValueError:  # as nodesemver.satisfies: a constraint it cannot parse satisfies nothing
+        return None
 
 
 def _cycle_problems(
