@@ -13,14 +13,32 @@ DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 LEVELS: Final = ("debug", "info", "warning", "error")
 
 
+class _Formatter(logging.Formatter):
+    """The seed's format, with the time formatted once per second: a sync of 10,000 capabilities
+    logs 10,000 lines within a few seconds."""
+
+    _second: int | None = None
+    _time = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # logging names it so
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._time = second, super().formatTime(record, datefmt)
+        return self._time
+
+
 def configure(level_name: str | None) -> None:
     """Send the service's log to stderr, e.g. ``2025-11-15 22:30:00 - gitops-sync - INFO - ...``."""
     level = (level_name or "info").strip().lower()
     if level not in LEVELS:
         raise ConfigurationError(f"LOG_LEVEL={level_name!r} is not one of {', '.join(LEVELS)}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+    handler.setFormatter(_Formatter(FORMAT, DATE_FORMAT))
     logger = logging.getLogger("gitops-sync")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+    # The format shows none of these, and finding them is a third of what each line costs (the
+    # logging HOWTO's "Optimization" section).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented way to skip finding the caller
