@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Stopped by SIGTERM (kill, pkill) as by Ctrl+C: unwind, so every etcd it started is stopped.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    compile_bytecode()
     started = time.perf_counter()
     results: dict[str, Any] = {"meta": metadata(options), "sizes": {}}
     before = processes.CpuUse.now()
@@ -135,6 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(results))
     print(f"\nAll numbers: {options.out} ({results['meta']['seconds']:.0f} s in all)")
     return 1 if failed else 0
+
+
+def compile_bytecode() -> None:
+    """Compile the service's modules, as installing it with pip does. A process that may not write
+    bytecode (``PYTHONDONTWRITEBYTECODE``, set on this machine) would otherwise compile all of them
+    again at every start, 60 ms a start, which no installed service pays."""
+    import compileall  # noqa: PLC0415
+
+    import gitops_sync  # noqa: PLC0415
+
+    compileall.compile_dir(Path(gitops_sync.__file__).parent, quiet=1)
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
