@@ -28,7 +28,10 @@ class _Formatter(logging.Formatter):
 
 
 def configure(level_name: str | None) -> None:
-    """Send the service's log to stderr, e.g. ``2025-11-15 22:30:00 - gitops-sync - INFO - ...``."""
+    """Send the service's log to stderr, e.g. ``2025-11-15 22:30:00 - gitops-sync - INFO - ...``.
+
+    For the command line, which owns its process: like ``logging.basicConfig``, it sets logging up
+    for the whole process, and records no longer say which thread, process or line made them."""
     level = (level_name or "info").strip().lower()
     if level not in LEVELS:
         raise ConfigurationError(f"LOG_LEVEL={level_name!r} is not one of {', '.join(LEVELS)}")

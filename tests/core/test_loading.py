@@ -463,6 +463,12 @@ def test_both_type_blocks_across_layouts_are_an_error(blocks: str, named: str) -
     assert error.line == 7
 
 
+def test_a_second_type_block_is_named_without_its_value() -> None:
+    error = load_error(BOTH_BLOCKS.replace("chora_pattern: {}", "chora_pattern: true"))
+    assert error.message.startswith("chora_pattern is one type block too many: ")
+    assert error.line == 6
+
+
 def test_both_type_blocks_error_points_at_a_line() -> None:
     error = load_error(BOTH_BLOCKS)
     assert error.line in {5, 6}

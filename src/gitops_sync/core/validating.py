@@ -64,7 +64,9 @@ def _message(
 ) -> str:
     where = _dotted(path)
     value = exc.value
-    shown = f" {_short(value)}" if isinstance(value, str | int | float | bool) or value is None else ""
+    # A key refused whatever it holds (``not: {}``) is named without its value.
+    scalar = isinstance(value, str | int | float | bool) or value is None
+    shown = f" {_short(value)}" if scalar and definition.get("not") != {} else ""
     custom = definition.get(f"x-message-{exc.rule}", definition.get("x-message"))
     if custom:
         return f"{where}{shown} {custom}" if where else str(custom)
