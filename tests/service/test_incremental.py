@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import time
+import weakref
 from collections.abc import Collection
 from pathlib import Path
 
@@ -180,6 +181,41 @@ def test_a_cycle_leaves_the_garbage_collector_off_if_its_caller_turned_it_off(
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+class Kept:
+    """An object the collector tracks, that a weak reference can watch."""
+
+
+@pytest.mark.parametrize("made", [10, 2_000])
+def test_a_cycle_that_leaves_many_objects_freezes_them_and_no_others(
+    made: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frozen, what a big cycle built is never walked by the collector again; a small cycle's
+    objects stay with the collector (they may turn into reference cycles later)."""
+    monkeypatch.setattr(syncing, "LONG_LIVED", 1_000)
+    gc.collect()
+    try:
+        frozen = gc.get_freeze_count()
+        with syncing.collector_paused():
+            kept = [Kept() for _ in range(made)]
+        assert gc.isenabled()
+        assert (gc.get_freeze_count() - frozen >= made) == (made > 1_000)
+        assert len(kept) == made
+    finally:
+        gc.unfreeze()
+
+
+def test_frozen_objects_are_still_freed_when_no_longer_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(syncing, "LONG_LIVED", 1_000)
+    try:
+        with syncing.collector_paused():
+            kept = [Kept() for _ in range(2_000)]
+        watched = weakref.ref(kept[0])
+        del kept
+        assert watched() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_after_a_failed_cycle_the_next_one_reads_everything_again(
