@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 import weakref
 from collections.abc import Collection
@@ -20,7 +21,7 @@ from pathlib import Path
 import etcd3
 import pytest
 
-from gitops_sync.core import rendering
+from gitops_sync.core import rendering, validating
 from gitops_sync.errors import SourceChanged, SourceUnavailable
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing, syncing
@@ -387,6 +388,38 @@ def test_events_never_postpone_the_interval_resync(settings: Settings) -> None:
 
     # Full at the start and once 60 s have passed since; told which files changed in between.
     assert [changed is None for changed in calls] == [True, False, False, True]
+
+
+def test_watch_mode_prepares_the_parser_once_started_not_on_the_first_edit(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()  # so that the watch's first cycle parses nothing
+    validating._validator.cache_clear()
+    compiled: list[int] = []
+    with EtcdStore(settings.etcd) as store:
+        watcher = Watcher(Syncer(settings, store))
+
+        def prepare() -> None:
+            compiled.append(validating._validator.cache_info().currsize)
+            real_prepare()
+            stop()
+
+        def stop() -> None:
+            watcher.stop.set()
+            watcher.wake.set()
+
+        real_prepare = parsing.prepare
+        monkeypatch.setattr(parsing, "prepare", prepare)
+        deadline = threading.Timer(10, stop)  # without the call, do not wait for the interval
+        deadline.start()
+        try:
+            assert watcher.run() == 0
+        finally:
+            deadline.cancel()
+
+    assert compiled == [0]
+    assert validating._validator.cache_info().currsize == 1
 
 
 def test_a_restart_after_a_clean_sync_reads_and_parses_nothing(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import logging
 import os
 import signal
@@ -68,6 +69,16 @@ def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
 
     manifest = load_manifest(source.name, source.data)
     return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
+
+
+def prepare() -> None:
+    """Load the YAML parser and compile the schema's validator now (40 ms), not when the first file
+    is parsed: before parse workers are forked, so they share them, and in watch mode once it has
+    started, so that the first edit does not wait for them."""
+    from gitops_sync.core import validating  # noqa: PLC0415 - see render_file
+
+    importlib.import_module("gitops_sync.core.loading")
+    validating.prepare()
 
 
 def read_and_render(settings: Settings, read: Reader, source: SourceFile) -> Rendered:
@@ -135,9 +146,7 @@ def _with_workers(
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
-    from gitops_sync.core import validating  # noqa: PLC0415 - loaded before the fork, to be shared
-
-    validating.prepare()
+    prepare()
     context = multiprocessing.get_context("fork")
     shares = _Shares(context, len(sources))
     rendered: dict[int, list[Rendered]] = {}

@@ -20,6 +20,7 @@ from typing import Final
 import tenacity
 
 from gitops_sync.errors import SourceUnavailable, StoreAccessDenied, StoreUnavailable
+from gitops_sync.service import parsing
 from gitops_sync.service.file_events import FileEvents
 from gitops_sync.service.leading import Leadership
 from gitops_sync.service.registry_events import RegistryEvents
@@ -69,6 +70,7 @@ class Watcher:
                     if report is None:
                         break
                     log.info("--- Sync cycle complete. Next sync in %gs ---", settings.interval)
+                    parsing.prepare()  # once, while idle: a start may have parsed nothing
                     self.wake.wait(settings.interval)
         except StoreAccessDenied as exc:
             log.error("%s", exc)
