@@ -157,11 +157,8 @@ def _dependency_problems(
             )
 
 
-@functools.lru_cache(maxsize=4096)
 def _is_range(constraint: str) -> bool:
-    import nodesemver  # noqa: PLC0415 - imported on first use, as most registries have no ranges to check
-
-    return nodesemver.valid_range(constraint, loose=False) is not None
+    return _range(constraint) is not None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -174,11 +171,11 @@ def _satisfies(version: str, constraint: str) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _range(constraint: str) -> nodesemver.Range | None:
     """The constraint, parsed once: a registry has few distinct ones, and parsing is most of a test."""
-    import nodesemver  # noqa: PLC0415 - see _is_range
+    import nodesemver  # noqa: PLC0415 - imported on first use, as most registries have no ranges to check
 
     try:
         return nodesemver.make_range(constraint, loose=False)
-    except ValueError:  # as nodesemver.satisfies: a constraint it cannot parse satisfies nothing
+    except ValueError:  # not a range (as nodesemver.valid_range and satisfies see it)
         return None
 
 
