@@ -9,6 +9,7 @@ import errno
 import gc
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import subprocess
@@ -28,6 +29,7 @@ from gitops_sync.service import parsing, syncing
 from gitops_sync.service.syncing import CycleReport, Syncer
 from gitops_sync.service.watching import Watcher
 from gitops_sync.settings import EtcdConnection, Settings
+from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
@@ -122,26 +124,43 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Three ways to parse many files: a first sync into this etcd scans and parses them in
+    workers, reading each file once; a sync after another one scans them here and parses them in
+    workers; and few files are parsed here. All three write the same keys."""
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
     for copy in range(4):  # 48 real manifests and 4 x 48 renamed copies: 240 to parse
         for path in CHORA_BASE.glob("*.yaml"):
             text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
             (capabilities / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    reads = multiprocessing.get_context("fork").Value("i", 0)  # counted in the workers too
+    real_read = scanning._read
+
+    def counting_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with reads.get_lock():
+            reads.value += 1
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(scanning, "_read", counting_read)
+    after = dataclasses.replace(settings, prefix="/after/capabilities/", sync_prefix="/after/sync/")
+    etcd.put("/after/sync/status", b"{}")  # as a sync that stopped early leaves it
     sequential = dataclasses.replace(settings, prefix="/seq/capabilities/", sync_prefix="/seq/sync/")
     with EtcdStore(settings.etcd) as store:
-        report = Syncer(settings, store).run_cycle()
+        first = Syncer(settings, store).run_cycle()
+        first_reads, reads.value = reads.value, 0
+        again = Syncer(after, store).run_cycle()
+        again_reads = reads.value
         monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
         alone = Syncer(sequential, store).run_cycle()
 
-    assert report.synced == alone.synced == 240
+    assert first.synced == again.synced == alone.synced == 240
+    assert (first_reads, again_reads) == (240, 480)
     assert "Drift" not in caplog.text  # a first sync writes; it restores nothing
-    parallel = {key.removeprefix(PREFIX): value for key, (value, _) in keys_under(etcd, PREFIX).items()}
-    one_by_one = {
-        key.removeprefix("/seq/capabilities/"): value
-        for key, (value, _) in keys_under(etcd, "/seq/capabilities/").items()
+    written = {
+        prefix: {key.removeprefix(prefix): value for key, (value, _) in keys_under(etcd, prefix).items()}
+        for prefix in (PREFIX, "/after/capabilities/", "/seq/capabilities/")
     }
-    assert len(parallel) == 960
-    assert parallel == one_by_one
+    assert len(written[PREFIX]) == 960
+    assert written[PREFIX] == written["/after/capabilities/"] == written["/seq/capabilities/"]
 
 
 def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed(
@@ -153,9 +172,9 @@ def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed
         syncer = Syncer(settings, store)
         real_scan = syncer._scanner.scan
 
-        def scan(changed):  # type: ignore[no-untyped-def]
+        def scan(*args, **kwargs):  # type: ignore[no-untyped-def]
             during.append(gc.isenabled())
-            return real_scan(changed)
+            return real_scan(*args, **kwargs)
 
         monkeypatch.setattr(syncer._scanner, "scan", scan)
         syncer.run_cycle()

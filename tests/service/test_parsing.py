@@ -68,9 +68,9 @@ def once_a_worker_started(
     does ``then``, and the parent, once a worker started, ``in_parent``."""
     parent = os.getpid()
     started = multiprocessing.get_context("fork").Event()
-    real = parsing.read_and_render
+    real = parsing.render_file
 
-    def read_and_render(*args):  # type: ignore[no-untyped-def]
+    def render_file(*args):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:
             started.set()
             then()
@@ -79,7 +79,7 @@ def once_a_worker_started(
             in_parent()
         return real(*args)
 
-    monkeypatch.setattr(parsing, "read_and_render", read_and_render)
+    monkeypatch.setattr(parsing, "render_file", render_file)
 
 
 def worker_results(monkeypatch: pytest.MonkeyPatch) -> list[object]:
@@ -108,6 +108,25 @@ def test_workers_render_every_file_as_one_process_would_in_order(
     assert len(parallel) == 48 * COPIES + 1
     assert parallel == one_by_one(settings, scanner, sources)
     assert sum("broken.yaml" in result for result in parallel) == 1
+
+
+def test_workers_scan_and_render_every_file_as_one_process_would_in_order(
+    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first sync's workers scan the files too, reading each once (see :func:`parsing.scan_and_render`)."""
+    settings, scanner, sources = setup
+    once_a_worker_started(monkeypatch)
+    from_workers = worker_results(monkeypatch)
+    names = Scanner(settings.capabilities).names()
+
+    scanned = parsing.scan_and_render_in_parallel(settings, scanner, names)
+
+    assert scanned is not None, "too few files or cores for workers"
+    assert from_workers, "the worker did none of the work"
+    assert [examined.outcome for examined, _ in scanned] == list(sources)
+    assert [shown(rendered) for _, rendered in scanned if rendered is not None] == one_by_one(
+        settings, scanner, sources
+    )
 
 
 def parsed_while_a_worker(
@@ -154,7 +173,7 @@ def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
 
     def die_holding_the_lock() -> None:
         assert parsing._inherited is not None
-        parsing._inherited[3]._lock.acquire()
+        parsing._inherited[1]._lock.acquire()
         os._exit(1)
 
     parallel, expected = parsed_while_a_worker(setup, monkeypatch, caplog, then=die_holding_the_lock)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.errors import ManifestError, SourceUnavailable
+from gitops_sync.model.sources import MAX_MANIFEST_BYTES
 from gitops_sync.sources.scanning import Scanner
 
 
@@ -197,3 +198,49 @@ def test_told_which_files_changed_it_still_notices_the_directory_is_gone(tmp_pat
 
     with pytest.raises(SourceUnavailable, match="does not exist"):
         scanner.scan(changed={"a.yaml"})
+
+
+def test_a_scan_shared_out_is_the_scan_made_here_and_the_next_scan_builds_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parse workers may scan the files (:meth:`Scanner.examine`); the scan they make up must be
+    the one the scanner would have made, and leave it ready to rescan only what changed."""
+    long_ago = time.time() - 10  # a file written just now is looked at again regardless
+    for name in ("a.yaml", "b.yaml", "c.yaml"):
+        (tmp_path / name).write_text(f"{name}: 1\n")
+        os.utime(tmp_path / name, (long_ago, long_ago))
+    (tmp_path / "huge.yaml").write_bytes(b"x" * (MAX_MANIFEST_BYTES + 1))
+    (tmp_path / "out.yaml").symlink_to("/etc/hostname")
+    (tmp_path / "link.yaml").symlink_to("a.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    shared = Scanner(tmp_path)
+    names = shared.names()
+    examined = {name: shared.examine(name) for name in names}
+
+    made_up = shared.scan(examined=examined)
+
+    assert names == ["a.yaml", "b.yaml", "c.yaml", "dir.yaml", "huge.yaml", "link.yaml", "out.yaml"]
+    assert examined["a.yaml"].content == b"a.yaml: 1\n"  # for the parse; the scan keeps only hashes
+    assert all(file.content is None for file in made_up.files)
+    assert made_up == Scanner(tmp_path).scan()
+    assert [p.source for p in made_up.problems] == ["huge.yaml", "out.yaml"]
+
+    (tmp_path / "b.yaml").write_text("b.yaml: 2\n")
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str | Path, flags: int, *args: int) -> int:
+        opened.append(Path(path).name)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    again = shared.scan()
+
+    # The change, the symlink, the problem, and the directory named like a manifest; not the others.
+    assert sorted(opened) == ["a.yaml", "b.yaml", "dir.yaml", "huge.yaml"]
+    assert [f.sha256 for f in again.files] == [
+        sha(b"a.yaml: 1\n"),
+        sha(b"b.yaml: 2\n"),
+        sha(b"c.yaml: 1\n"),
+        sha(b"a.yaml: 1\n"),
+    ]

@@ -6,14 +6,16 @@ touches are copied), and the parent would otherwise only wait. All of them take 
 the files from one counter in shared memory, so none waits for another to hand it work, and the
 last share ends them all within a few milliseconds of each other. Workers inherit the list of
 files to parse (nothing is sent to them), read their files themselves, and send back plain tuples,
-which cost a fifth of what pickling the dataclasses would. Workers run with the garbage
-collector off: parsing makes next to no cyclic garbage (41 objects in 1,000 files), and a
-collection would walk, and so copy, every object the parent holds.
+which cost a fifth of what pickling the dataclasses would. When nothing is known of the files yet
+(a first sync into this etcd), the workers scan them too, so each file is read and hashed once.
+Workers run with the garbage collector off: parsing makes next to no cyclic garbage (41 objects in
+1,000 files), and a collection would walk, and so copy, every object the parent holds.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import importlib
 import logging
@@ -21,14 +23,17 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from gitops_sync.core.rendering import desire
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.manifests import Dependency, DependencyRow
 from gitops_sync.model.plans import DesiredCapability
+from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
+from gitops_sync.sources.scanning import Examined, Scanner, Signature
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext
@@ -50,8 +55,10 @@ LOCK_TIMEOUT: Final = 5.0
 Rendered = DesiredCapability | ManifestError
 Reader = Callable[[SourceFile], SourceFile]
 """The file with its content, read and checked against its hash; raises :class:`ManifestError`."""
+ScannedAndRendered = tuple[Examined, Rendered | None]
+"""What scanning a file found (without its content), and its capability if it is a manifest."""
 
-_Wire = tuple[
+_RenderedWire = tuple[
     str,
     str,
     str,
@@ -60,6 +67,25 @@ _Wire = tuple[
     tuple[tuple[str, bytes], ...],
     bytes,
 ]
+_ScannedWire = tuple[
+    tuple[str, str] | Problem | None,
+    Signature | None,
+    _RenderedWire | ManifestError | None,
+]
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+Wire = TypeVar("Wire")
+
+
+@dataclass(frozen=True, slots=True)
+class _Job(Generic[Item, Result, Wire]):
+    """What every process does to each item, and how a worker sends the results back."""
+
+    items: Sequence[Item]
+    work: Callable[[Item], Result]
+    to_wire: Callable[[Result], Wire]
+    from_wire: Callable[[Wire], Result]
 
 
 def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
@@ -89,15 +115,43 @@ def read_and_render(settings: Settings, read: Reader, source: SourceFile) -> Ren
         return exc
 
 
+def scan_and_render(settings: Settings, scanner: Scanner, name: str) -> ScannedAndRendered:
+    """Scan one listed file (:meth:`Scanner.examine`) and render what it read."""
+    examined = scanner.examine(name)
+    outcome = examined.outcome
+    if not isinstance(outcome, SourceFile):
+        return examined, None
+    source = SourceFile(outcome.name, examined.content, outcome.sha256)
+    try:
+        rendered: Rendered = render_file(settings, source)
+    except ManifestError as exc:
+        rendered = exc
+    return Examined(outcome, examined.signature), rendered
+
+
 def render_in_parallel(
     settings: Settings, read: Reader, sources: Sequence[SourceFile]
 ) -> list[Rendered] | None:
     """Each file's capability or error, in order, parsed by worker processes; None when there are
     too few files, or too few cores, for workers to pay off."""
+    work = functools.partial(read_and_render, settings, read)
+    return _in_parallel(_Job(sources, work, _to_wire, _from_wire))
+
+
+def scan_and_render_in_parallel(
+    settings: Settings, scanner: Scanner, names: Sequence[str]
+) -> list[ScannedAndRendered] | None:
+    """:func:`scan_and_render` for each of the files :meth:`Scanner.names` listed, in order, by
+    worker processes; None when there are too few files, or too few cores, for workers to pay off."""
+    work = functools.partial(scan_and_render, settings, scanner)
+    return _in_parallel(_Job(names, work, _scanned_to_wire, _scanned_from_wire))
+
+
+def _in_parallel(job: _Job[Any, Result, Any]) -> list[Result] | None:
     workers = min((os.cpu_count() or 1) - 1, MAX_WORKERS)
-    if len(sources) < PARALLEL_FROM or workers < 1:
+    if len(job.items) < PARALLEL_FROM or workers < 1:
         return None
-    return _with_workers(settings, read, sources, workers)
+    return _with_workers(job, workers)
 
 
 class _Shares:
@@ -136,9 +190,7 @@ class _Shares:
         return not self.stuck and self._next.value < self._files
 
 
-def _with_workers(
-    settings: Settings, read: Reader, sources: Sequence[SourceFile], workers: int
-) -> list[Rendered]:
+def _with_workers(job: _Job[Any, Result, Any], workers: int) -> list[Result]:
     """The parent parses shares too, and between them collects what the workers sent and gives
     each new tasks. A worker that dies (killed, out of memory) loses the shares it had not sent
     back; the parent parses those once the others are done."""
@@ -148,48 +200,55 @@ def _with_workers(
 
     prepare()
     context = multiprocessing.get_context("fork")
-    shares = _Shares(context, len(sources))
-    rendered: dict[int, list[Rendered]] = {}
+    shares = _Shares(context, len(job.items))
+    rendered: dict[int, list[Result]] = {}
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_inherit,
-        initargs=(settings, read, sources, shares),  # inherited through the fork, not sent
+        initargs=(job, shares),  # inherited through the fork, not sent
     ) as pool:
-        tasks: set[Future[_Sent]] = set()
+        tasks: set[Future[_Sent[Any]]] = set()
         broken = False
         try:
             while True:
                 while not broken and shares.left and len(tasks) < QUEUED * workers:
                     try:
-                        tasks.add(pool.submit(_render_task))
+                        tasks.add(pool.submit(_work_task))
                     except BrokenProcessPool as exc:
                         broken = _worker_died(exc, broken=broken)
                 done = {task for task in tasks if task.done()}
                 tasks -= done
-                broken |= _collect(done, rendered, broken=broken)
+                broken |= _collect(job, done, rendered, broken=broken)
                 start = shares.take()
                 if start is None:
                     break
-                rendered[start] = _render_share(settings, read, sources, start)
+                rendered[start] = _work_share(job, start)
         except BaseException:  # Ctrl+C in a one-shot sync, say: the pool stops within a share
             shares.close()
             for task in tasks:
                 task.cancel()
             raise
-        _collect(wait(tasks).done, rendered, broken=broken)
+        _collect(job, wait(tasks).done, rendered, broken=broken)
     if shares.stuck:
         log.warning("The parse workers' share counter stayed locked; parsing the rest in this process")
-    for start in range(0, len(sources), SHARE):
+    for start in range(0, len(job.items), SHARE):
         if start not in rendered:  # taken by a worker that died, or left when the counter stuck
-            rendered[start] = _render_share(settings, read, sources, start)
+            rendered[start] = _work_share(job, start)
     return [result for start in sorted(rendered) for result in rendered[start]]
 
 
-_Sent = dict[int, list["_Wire | ManifestError"]]
+_Sent = dict[int, list[Wire]]
+"""What a worker sends back: by the start of each share it did, the results in wire form."""
 
 
-def _collect(done: set[Future[_Sent]], rendered: dict[int, list[Rendered]], *, broken: bool) -> bool:
+def _collect(
+    job: _Job[Any, Result, Any],
+    done: set[Future[_Sent[Any]]],
+    rendered: dict[int, list[Result]],
+    *,
+    broken: bool,
+) -> bool:
     """Add what the finished tasks sent to ``rendered``; whether a worker died, now or before."""
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
@@ -200,7 +259,7 @@ def _collect(done: set[Future[_Sent]], rendered: dict[int, list[Rendered]], *, b
             broken = _worker_died(exc, broken=broken)
             continue
         for start, wires in sent.items():
-            rendered[start] = [_from_wire(wire) for wire in wires]
+            rendered[start] = [job.from_wire(wire) for wire in wires]
     return broken
 
 
@@ -211,18 +270,16 @@ def _worker_died(exc: BaseException, *, broken: bool) -> bool:
     return True
 
 
-def _render_share(
-    settings: Settings, read: Reader, sources: Sequence[SourceFile], start: int
-) -> list[Rendered]:
-    return [read_and_render(settings, read, source) for source in sources[start : start + SHARE]]
+def _work_share(job: _Job[Any, Result, Any], start: int) -> list[Result]:
+    return [job.work(item) for item in job.items[start : start + SHARE]]
 
 
-_inherited: tuple[Settings, Reader, Sequence[SourceFile], _Shares] | None = None
+_inherited: tuple[_Job[Any, Any, Any], _Shares] | None = None
 
 
-def _inherit(settings: Settings, read: Reader, sources: Sequence[SourceFile], shares: _Shares) -> None:
+def _inherit(job: _Job[Any, Any, Any], shares: _Shares) -> None:
     global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
-    _inherited = settings, read, sources, shares
+    _inherited = job, shares
     gc.disable()  # see the module's docstring
     # Ctrl+C in a terminal reaches the whole process group: what to do is the parent's call (stop
     # after the cycle, or at once), and it ends the pool. SIGTERM ends a worker as usual, not
@@ -231,20 +288,20 @@ def _inherit(settings: Settings, read: Reader, sources: Sequence[SourceFile], sh
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _render_task() -> _Sent:
-    """In a worker: render shares until :data:`TASK` files are done, or none is left."""
+def _work_task() -> _Sent[Any]:
+    """In a worker: do shares until :data:`TASK` items are done, or none is left."""
     if _inherited is None:  # pragma: no cover - set by the pool's initializer
         raise RuntimeError("worker started without its inputs")
-    settings, read, sources, shares = _inherited
-    sent: _Sent = {}
-    files = 0
-    while files < TASK and (start := shares.take()) is not None:
-        sent[start] = [_to_wire(rendered) for rendered in _render_share(settings, read, sources, start)]
-        files += SHARE
+    job, shares = _inherited
+    sent: _Sent[Any] = {}
+    items = 0
+    while items < TASK and (start := shares.take()) is not None:
+        sent[start] = [job.to_wire(result) for result in _work_share(job, start)]
+        items += SHARE
     return sent
 
 
-def _to_wire(rendered: Rendered) -> _Wire | ManifestError:
+def _to_wire(rendered: Rendered) -> _RenderedWire | ManifestError:
     if isinstance(rendered, ManifestError):
         return rendered
     return (
@@ -258,7 +315,7 @@ def _to_wire(rendered: Rendered) -> _Wire | ManifestError:
     )
 
 
-def _from_wire(wire: _Wire | ManifestError) -> Rendered:
+def _from_wire(wire: _RenderedWire | ManifestError) -> Rendered:
     if isinstance(wire, ManifestError):
         return wire
     capability_id, capability_type, source, version, dependencies, values, record = wire
@@ -271,3 +328,16 @@ def _from_wire(wire: _Wire | ManifestError) -> Rendered:
         values=dict(values),
         record=record,
     )
+
+
+def _scanned_to_wire(scanned: ScannedAndRendered) -> _ScannedWire:
+    examined, rendered = scanned
+    outcome = examined.outcome
+    found = (outcome.name, outcome.sha256) if isinstance(outcome, SourceFile) else outcome
+    return found, examined.signature, None if rendered is None else _to_wire(rendered)
+
+
+def _scanned_from_wire(wire: _ScannedWire) -> ScannedAndRendered:
+    found, signature, rendered = wire
+    outcome = SourceFile(found[0], None, found[1]) if isinstance(found, tuple) else found
+    return Examined(outcome, signature), None if rendered is None else _from_wire(rendered)

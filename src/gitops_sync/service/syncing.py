@@ -12,7 +12,7 @@ import gc
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import CancelledError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +31,13 @@ from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
-from gitops_sync.service.parsing import PARALLEL_FROM, read_and_render, render_file, render_in_parallel
+from gitops_sync.service.parsing import (
+    PARALLEL_FROM,
+    read_and_render,
+    render_file,
+    render_in_parallel,
+    scan_and_render_in_parallel,
+)
 from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
 from gitops_sync.sources.git import head_commit
@@ -56,6 +62,10 @@ IN_FLIGHT: Final = 2
 LONG_LIVED: Final = 50_000
 """Objects the collector tracks that a cycle may leave behind before they are frozen (see
 :func:`collector_paused`): about 3,000 capabilities' worth; walking fewer takes under 15 ms."""
+
+
+StatusAtHead = tuple[KeyState | None, int]
+"""The status key of the last sync, if etcd holds one, and etcd's revision."""
 
 
 @contextmanager
@@ -201,15 +211,7 @@ class Syncer:
 
     def _run_cycle(self, changed_files: Collection[str] | None, *, registry_unchanged: bool) -> CycleReport:
         settings = self.settings
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
-            # The first read of etcd, if the cycle needs one, goes on while the files are scanned.
-            first_read = (
-                None
-                if registry_unchanged and self._view is not None
-                else reader.submit(self._read_or_trust, first_cycle=self._last is None)
-            )
-            files = self._scanner.scan(changed_files if self._last is not None else None)
-            first = first_read.result() if first_read is not None else None
+        files, first = self._scan_and_read(changed_files, registry_unchanged=registry_unchanged)
         if isinstance(first, tuple):
             converged, head = first
             if not files.problems and converged.files == files_digest(files.files):
@@ -312,13 +314,34 @@ class Syncer:
             )
         return report
 
-    def _read_or_trust(self, *, first_cycle: bool) -> RegistryState | tuple[Converged, int]:
-        """etcd as it is now; or, on the process's first cycle, the mark of the last clean sync
-        with etcd's revision, if the mark stands and was made with these settings (the files are
-        compared once scanned)."""
+    def _scan_and_read(
+        self, changed_files: Collection[str] | None, *, registry_unchanged: bool
+    ) -> tuple[Scan, RegistryState | tuple[Converged, int] | None]:
+        """The files, and etcd (or the mark of the last clean sync, see :meth:`_read_or_trust`),
+        unless the cycle need not read it: read while the files are scanned."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
+            status = reader.submit(self._status_at_head) if self._last is None else None
+            first_read = (
+                None
+                if registry_unchanged and self._view is not None
+                else reader.submit(self._read_or_trust, status)
+            )
+            files = self._scan(changed_files, status)
+            return files, first_read.result() if first_read is not None else None
+
+    def _status_at_head(self) -> StatusAtHead:
+        """The status key of the last sync, if any, and etcd's revision."""
+        return self.store.get_at_head(status_key(self.settings.sync_prefix))
+
+    def _read_or_trust(
+        self, status_at_head: Future[StatusAtHead] | None
+    ) -> RegistryState | tuple[Converged, int]:
+        """etcd as it is now; or, on the process's first cycle (given the status of the last sync),
+        the mark of the last clean sync with etcd's revision, if the mark stands and was made with
+        these settings (the files are compared once scanned)."""
         settings = self.settings
-        if first_cycle:
-            status, head = self.store.get_at_head(status_key(settings.sync_prefix))
+        if status_at_head is not None:
+            status, head = status_at_head.result()
             recorded = _status_in(status)
             converged = Converged.from_json(recorded.get("converged")) if recorded is not None else None
             if (
@@ -332,6 +355,26 @@ class Syncer:
             ):
                 return converged, head
         return self.store.read(settings.prefix, settings.sync_prefix)
+
+    def _scan(
+        self, changed_files: Collection[str] | None, status_at_head: Future[StatusAtHead] | None
+    ) -> Scan:
+        """The files, as the cycle must look at them. In the process's first cycle, when etcd holds
+        no status of this service (its first sync into this etcd, or a restore), every file will
+        be parsed: then the parse workers scan them too, reading and hashing each file once, not
+        once to scan it and again to parse it (a quarter less work for a cold sync's files)."""
+        scanner = self._scanner
+        if self._last is not None:
+            return scanner.scan(changed_files)
+        if status_at_head is not None and status_at_head.result()[0] is None:
+            names = scanner.names()
+            scanned = scan_and_render_in_parallel(self.settings, scanner, names)
+            if scanned is not None:
+                for examined, rendered in scanned:
+                    if isinstance(examined.outcome, SourceFile) and rendered is not None:
+                        self._rendered[(examined.outcome.name, examined.outcome.sha256)] = rendered
+                return scanner.scan(examined=dict(zip(names, (found for found, _ in scanned), strict=True)))
+        return scanner.scan()
 
     def _report_converged(self, converged: Converged, head: int) -> CycleReport:
         """The cycle a restart need not run: the last clean sync's result, as that cycle logged it."""

@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -34,6 +34,23 @@ class Scan:
     """The same files, contents and problems as the scan before."""
 
 
+Signature = tuple[int, int, int, int]
+"""A file's inode, size, and modification and change times (nanoseconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Examined:
+    """What looking at one file found."""
+
+    outcome: SourceFile | Problem | None
+    """The manifest by name and hash, what is wrong with the file, or None: not a manifest after
+    all (a directory), or gone when it was not listed just now."""
+    signature: Signature | None = None
+    """The file's status, when its outcome stands until the status changes."""
+    content: bytes | None = None
+    """The bytes the hash is of, for whoever parses them; the scanner does not keep them."""
+
+
 class _Unusable(Exception):
     """A manifest file that cannot be used; the message says why and what to do."""
 
@@ -51,42 +68,41 @@ class Scanner:
     read every time. Told which files changed (by file events), it looks at only those, at the
     symlinks, and at the files that had a problem last time. It keeps names and hashes, not
     contents: only the files to parse are read again, by :meth:`read`, which checks the hash (so
-    10,000 contents need never be in memory at once, nor be copied into parse workers).
+    10,000 contents need never be in memory at once, nor be copied into parse workers). Or parse
+    workers scan the files themselves, parsing what they read (see :meth:`names`).
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._outcomes: dict[str, SourceFile | Problem] = {}
         """The last scan's outcome for each file, in name order."""
-        self._signatures: dict[str, tuple[int, int, int, int]] = {}
+        self._signatures: dict[str, Signature] = {}
         """The status of each file whose outcome stands until its status changes."""
         self._scanned = False
         self._root: Path | None = None
 
-    def scan(self, changed: Collection[str] | None = None) -> Scan:
-        """All manifests; ``changed``: the names of the only files that may differ from the last
-        scan (None: any may, so list the directory and look at every file)."""
-        directory = self.directory
-        partial = changed is not None and self._scanned
-        try:
-            root = self._root = directory.resolve(strict=True)
-            if partial:
-                if not directory.is_dir():
-                    raise NotADirectoryError
-                names = {name for name in changed or () if is_manifest_name(name)}
-                # And those a file event may not tell about: symlinks (their target changes
-                # elsewhere), files with a problem, files written just now.
-                names.update(self._outcomes.keys() - self._signatures.keys())
-            else:
-                with os.scandir(directory) as listing:
-                    names = {entry.name for entry in listing if is_manifest_name(entry.name)}
-        except FileNotFoundError:
-            raise SourceUnavailable(f"capabilities directory {directory} does not exist") from None
-        except NotADirectoryError:
-            raise SourceUnavailable(f"{directory} is not a directory") from None
-        except OSError as exc:
-            raise SourceUnavailable(f"cannot list {directory}: {exc.strerror}") from None
+    def names(self) -> list[str]:
+        """The manifest files in the directory, by name in order, as a full scan lists them.
 
+        With :meth:`examine` this is a full scan that others can share out (parse workers, which
+        read each file once for both); :meth:`scan` then takes what they found."""
+        return sorted(self._list())
+
+    def examine(self, name: str) -> Examined:
+        """Look at one listed file afresh: read and hash it. The scanner is left as it was."""
+        root = self._root or self.directory.resolve(strict=True)
+        return _look(name, f"{self.directory}{os.sep}{name}", root, time.time_ns() - RACY_NS, listed=True)
+
+    def scan(
+        self, changed: Collection[str] | None = None, *, examined: Mapping[str, Examined] | None = None
+    ) -> Scan:
+        """All manifests; ``changed``: the names of the only files that may differ from the last
+        scan (None: any may, so list the directory and look at every file). ``examined``: a full
+        scan's every file, as :meth:`names` listed them and :meth:`examine` found them."""
+        if examined is not None:
+            return self._take(examined)
+        partial = changed is not None and self._scanned
+        names = self._changed(changed or ()) if partial else self._list()
         unchanged = self._scanned
         if not partial:
             for name in self._outcomes.keys() - names:
@@ -94,7 +110,8 @@ class Scanner:
                 self._signatures.pop(name, None)
                 unchanged = False
         added = not names <= self._outcomes.keys()
-        prefix = f"{directory}{os.sep}"
+        prefix = f"{self.directory}{os.sep}"
+        root = self._root or self.directory
         # A file written within the clock's granularity of now may be written again unseen, with
         # the same size and timestamps (git's "racy" entries): such files are read again next time.
         recent = time.time_ns() - RACY_NS
@@ -106,11 +123,50 @@ class Scanner:
                 self._outcomes[name] = outcome
         if added:
             self._outcomes = dict(sorted(self._outcomes.items()))
+        return self._scan(unchanged=unchanged)
+
+    def _take(self, examined: Mapping[str, Examined]) -> Scan:
+        """The scan made of what was found elsewhere (see :meth:`names`)."""
+        before = self._outcomes
+        self._outcomes = {}
+        self._signatures = {}
+        for name in sorted(examined):
+            found = examined[name]
+            if found.outcome is not None:
+                self._outcomes[name] = found.outcome
+            if found.signature is not None:
+                self._signatures[name] = found.signature
+        return self._scan(unchanged=self._scanned and self._outcomes == before)
+
+    def _scan(self, *, unchanged: bool) -> Scan:
         self._scanned = True
         outcomes = self._outcomes.values()
         files = tuple(outcome for outcome in outcomes if isinstance(outcome, SourceFile))
         problems = tuple(outcome for outcome in outcomes if isinstance(outcome, Problem))
         return Scan(files, problems, unchanged=unchanged)
+
+    def _list(self) -> set[str]:
+        directory = self.directory
+        try:
+            self._root = directory.resolve(strict=True)
+            with os.scandir(directory) as listing:
+                return {entry.name for entry in listing if is_manifest_name(entry.name)}
+        except OSError as exc:
+            raise _unavailable(directory, exc) from None
+
+    def _changed(self, changed: Collection[str]) -> set[str]:
+        directory = self.directory
+        try:
+            self._root = directory.resolve(strict=True)
+            if not directory.is_dir():
+                raise NotADirectoryError
+        except OSError as exc:
+            raise _unavailable(directory, exc) from None
+        names = {name for name in changed if is_manifest_name(name)}
+        # And those a file event may not tell about: symlinks (their target changes elsewhere),
+        # files with a problem, files written just now.
+        names.update(self._outcomes.keys() - self._signatures.keys())
+        return names
 
     def read(self, source: SourceFile) -> SourceFile:
         """``source`` with its content, read again; raises :class:`SourceChanged` if the file is no
@@ -133,39 +189,76 @@ class Scanner:
     def _examine(
         self, name: str, path: str, root: Path, recent: int, *, listed: bool
     ) -> SourceFile | Problem | None:
-        """One file's outcome; None when it is not a manifest after all (a directory), or, when it
-        was not listed just now, when it is gone."""
+        """One file's outcome: the last one while the file's status is the same, else what reading
+        it finds now."""
         signature = self._signatures.pop(name, None)
-        try:
-            status = os.lstat(path)
-            symlink = stat.S_ISLNK(status.st_mode)
-            current = None if symlink else _signature(status)
-            last = self._outcomes.get(name)
-            if current is not None and current == signature and isinstance(last, SourceFile):
-                source = last
-            else:
-                content = _read(path, root, symlink=symlink)
-                if content is None:
-                    return None
-                source = SourceFile(name, None, hashlib.sha256(content).hexdigest())
-        except FileNotFoundError:
-            if not listed:
-                return None  # deleted; the file event that said so is why it was looked at
-            # Listed, then gone: a checkout replacing it, most likely. Deleting its keys now
-            # would make them flap; it is held this cycle, and pruned next if it stays gone.
-            return Problem(
-                name, "disappeared while being read (a checkout in progress?); checked again next cycle"
-            )
-        except _Unusable as exc:
-            return Problem(name, str(exc))
-        except OSError as exc:
-            return Problem(name, f"cannot read the file ({exc.strerror}); make it readable")
-        if current is not None and current[2] < recent:
-            self._signatures[name] = current
-        return source
+        last = self._outcomes.get(name)
+        found = _look(
+            name,
+            path,
+            root,
+            recent,
+            listed=listed,
+            last=(signature, last) if signature is not None and isinstance(last, SourceFile) else None,
+        )
+        if found.signature is not None:
+            self._signatures[name] = found.signature
+        return found.outcome
 
 
-def _signature(status: os.stat_result) -> tuple[int, int, int, int]:
+def _look(
+    name: str,
+    path: str,
+    root: Path,
+    recent: int,
+    *,
+    listed: bool,
+    last: tuple[Signature, SourceFile] | None = None,
+) -> Examined:
+    """What the file ``name`` at ``path`` holds, read and hashed; or ``last``'s file, while the
+    file's status is still ``last``'s signature. ``listed``: the directory listed it just now (so
+    if it is gone, it went since)."""
+    try:
+        status = os.lstat(path)
+        symlink = stat.S_ISLNK(status.st_mode)
+        signature = None if symlink else _signature(status)
+        if last is not None and signature == last[0]:
+            return Examined(last[1], signature)
+        content = _read(path, root, symlink=symlink)
+    except (OSError, _Unusable) as exc:
+        return Examined(_problem(name, exc, listed=listed))
+    if content is None:
+        return Examined(None)
+    return Examined(
+        SourceFile(name, None, hashlib.sha256(content).hexdigest()),
+        signature if signature is not None and signature[2] < recent else None,
+        content,
+    )
+
+
+def _problem(name: str, exc: OSError | _Unusable, *, listed: bool) -> Problem | None:
+    """What is wrong with the file; None when it is gone but was not listed just now: deleted,
+    which is why a file event had it looked at."""
+    if isinstance(exc, _Unusable):
+        return Problem(name, str(exc))
+    if not isinstance(exc, FileNotFoundError):
+        return Problem(name, f"cannot read the file ({exc.strerror}); make it readable")
+    if not listed:
+        return None
+    # Listed, then gone: a checkout replacing it, most likely. Deleting its keys now would make
+    # them flap; it is held this cycle, and pruned next if it stays gone.
+    return Problem(name, "disappeared while being read (a checkout in progress?); checked again next cycle")
+
+
+def _unavailable(directory: Path, exc: OSError) -> SourceUnavailable:
+    if isinstance(exc, FileNotFoundError):
+        return SourceUnavailable(f"capabilities directory {directory} does not exist")
+    if isinstance(exc, NotADirectoryError):
+        return SourceUnavailable(f"{directory} is not a directory")
+    return SourceUnavailable(f"cannot list {directory}: {exc.strerror}")
+
+
+def _signature(status: os.stat_result) -> Signature:
     return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
