@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from gitops_sync.cli import main
+from gitops_sync.service import parsing, syncing
 from gitops_sync.testing import free_port
 from support import CHORA_BASE, EXAMPLES, ROOT
 
@@ -50,6 +52,35 @@ def test_the_examples_are_clean(capsys: pytest.CaptureFixture[str]) -> None:
     code, lines = validate(capsys, EXAMPLES, "--strict")
     assert code == 0
     assert lines == [f"{len(list(EXAMPLES.glob('*.yaml')))} manifests checked: 0 errors, 0 warnings"]
+
+
+def test_many_manifests_are_checked_on_every_core_with_the_same_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for copy in range(3):  # 48 real manifests, 3 times over under other names, and a broken one
+        for path in CHORA_BASE.glob("*.yaml"):
+            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
+            (tmp_path / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    (tmp_path / "broken.yaml").write_text("metadata: [unclosed\n")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one worker, whatever the machine
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
+    in_parallel: list[bool] = []
+    real = parsing.scan_and_render_in_parallel
+
+    def scan_and_render_in_parallel(*args):  # type: ignore[no-untyped-def]
+        scanned = real(*args)
+        in_parallel.append(scanned is not None)
+        return scanned
+
+    monkeypatch.setattr(syncing, "scan_and_render_in_parallel", scan_and_render_in_parallel)
+    code, lines = validate(capsys, tmp_path)
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
+
+    assert (code, lines) == validate(capsys, tmp_path)
+    assert in_parallel == [True, False]
+    assert code == 1
+    assert lines[0].startswith(f"{tmp_path}/broken.yaml:2: error: is not valid YAML")
+    assert lines[-1].startswith("145 manifests checked: 1 error, ")  # and the copies' dangling requires
 
 
 def test_every_problem_is_printed_with_path_and_line(

@@ -117,14 +117,14 @@ def test_workers_scan_and_render_every_file_as_one_process_would_in_order(
     settings, scanner, sources = setup
     once_a_worker_started(monkeypatch)
     from_workers = worker_results(monkeypatch)
-    names = Scanner(settings.capabilities).names()
 
-    scanned = parsing.scan_and_render_in_parallel(settings, scanner, names)
+    scanned = parsing.scan_and_render_in_parallel(settings, Scanner(settings.capabilities))
 
     assert scanned is not None, "too few files or cores for workers"
     assert from_workers, "the worker did none of the work"
-    assert [examined.outcome for examined, _ in scanned] == list(sources)
-    assert [shown(rendered) for _, rendered in scanned if rendered is not None] == one_by_one(
+    files, rendered = scanned
+    assert files == scanner.scan()
+    assert [shown(rendered[(source.name, source.sha256)]) for source in sources] == one_by_one(
         settings, scanner, sources
     )
 

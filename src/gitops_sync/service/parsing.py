@@ -33,7 +33,7 @@ from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.settings import Settings
-from gitops_sync.sources.scanning import Examined, Scanner, Signature
+from gitops_sync.sources.scanning import Examined, Scan, Scanner, Signature
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext
@@ -139,12 +139,21 @@ def render_in_parallel(
 
 
 def scan_and_render_in_parallel(
-    settings: Settings, scanner: Scanner, names: Sequence[str]
-) -> list[ScannedAndRendered] | None:
-    """:func:`scan_and_render` for each of the files :meth:`Scanner.names` listed, in order, by
-    worker processes; None when there are too few files, or too few cores, for workers to pay off."""
+    settings: Settings, scanner: Scanner
+) -> tuple[Scan, dict[tuple[str, str], Rendered]] | None:
+    """A full scan made by worker processes, which render each manifest from the bytes they hashed
+    (:func:`scan_and_render`): the scan, and by file name and hash, what each manifest rendered
+    to. None when there are too few files, or too few cores, for workers to pay off."""
+    names = scanner.names()
     work = functools.partial(scan_and_render, settings, scanner)
-    return _in_parallel(_Job(names, work, _scanned_to_wire, _scanned_from_wire))
+    scanned = _in_parallel(_Job(names, work, _scanned_to_wire, _scanned_from_wire))
+    if scanned is None:
+        return None
+    rendered: dict[tuple[str, str], Rendered] = {}
+    for examined, result in scanned:
+        if isinstance(examined.outcome, SourceFile) and result is not None:
+            rendered[(examined.outcome.name, examined.outcome.sha256)] = result
+    return scanner.scan(examined=dict(zip(names, (found for found, _ in scanned), strict=True))), rendered
 
 
 def _in_parallel(job: _Job[Any, Result, Any]) -> list[Result] | None:

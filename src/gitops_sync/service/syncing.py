@@ -133,15 +133,19 @@ def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
     Returns the number of manifest files and the problems, sorted by file and line.
     """
     scanner = Scanner(settings.capabilities)
-    files = scanner.scan()
+    files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
+
+    def desire(source: SourceFile) -> DesiredCapability:
+        found = rendered.get((source.name, source.sha256))
+        if found is None:
+            return render_file(settings, scanner.read(source))
+        if isinstance(found, ManifestError):
+            raise found
+        return found
+
     nothing = RegistryState(revision=0, capability_keys={}, records={})
     assembly = assemble(
-        files.files,
-        files.problems,
-        nothing,
-        prefix=settings.prefix,
-        desire=lambda source: render_file(settings, scanner.read(source)),
-        strict=settings.strict,
+        files.files, files.problems, nothing, prefix=settings.prefix, desire=desire, strict=settings.strict
     )
     return len(files.files) + len(files.problems), assembly.problems
 
@@ -367,13 +371,11 @@ class Syncer:
         if self._last is not None:
             return scanner.scan(changed_files)
         if status_at_head is not None and status_at_head.result()[0] is None:
-            names = scanner.names()
-            scanned = scan_and_render_in_parallel(self.settings, scanner, names)
+            scanned = scan_and_render_in_parallel(self.settings, scanner)
             if scanned is not None:
-                for examined, rendered in scanned:
-                    if isinstance(examined.outcome, SourceFile) and rendered is not None:
-                        self._rendered[(examined.outcome.name, examined.outcome.sha256)] = rendered
-                return scanner.scan(examined=dict(zip(names, (found for found, _ in scanned), strict=True)))
+                files, rendered = scanned
+                self._rendered.update(rendered)
+                return files
         return scanner.scan()
 
     def _report_converged(self, converged: Converged, head: int) -> CycleReport:
