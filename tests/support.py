@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import etcd3
+import pytest
 
 from gitops_sync.store.etcd import GRPC_OPTIONS
 from gitops_sync.testing import EtcdProcess
@@ -127,3 +128,16 @@ def watch_args(capabilities: Path, server: EtcdProcess, *extra: str) -> list[str
         str(server.client_port),
         *extra,
     ]
+
+
+def files_opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files this process opens (``os.open``) from now on, in order."""
+    opened: list[str] = []
+    real_open = os.open
+
+    def counting_open(path: str | Path, flags: int, *args: int) -> int:
+        opened.append(Path(path).name)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    return opened

@@ -33,7 +33,7 @@ from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
-from support import CHORA_BASE, PREFIX, keys_under, value_of
+from support import CHORA_BASE, PREFIX, files_opened, keys_under, value_of
 
 REGISTRY = "chora.devex.registry"
 
@@ -62,14 +62,7 @@ def test_the_scanner_reads_a_file_again_only_when_it_changed(
         os.utime(tmp_path / name, (time.time() - 10, time.time() - 10))
     scanner = Scanner(tmp_path)
     first = scanner.scan()
-    opened: list[str] = []
-    real_open = os.open
-
-    def counting_open(path: str | Path, flags: int, *args: int) -> int:
-        opened.append(Path(path).name)
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", counting_open)
+    opened = files_opened(monkeypatch)
     assert scanner.scan() == first
     assert opened == []
 

@@ -13,6 +13,7 @@ import pytest
 from gitops_sync.errors import ManifestError, SourceUnavailable
 from gitops_sync.model.sources import MAX_MANIFEST_BYTES
 from gitops_sync.sources.scanning import Scanner
+from support import files_opened
 
 
 def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
@@ -226,14 +227,7 @@ def test_a_scan_shared_out_is_the_scan_made_here_and_the_next_scan_builds_on_it(
     assert [p.source for p in made_up.problems] == ["huge.yaml", "out.yaml"]
 
     (tmp_path / "b.yaml").write_text("b.yaml: 2\n")
-    opened: list[str] = []
-    real_open = os.open
-
-    def counting_open(path: str | Path, flags: int, *args: int) -> int:
-        opened.append(Path(path).name)
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", counting_open)
+    opened = files_opened(monkeypatch)
     again = shared.scan()
 
     # The change, the symlink, the problem, and the directory named like a manifest; not the others.
