@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHORA_BASE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
 EXAMPLES = ROOT / "examples" / "capabilities"
 PREFIX = "/chora/capabilities/"
+LONG_AFTER_NS = 10 * 10**9
+"""For ``scanning.RACY_NS``: scan as if long after the files were written, so the scanner trusts
+their status from then on (a file changed just now is read again at every scan)."""
 
 T = TypeVar("T")
 

@@ -14,9 +14,9 @@ import os
 import re
 import subprocess
 import threading
-import time
 import weakref
 from collections.abc import Collection
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 
 import etcd3
@@ -33,7 +33,7 @@ from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
-from support import CHORA_BASE, PREFIX, files_opened, keys_under, value_of
+from support import CHORA_BASE, LONG_AFTER_NS, PREFIX, files_opened, keys_under, value_of
 
 REGISTRY = "chora.devex.registry"
 
@@ -58,10 +58,10 @@ def test_the_scanner_reads_a_file_again_only_when_it_changed(
 ) -> None:
     (tmp_path / "a.yaml").write_text("a: 1\n")
     (tmp_path / "b.yaml").write_text("b: 1\n")
-    for name in ("a.yaml", "b.yaml"):  # written "long" ago: a file written just now is read again
-        os.utime(tmp_path / name, (time.time() - 10, time.time() - 10))
     scanner = Scanner(tmp_path)
-    first = scanner.scan()
+    with monkeypatch.context() as later:  # a file written just now is read again: scan long after
+        later.setattr(scanning, "RACY_NS", -LONG_AFTER_NS)
+        first = scanner.scan()
     opened = files_opened(monkeypatch)
     assert scanner.scan() == first
     assert opened == []
@@ -77,6 +77,7 @@ def test_the_scanner_reads_a_file_again_only_when_it_changed(
 def test_a_quiet_cycle_reads_neither_files_nor_etcd(
     settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(scanning, "RACY_NS", -LONG_AFTER_NS)  # the files were copied in just now
     with CountingStore(settings.etcd) as store:
         syncer = Syncer(settings, store)
         syncer.run_cycle()
@@ -120,22 +121,10 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     """Three ways to parse many files: a first sync into this etcd scans and parses them in
     workers, reading each file once; a sync after another one scans them here and parses them in
     workers; and few files are parsed here. All three write the same keys."""
-    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
-    for copy in range(4):  # 48 real manifests and 4 x 48 renamed copies: 240 to parse
-        for path in CHORA_BASE.glob("*.yaml"):
-            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
-            (capabilities / f"{path.stem}_copy{copy}.yaml").write_text(text)
-    reads = multiprocessing.get_context("fork").Value("i", 0)  # counted in the workers too
-    real_read = scanning._read
-
-    def counting_read(*args, **kwargs):  # type: ignore[no-untyped-def]
-        with reads.get_lock():
-            reads.value += 1
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(scanning, "_read", counting_read)
+    many_copies(capabilities, monkeypatch)
+    reads = files_read(monkeypatch)
     after = dataclasses.replace(settings, prefix="/after/capabilities/", sync_prefix="/after/sync/")
-    etcd.put("/after/sync/status", b"{}")  # as a sync that stopped early leaves it
+    etcd.put("/after/sync/status", b"{}")  # as any sync before leaves one
     sequential = dataclasses.replace(settings, prefix="/seq/capabilities/", sync_prefix="/seq/sync/")
     with EtcdStore(settings.etcd) as store:
         first = Syncer(settings, store).run_cycle()
@@ -154,6 +143,50 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     }
     assert len(written[PREFIX]) == 960
     assert written[PREFIX] == written["/after/capabilities/"] == written["/seq/capabilities/"]
+
+
+def many_copies(capabilities: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """48 real manifests and 4 x 48 renamed copies: 240 to parse, by one worker and this process."""
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for copy in range(4):
+        for path in CHORA_BASE.glob("*.yaml"):
+            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
+            (capabilities / f"{path.stem}_copy{copy}.yaml").write_text(text)
+
+
+def files_read(monkeypatch: pytest.MonkeyPatch) -> Synchronized[int]:
+    """How many times a manifest file is read from now on, by this process or its workers."""
+    reads = multiprocessing.get_context("fork").Value("i", 0)
+    real_read = scanning._read
+
+    def counting_read(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with reads.get_lock():
+            reads.value += 1
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(scanning, "_read", counting_read)
+    return reads
+
+
+def test_a_restart_after_a_first_sync_that_stopped_early_parses_what_no_record_vouches_for(
+    settings: Settings,
+    capabilities: Path,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first sync leaves its status last: killed before, it leaves records and no status. The
+    restart must not take it for a first sync into this etcd and parse every file again."""
+    many_copies(capabilities, monkeypatch)
+    with EtcdStore(settings.etcd) as store:
+        Syncer(settings, store).run_cycle()
+        etcd.delete("/chora/sync/status")
+        etcd.delete(f"/chora/sync/managed/{REGISTRY}")  # its last transaction did not go through
+        reads = files_read(monkeypatch)
+        report = Syncer(settings, store).run_cycle()
+
+    assert reads.value == 240 + 1  # every file scanned, and the one no record vouches for parsed
+    assert (report.synced, report.skipped) == (0, 240)
 
 
 def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed(

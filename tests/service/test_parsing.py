@@ -44,10 +44,23 @@ def shown(rendered: DesiredCapability | ManifestError) -> str:
     return repr(rendered) if isinstance(rendered, DesiredCapability) else str(rendered)
 
 
-def in_parallel(settings: Settings, scanner: Scanner, sources: list[SourceFile]) -> list[str]:
+def in_parallel(
+    settings: Settings, scanner: Scanner, sources: list[SourceFile], job: str = "render"
+) -> list[str]:
+    """What workers make of the files: rendering them, or scanning and rendering them."""
+    if job == "scan":
+        scanned = parsing.scan_and_render_in_parallel(settings, Scanner(settings.capabilities))
+        assert scanned is not None, "too few files or cores for workers"
+        files, by_name_and_hash = scanned
+        assert files.files == tuple(sources)
+        return [shown(by_name_and_hash[(source.name, source.sha256)]) for source in sources]
     rendered = parsing.render_in_parallel(settings, scanner.read, sources)
     assert rendered is not None, "too few files or cores for workers"
     return [shown(result) for result in rendered]
+
+
+JOBS = pytest.mark.parametrize("job", ["render", "scan"])
+"""Each of the jobs workers do: what goes wrong with a worker must not change what either gives."""
 
 
 @pytest.fixture
@@ -134,40 +147,46 @@ def parsed_while_a_worker(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     then: Callable[[], None],
+    job: str,
 ) -> tuple[list[str], list[str]]:
-    """The files parsed in parallel while the worker does ``then`` as it starts, and what one
-    process alone makes of them."""
+    """The files parsed in parallel (by ``job``) while the worker does ``then`` as it starts, and
+    what one process alone makes of them."""
     settings, scanner, sources = setup
     once_a_worker_started(monkeypatch, then)
     with caplog.at_level(logging.WARNING, logger="gitops-sync"):
         try:
-            parallel = in_parallel(settings, scanner, sources)
+            parallel = in_parallel(settings, scanner, sources, job)
         except KeyboardInterrupt:
             pytest.fail("a signal to a worker stopped the parse")
     monkeypatch.undo()
     return parallel, one_by_one(settings, scanner, sources)
 
 
+@JOBS
 def test_a_worker_that_dies_leaves_its_files_to_the_parent(
     setup: tuple[Settings, Scanner, list[SourceFile]],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    job: str,
 ) -> None:
     parallel, expected = parsed_while_a_worker(
         setup,
         monkeypatch,
         caplog,
         then=lambda: os._exit(1),  # as the OOM killer ends it
+        job=job,
     )
 
     assert caplog.text.count("A parse worker died") == 1
     assert parallel == expected
 
 
+@JOBS
 def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
     setup: tuple[Settings, Scanner, list[SourceFile]],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    job: str,
 ) -> None:
     monkeypatch.setattr(parsing, "LOCK_TIMEOUT", 0.2)
 
@@ -176,21 +195,23 @@ def test_a_worker_killed_holding_the_share_counter_does_not_hang_the_parent(
         parsing._inherited[1]._lock.acquire()
         os._exit(1)
 
-    parallel, expected = parsed_while_a_worker(setup, monkeypatch, caplog, then=die_holding_the_lock)
+    parallel, expected = parsed_while_a_worker(setup, monkeypatch, caplog, then=die_holding_the_lock, job=job)
 
     assert "share counter stayed locked" in caplog.text
     assert parallel == expected
 
 
+@JOBS
 def test_ctrl_c_that_reaches_the_workers_is_left_to_the_parent(
     setup: tuple[Settings, Scanner, list[SourceFile]],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    job: str,
 ) -> None:
     """A terminal sends Ctrl+C to the whole process group. In watch mode the service stops after
     the cycle; its workers must not stop it sooner, nor say anything of their own."""
     parallel, expected = parsed_while_a_worker(
-        setup, monkeypatch, caplog, then=lambda: os.kill(os.getpid(), signal.SIGINT)
+        setup, monkeypatch, caplog, then=lambda: os.kill(os.getpid(), signal.SIGINT), job=job
     )
 
     assert "worker died" not in caplog.text

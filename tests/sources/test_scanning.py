@@ -12,8 +12,9 @@ import pytest
 
 from gitops_sync.errors import ManifestError, SourceUnavailable
 from gitops_sync.model.sources import MAX_MANIFEST_BYTES
+from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
-from support import files_opened
+from support import LONG_AFTER_NS, files_opened
 
 
 def test_reads_yaml_and_yml_only_sorted_with_hashes(tmp_path: Path) -> None:
@@ -125,12 +126,12 @@ def test_a_missing_directory_is_an_error_not_an_empty_registry(tmp_path: Path) -
 def test_told_which_files_changed_it_looks_at_only_those(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    long_ago = time.time() - 10  # a file written just now is looked at again regardless
     for name in ("a.yaml", "b.yaml", "c.yaml"):
         (tmp_path / name).write_text(f"{name}: 1\n")
-        os.utime(tmp_path / name, (long_ago, long_ago))
     scanner = Scanner(tmp_path)
-    scanner.scan()
+    with monkeypatch.context() as later:  # a file written just now is looked at again regardless
+        later.setattr(scanning, "RACY_NS", -LONG_AFTER_NS)
+        scanner.scan()
     (tmp_path / "a.yaml").write_text("a.yaml: 2\n")
     (tmp_path / "c.yaml").unlink()
     (tmp_path / "d.yaml").write_text("d.yaml: 1\n")
@@ -206,10 +207,9 @@ def test_a_scan_shared_out_is_the_scan_made_here_and_the_next_scan_builds_on_it(
 ) -> None:
     """Parse workers may scan the files (:meth:`Scanner.examine`); the scan they make up must be
     the one the scanner would have made, and leave it ready to rescan only what changed."""
-    long_ago = time.time() - 10  # a file written just now is looked at again regardless
     for name in ("a.yaml", "b.yaml", "c.yaml"):
         (tmp_path / name).write_text(f"{name}: 1\n")
-        os.utime(tmp_path / name, (long_ago, long_ago))
+    monkeypatch.setattr(scanning, "RACY_NS", -LONG_AFTER_NS)  # else files just written are read again
     (tmp_path / "huge.yaml").write_bytes(b"x" * (MAX_MANIFEST_BYTES + 1))
     (tmp_path / "out.yaml").symlink_to("/etc/hostname")
     (tmp_path / "link.yaml").symlink_to("a.yaml")
@@ -218,7 +218,7 @@ def test_a_scan_shared_out_is_the_scan_made_here_and_the_next_scan_builds_on_it(
     names = shared.names()
     examined = {name: shared.examine(name) for name in names}
 
-    made_up = shared.scan(examined=examined)
+    made_up = shared.adopt(examined)
 
     assert names == ["a.yaml", "b.yaml", "c.yaml", "dir.yaml", "huge.yaml", "link.yaml", "out.yaml"]
     assert examined["a.yaml"].content == b"a.yaml: 1\n"  # for the parse; the scan keeps only hashes
@@ -237,4 +237,35 @@ def test_a_scan_shared_out_is_the_scan_made_here_and_the_next_scan_builds_on_it(
         sha(b"b.yaml: 2\n"),
         sha(b"c.yaml: 1\n"),
         sha(b"a.yaml: 1\n"),
+    ]
+
+
+def test_a_file_changed_just_now_is_looked_at_again_even_if_its_modification_time_is_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``cp -p`` and ``tar x`` set old modification times; the change time says it is new, and two
+    quick writes of the same size, with the same old time, would otherwise look like one."""
+    (tmp_path / "a.yaml").write_text("a: 1\n")
+    os.utime(tmp_path / "a.yaml", (time.time() - 10, time.time() - 10))
+    scanner = Scanner(tmp_path)
+    scanner.scan()
+    opened = files_opened(monkeypatch)
+
+    scanner.scan()
+
+    assert opened == ["a.yaml"]
+
+
+def test_a_symlink_loop_is_a_problem_of_its_own_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").symlink_to("a.yaml")
+    (tmp_path / "b.yaml").symlink_to("c.yaml")
+    (tmp_path / "c.yaml").symlink_to("b.yaml")
+    (tmp_path / "d.yaml").write_text("d: 1\n")
+
+    result = Scanner(tmp_path).scan()
+
+    assert [f.name for f in result.files] == ["d.yaml"]
+    assert [str(p) for p in result.problems] == [
+        f"{name}: error: is a symlink loop; point it at a manifest file"
+        for name in ("a.yaml", "b.yaml", "c.yaml")
     ]

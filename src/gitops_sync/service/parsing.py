@@ -153,10 +153,10 @@ def scan_and_render_in_parallel(
     for examined, result in scanned:
         if isinstance(examined.outcome, SourceFile) and result is not None:
             rendered[(examined.outcome.name, examined.outcome.sha256)] = result
-    return scanner.scan(examined=dict(zip(names, (found for found, _ in scanned), strict=True))), rendered
+    return scanner.adopt(dict(zip(names, (found for found, _ in scanned), strict=True))), rendered
 
 
-def _in_parallel(job: _Job[Any, Result, Any]) -> list[Result] | None:
+def _in_parallel(job: _Job[Item, Result, Wire]) -> list[Result] | None:
     workers = min((os.cpu_count() or 1) - 1, MAX_WORKERS)
     if len(job.items) < PARALLEL_FROM or workers < 1:
         return None
@@ -164,12 +164,12 @@ def _in_parallel(job: _Job[Any, Result, Any]) -> list[Result] | None:
 
 
 class _Shares:
-    """Where the next share of the files starts, counted in memory every process shares."""
+    """Where the next share of the items starts, counted in memory every process shares."""
 
-    def __init__(self, context: ForkContext, files: int) -> None:
+    def __init__(self, context: ForkContext, items: int) -> None:
         self._lock = context.Lock()
         self._next: ctypes.c_int64 = context.RawValue(ctypes.c_int64, 0)
-        self._files = files
+        self._items = items
         self.stuck = False
         """The counter's lock was never released: a process died holding it."""
 
@@ -180,7 +180,7 @@ class _Shares:
             return None
         try:
             start = self._next.value
-            if start >= self._files:
+            if start >= self._items:
                 return None
             self._next.value = start + SHARE
             return start
@@ -190,19 +190,19 @@ class _Shares:
     def close(self) -> None:
         """Leave no share to take: each process stops after the share in hand."""
         if self._lock.acquire(timeout=LOCK_TIMEOUT):
-            self._next.value = self._files
+            self._next.value = self._items
             self._lock.release()
 
     @property
     def left(self) -> bool:
         """Whether a share may be left (read without the lock, so a guess, but never a wait)."""
-        return not self.stuck and self._next.value < self._files
+        return not self.stuck and self._next.value < self._items
 
 
-def _with_workers(job: _Job[Any, Result, Any], workers: int) -> list[Result]:
-    """The parent parses shares too, and between them collects what the workers sent and gives
+def _with_workers(job: _Job[Item, Result, Wire], workers: int) -> list[Result]:
+    """The parent does shares too, and between them collects what the workers sent and gives
     each new tasks. A worker that dies (killed, out of memory) loses the shares it had not sent
-    back; the parent parses those once the others are done."""
+    back; the parent does those once the others are done."""
     import multiprocessing  # noqa: PLC0415 - only for many files
     from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
@@ -210,14 +210,14 @@ def _with_workers(job: _Job[Any, Result, Any], workers: int) -> list[Result]:
     prepare()
     context = multiprocessing.get_context("fork")
     shares = _Shares(context, len(job.items))
-    rendered: dict[int, list[Result]] = {}
+    results: dict[int, list[Result]] = {}
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_inherit,
         initargs=(job, shares),  # inherited through the fork, not sent
     ) as pool:
-        tasks: set[Future[_Sent[Any]]] = set()
+        tasks: set[Future[_Sent[Wire]]] = set()
         broken = False
         try:
             while True:
@@ -228,23 +228,23 @@ def _with_workers(job: _Job[Any, Result, Any], workers: int) -> list[Result]:
                         broken = _worker_died(exc, broken=broken)
                 done = {task for task in tasks if task.done()}
                 tasks -= done
-                broken |= _collect(job, done, rendered, broken=broken)
+                broken |= _collect(job, done, results, broken=broken)
                 start = shares.take()
                 if start is None:
                     break
-                rendered[start] = _work_share(job, start)
+                results[start] = _work_share(job, start)
         except BaseException:  # Ctrl+C in a one-shot sync, say: the pool stops within a share
             shares.close()
             for task in tasks:
                 task.cancel()
             raise
-        _collect(job, wait(tasks).done, rendered, broken=broken)
+        _collect(job, wait(tasks).done, results, broken=broken)
     if shares.stuck:
         log.warning("The parse workers' share counter stayed locked; parsing the rest in this process")
     for start in range(0, len(job.items), SHARE):
-        if start not in rendered:  # taken by a worker that died, or left when the counter stuck
-            rendered[start] = _work_share(job, start)
-    return [result for start in sorted(rendered) for result in rendered[start]]
+        if start not in results:  # taken by a worker that died, or left when the counter stuck
+            results[start] = _work_share(job, start)
+    return [result for start in sorted(results) for result in results[start]]
 
 
 _Sent = dict[int, list[Wire]]
@@ -252,13 +252,13 @@ _Sent = dict[int, list[Wire]]
 
 
 def _collect(
-    job: _Job[Any, Result, Any],
-    done: set[Future[_Sent[Any]]],
-    rendered: dict[int, list[Result]],
+    job: _Job[Item, Result, Wire],
+    done: set[Future[_Sent[Wire]]],
+    results: dict[int, list[Result]],
     *,
     broken: bool,
 ) -> bool:
-    """Add what the finished tasks sent to ``rendered``; whether a worker died, now or before."""
+    """Add what the finished tasks sent to ``results``; whether a worker died, now or before."""
     from concurrent.futures.process import BrokenProcessPool  # noqa: PLC0415
 
     for task in done:
@@ -268,7 +268,7 @@ def _collect(
             broken = _worker_died(exc, broken=broken)
             continue
         for start, wires in sent.items():
-            rendered[start] = [job.from_wire(wire) for wire in wires]
+            results[start] = [job.from_wire(wire) for wire in wires]
     return broken
 
 
@@ -279,7 +279,7 @@ def _worker_died(exc: BaseException, *, broken: bool) -> bool:
     return True
 
 
-def _work_share(job: _Job[Any, Result, Any], start: int) -> list[Result]:
+def _work_share(job: _Job[Item, Result, Wire], start: int) -> list[Result]:
     return [job.work(item) for item in job.items[start : start + SHARE]]
 
 

@@ -12,7 +12,7 @@ import gc
 import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,10 +62,6 @@ IN_FLIGHT: Final = 2
 LONG_LIVED: Final = 50_000
 """Objects the collector tracks that a cycle may leave behind before they are frozen (see
 :func:`collector_paused`): about 3,000 capabilities' worth; walking fewer takes under 15 ms."""
-
-
-StatusAtHead = tuple[KeyState | None, int]
-"""The status key of the last sync, if etcd holds one, and etcd's revision."""
 
 
 @contextmanager
@@ -135,7 +131,7 @@ def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
     scanner = Scanner(settings.capabilities)
     files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
 
-    def desire(source: SourceFile) -> DesiredCapability:
+    def capability(source: SourceFile) -> DesiredCapability:
         found = rendered.get((source.name, source.sha256))
         if found is None:
             return render_file(settings, scanner.read(source))
@@ -145,7 +141,12 @@ def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
 
     nothing = RegistryState(revision=0, capability_keys={}, records={})
     assembly = assemble(
-        files.files, files.problems, nothing, prefix=settings.prefix, desire=desire, strict=settings.strict
+        files.files,
+        files.problems,
+        nothing,
+        prefix=settings.prefix,
+        desire=capability,
+        strict=settings.strict,
     )
     return len(files.files) + len(files.problems), assembly.problems
 
@@ -323,60 +324,55 @@ class Syncer:
     ) -> tuple[Scan, RegistryState | tuple[Converged, int] | None]:
         """The files, and etcd (or the mark of the last clean sync, see :meth:`_read_or_trust`),
         unless the cycle need not read it: read while the files are scanned."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
-            status = reader.submit(self._status_at_head) if self._last is None else None
-            first_read = (
-                None
-                if registry_unchanged and self._view is not None
-                else reader.submit(self._read_or_trust, status)
-            )
-            files = self._scan(changed_files, status)
-            return files, first_read.result() if first_read is not None else None
-
-    def _status_at_head(self) -> StatusAtHead:
-        """The status key of the last sync, if any, and etcd's revision."""
-        return self.store.get_at_head(status_key(self.settings.sync_prefix))
-
-    def _read_or_trust(
-        self, status_at_head: Future[StatusAtHead] | None
-    ) -> RegistryState | tuple[Converged, int]:
-        """etcd as it is now; or, on the process's first cycle (given the status of the last sync),
-        the mark of the last clean sync with etcd's revision, if the mark stands and was made with
-        these settings (the files are compared once scanned)."""
+        if self._last is None:
+            return self._first_scan_and_read()
         settings = self.settings
-        if status_at_head is not None:
-            status, head = status_at_head.result()
-            recorded = _status_in(status)
-            converged = Converged.from_json(recorded.get("converged")) if recorded is not None else None
-            if (
-                status is not None
-                and recorded is not None
-                and converged is not None
-                and converged.settings == self._fingerprint
-                and converged.stands(status.mod_revision, head)
-                # A new commit that changed no manifest still goes into the status.
-                and recorded.get("commit") == head_commit(settings.capabilities)
-            ):
-                return converged, head
-        return self.store.read(settings.prefix, settings.sync_prefix)
+        if registry_unchanged and self._view is not None:
+            return self._scanner.scan(changed_files), None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
+            read = reader.submit(self.store.read, settings.prefix, settings.sync_prefix)
+            return self._scanner.scan(changed_files), read.result()
 
-    def _scan(
-        self, changed_files: Collection[str] | None, status_at_head: Future[StatusAtHead] | None
-    ) -> Scan:
-        """The files, as the cycle must look at them. In the process's first cycle, when etcd holds
-        no status of this service (its first sync into this etcd, or a restore), every file will
-        be parsed: then the parse workers scan them too, reading and hashing each file once, not
-        once to scan it and again to parse it (a quarter less work for a cold sync's files)."""
-        scanner = self._scanner
-        if self._last is not None:
-            return scanner.scan(changed_files)
-        if status_at_head is not None and status_at_head.result()[0] is None:
-            scanned = scan_and_render_in_parallel(self.settings, scanner)
-            if scanned is not None:
-                files, rendered = scanned
-                self._rendered.update(rendered)
-                return files
-        return scanner.scan()
+    def _first_scan_and_read(self) -> tuple[Scan, RegistryState | tuple[Converged, int]]:
+        """The process's first look at the files and at etcd.
+
+        A first sync into this etcd (etcd holds neither a status nor a record of this service)
+        parses every file: then the parse workers scan the files too, reading and hashing each
+        once, not once to scan it and again to parse it. They are forked once etcd has been read,
+        as gRPC does not support a fork while a call is in flight. Otherwise etcd is read (or the
+        last sync's mark trusted) while the files are scanned here."""
+        settings = self.settings
+        status, head = self.store.get_at_head(status_key(settings.sync_prefix))
+        if status is None and not self._rendered:
+            read = self.store.read(settings.prefix, settings.sync_prefix)
+            scanned = None if read.records else scan_and_render_in_parallel(settings, self._scanner)
+            if scanned is None:
+                return self._scanner.scan(), read
+            files, rendered = scanned
+            self._rendered.update(rendered)
+            return files, read
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
+            read_or_mark = reader.submit(self._read_or_trust, status, head)
+            return self._scanner.scan(), read_or_mark.result()
+
+    def _read_or_trust(self, status: KeyState | None, head: int) -> RegistryState | tuple[Converged, int]:
+        """The mark of the last clean sync with etcd's revision ``head``, if ``status`` (the last
+        sync's) holds a mark that stands and was made with these settings (the files are compared
+        once scanned); else etcd as it is now."""
+        settings = self.settings
+        recorded = _status_in(status)
+        converged = Converged.from_json(recorded.get("converged")) if recorded is not None else None
+        if (
+            status is not None
+            and recorded is not None
+            and converged is not None
+            and converged.settings == self._fingerprint
+            and converged.stands(status.mod_revision, head)
+            # A new commit that changed no manifest still goes into the status.
+            and recorded.get("commit") == head_commit(settings.capabilities)
+        ):
+            return converged, head
+        return self.store.read(settings.prefix, settings.sync_prefix)
 
     def _report_converged(self, converged: Converged, head: int) -> CycleReport:
         """The cycle a restart need not run: the last clean sync's result, as that cycle logged it."""

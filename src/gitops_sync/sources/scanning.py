@@ -47,7 +47,7 @@ class Examined:
     all (a directory), or gone when it was not listed just now."""
     signature: Signature | None = None
     """The file's status, when its outcome stands until the status changes."""
-    content: bytes | None = None
+    content: bytes | None = field(default=None, repr=False, compare=False)
     """The bytes the hash is of, for whoever parses them; the scanner does not keep them."""
 
 
@@ -84,49 +84,20 @@ class Scanner:
     def names(self) -> list[str]:
         """The manifest files in the directory, by name in order, as a full scan lists them.
 
-        With :meth:`examine` this is a full scan that others can share out (parse workers, which
-        read each file once for both); :meth:`scan` then takes what they found."""
+        With :meth:`examine` and :meth:`adopt`, this is a full scan that others can share out:
+        parse workers, which read each file once to hash and to parse it."""
+        self._resolve()
         return sorted(self._list())
 
     def examine(self, name: str) -> Examined:
-        """Look at one listed file afresh: read and hash it. The scanner is left as it was."""
-        root = self._root or self.directory.resolve(strict=True)
+        """Look afresh at a file :meth:`names` listed: read and hash it. The scanner is left as it
+        was, so any process can do this."""
+        root = self._root or self._resolve()
         return _look(name, f"{self.directory}{os.sep}{name}", root, time.time_ns() - RACY_NS, listed=True)
 
-    def scan(
-        self, changed: Collection[str] | None = None, *, examined: Mapping[str, Examined] | None = None
-    ) -> Scan:
-        """All manifests; ``changed``: the names of the only files that may differ from the last
-        scan (None: any may, so list the directory and look at every file). ``examined``: a full
-        scan's every file, as :meth:`names` listed them and :meth:`examine` found them."""
-        if examined is not None:
-            return self._take(examined)
-        partial = changed is not None and self._scanned
-        names = self._changed(changed or ()) if partial else self._list()
-        unchanged = self._scanned
-        if not partial:
-            for name in self._outcomes.keys() - names:
-                del self._outcomes[name]
-                self._signatures.pop(name, None)
-                unchanged = False
-        added = not names <= self._outcomes.keys()
-        prefix = f"{self.directory}{os.sep}"
-        root = self._root or self.directory
-        # A file written within the clock's granularity of now may be written again unseen, with
-        # the same size and timestamps (git's "racy" entries): such files are read again next time.
-        recent = time.time_ns() - RACY_NS
-        for name in sorted(names):
-            outcome = self._examine(name, f"{prefix}{name}", root, recent, listed=not partial)
-            before = self._outcomes.pop(name, None)
-            unchanged = unchanged and outcome == before
-            if outcome is not None:
-                self._outcomes[name] = outcome
-        if added:
-            self._outcomes = dict(sorted(self._outcomes.items()))
-        return self._scan(unchanged=unchanged)
-
-    def _take(self, examined: Mapping[str, Examined]) -> Scan:
-        """The scan made of what was found elsewhere (see :meth:`names`)."""
+    def adopt(self, examined: Mapping[str, Examined]) -> Scan:
+        """The full scan that :meth:`examine` made of each file :meth:`names` listed; the next
+        :meth:`scan` builds on it as on one of its own."""
         before = self._outcomes
         self._outcomes = {}
         self._signatures = {}
@@ -136,32 +107,60 @@ class Scanner:
                 self._outcomes[name] = found.outcome
             if found.signature is not None:
                 self._signatures[name] = found.signature
-        return self._scan(unchanged=self._scanned and self._outcomes == before)
+        return self._result(unchanged=self._scanned and self._outcomes == before)
 
-    def _scan(self, *, unchanged: bool) -> Scan:
+    def scan(self, changed: Collection[str] | None = None) -> Scan:
+        """All manifests; ``changed``: the names of the only files that may differ from the last
+        scan (None: any may, so list the directory and look at every file)."""
+        partial = changed is not None and self._scanned
+        root = self._resolve()
+        names = self._changed(changed or ()) if partial else self._list()
+        unchanged = self._scanned
+        if not partial:
+            for name in self._outcomes.keys() - names:
+                del self._outcomes[name]
+                self._signatures.pop(name, None)
+                unchanged = False
+        added = not names <= self._outcomes.keys()
+        prefix = f"{self.directory}{os.sep}"
+        # A file written within the clock's granularity of now may be written again unseen, with
+        # the same size and timestamps (git's "racy" entries): such files are read again next time.
+        recent = time.time_ns() - RACY_NS
+        for name in sorted(names):
+            outcome = self._outcome(name, f"{prefix}{name}", root, recent, listed=not partial)
+            before = self._outcomes.pop(name, None)
+            unchanged = unchanged and outcome == before
+            if outcome is not None:
+                self._outcomes[name] = outcome
+        if added:
+            self._outcomes = dict(sorted(self._outcomes.items()))
+        return self._result(unchanged=unchanged)
+
+    def _result(self, *, unchanged: bool) -> Scan:
         self._scanned = True
         outcomes = self._outcomes.values()
         files = tuple(outcome for outcome in outcomes if isinstance(outcome, SourceFile))
         problems = tuple(outcome for outcome in outcomes if isinstance(outcome, Problem))
         return Scan(files, problems, unchanged=unchanged)
 
-    def _list(self) -> set[str]:
-        directory = self.directory
+    def _resolve(self) -> Path:
+        """The directory's real path, which symlinks must stay inside."""
         try:
-            self._root = directory.resolve(strict=True)
-            with os.scandir(directory) as listing:
+            self._root = self.directory.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop, on Python 3.11
+            raise _unavailable(self.directory, exc) from None
+        return self._root
+
+    def _list(self) -> set[str]:
+        try:
+            with os.scandir(self.directory) as listing:
                 return {entry.name for entry in listing if is_manifest_name(entry.name)}
         except OSError as exc:
-            raise _unavailable(directory, exc) from None
+            raise _unavailable(self.directory, exc) from None
 
     def _changed(self, changed: Collection[str]) -> set[str]:
-        directory = self.directory
-        try:
-            self._root = directory.resolve(strict=True)
-            if not directory.is_dir():
-                raise NotADirectoryError
-        except OSError as exc:
-            raise _unavailable(directory, exc) from None
+        if not self.directory.is_dir():
+            raise _unavailable(self.directory, NotADirectoryError())
         names = {name for name in changed if is_manifest_name(name)}
         # And those a file event may not tell about: symlinks (their target changes elsewhere),
         # files with a problem, files written just now.
@@ -186,7 +185,7 @@ class Scanner:
         outcome = self._outcomes.get(name)
         return outcome.sha256 if isinstance(outcome, SourceFile) else None
 
-    def _examine(
+    def _outcome(
         self, name: str, path: str, root: Path, recent: int, *, listed: bool
     ) -> SourceFile | Problem | None:
         """One file's outcome: the last one while the file's status is the same, else what reading
@@ -231,7 +230,8 @@ def _look(
         return Examined(None)
     return Examined(
         SourceFile(name, None, hashlib.sha256(content).hexdigest()),
-        signature if signature is not None and signature[2] < recent else None,
+        # The change time too: an old modification time can be set, but the file is new.
+        signature if signature is not None and max(signature[2], signature[3]) < recent else None,
         content,
     )
 
@@ -250,7 +250,9 @@ def _problem(name: str, exc: OSError | _Unusable, *, listed: bool) -> Problem | 
     return Problem(name, "disappeared while being read (a checkout in progress?); checked again next cycle")
 
 
-def _unavailable(directory: Path, exc: OSError) -> SourceUnavailable:
+def _unavailable(directory: Path, exc: OSError | RuntimeError) -> SourceUnavailable:
+    if isinstance(exc, RuntimeError):
+        return SourceUnavailable(f"{directory} is a symlink loop")
     if isinstance(exc, FileNotFoundError):
         return SourceUnavailable(f"capabilities directory {directory} does not exist")
     if isinstance(exc, NotADirectoryError):
@@ -265,7 +267,10 @@ def _signature(status: os.stat_result) -> Signature:
 def _read(path: str, root: Path, *, symlink: bool) -> bytes | None:
     """The file's bytes; None for a directory that happens to be named ``*.yaml``."""
     if symlink:
-        target = Path(path).resolve()
+        try:
+            target = Path(path).resolve()
+        except RuntimeError:  # Python 3.11 says "Symlink loop"; later versions raise OSError (ELOOP)
+            raise _Unusable("is a symlink loop; point it at a manifest file") from None
         if not target.is_relative_to(root):
             msg = f"is a symlink to {target}, outside the capabilities directory; copy the file in instead"
             raise _Unusable(msg)
