@@ -108,38 +108,22 @@ def worker_results(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return received
 
 
+@JOBS
 def test_workers_render_every_file_as_one_process_would_in_order(
-    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
+    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch, job: str
 ) -> None:
+    """Rendering the files a scan found; or, in a first sync, scanning them too, reading each once
+    (see :func:`parsing.scan_and_render`): the same scan, and the same results."""
     settings, scanner, sources = setup
     once_a_worker_started(monkeypatch)
     from_workers = worker_results(monkeypatch)
 
-    parallel = in_parallel(settings, scanner, sources)
+    parallel = in_parallel(settings, scanner, sources, job)
 
     assert from_workers, "the worker did none of the work"
     assert len(parallel) == 48 * COPIES + 1
     assert parallel == one_by_one(settings, scanner, sources)
     assert sum("broken.yaml" in result for result in parallel) == 1
-
-
-def test_workers_scan_and_render_every_file_as_one_process_would_in_order(
-    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A first sync's workers scan the files too, reading each once (see :func:`parsing.scan_and_render`)."""
-    settings, scanner, sources = setup
-    once_a_worker_started(monkeypatch)
-    from_workers = worker_results(monkeypatch)
-
-    scanned = parsing.scan_and_render_in_parallel(settings, Scanner(settings.capabilities))
-
-    assert scanned is not None, "too few files or cores for workers"
-    assert from_workers, "the worker did none of the work"
-    files, rendered = scanned
-    assert files == scanner.scan()
-    assert [shown(rendered[(source.name, source.sha256)]) for source in sources] == one_by_one(
-        settings, scanner, sources
-    )
 
 
 def parsed_while_a_worker(
