@@ -222,3 +222,14 @@ def test_interrupted_the_parent_stops_the_workers_within_a_share(
         parsing.render_in_parallel(settings, scanner.read, sources)
 
     assert 0 < in_workers.value < 100, "the worker went on taking shares"  # all 289 without
+
+
+def test_with_one_core_nothing_is_shared_out_and_the_directory_is_listed_only_by_the_scan(
+    setup: tuple[Settings, Scanner, list[SourceFile]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _, _ = setup
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    scanner = Scanner(settings.capabilities)
+    monkeypatch.setattr(scanner, "names", lambda: pytest.fail("listed for workers there are none of"))
+
+    assert parsing.scan_and_render_in_parallel(settings, scanner) is None

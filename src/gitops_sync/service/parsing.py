@@ -144,6 +144,8 @@ def scan_and_render_in_parallel(
     """A full scan made by worker processes, which render each manifest from the bytes they hashed
     (:func:`scan_and_render`): the scan, and by file name and hash, what each manifest rendered
     to. None when there are too few files, or too few cores, for workers to pay off."""
+    if _workers() < 1:
+        return None  # before listing the directory, which the caller's own scan does then
     names = scanner.names()
     work = functools.partial(scan_and_render, settings, scanner)
     scanned = _in_parallel(_Job(names, work, _scanned_to_wire, _scanned_from_wire))
@@ -157,10 +159,15 @@ def scan_and_render_in_parallel(
 
 
 def _in_parallel(job: _Job[Item, Result, Wire]) -> list[Result] | None:
-    workers = min((os.cpu_count() or 1) - 1, MAX_WORKERS)
+    workers = _workers()
     if len(job.items) < PARALLEL_FROM or workers < 1:
         return None
     return _with_workers(job, workers)
+
+
+def _workers() -> int:
+    """Worker processes to fork: one per core besides this process's own."""
+    return min((os.cpu_count() or 1) - 1, MAX_WORKERS)
 
 
 class _Shares:
