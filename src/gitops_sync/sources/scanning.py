@@ -7,7 +7,6 @@ keeps its last good state in etcd; nothing here can hang or crash the cycle.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
@@ -170,15 +169,10 @@ class Scanner:
     def read(self, source: SourceFile) -> SourceFile:
         """``source`` with its content, read again; raises :class:`SourceChanged` if the file is no
         longer what the scan found."""
-        path = f"{self.directory}{os.sep}{source.name}"
-        try:
-            root = self._root or self.directory.resolve(strict=True)
-            content = _read(path, root, symlink=stat.S_ISLNK(os.lstat(path).st_mode))
-        except (OSError, _Unusable):
-            content = None
-        if content is None or hashlib.sha256(content).hexdigest() != source.sha256:
+        found = self.examine(source.name)
+        if not isinstance(found.outcome, SourceFile) or found.outcome.sha256 != source.sha256:
             raise SourceChanged(source.name, "changed while being read; checked again next cycle")
-        return dataclasses.replace(source, content=content)
+        return SourceFile(source.name, found.content, source.sha256)
 
     def sha256_of(self, name: str) -> str | None:
         """The hash of the content the last scan found in the file ``name``, if it found one."""
