@@ -8,6 +8,7 @@ writer is not retried blindly: the cycle re-reads etcd and plans again, and Git'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import json
 import logging
@@ -16,7 +17,7 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from gitops_sync import __version__
 from gitops_sync.core.assembling import Assembly, assemble, find_reusable, remembered_for
@@ -33,8 +34,9 @@ from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service.parsing import (
     PARALLEL_FROM,
+    Reader,
+    Rendered,
     read_and_render,
-    render_file,
     render_in_parallel,
     scan_and_render_in_parallel,
 )
@@ -45,6 +47,8 @@ from gitops_sync.sources.scanning import Scan, Scanner
 from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
+
+T = TypeVar("T")
 
 MAX_ATTEMPTS: Final = 3
 """Plans per cycle when transactions keep losing to a concurrent writer."""
@@ -130,25 +134,32 @@ def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
     """
     scanner = Scanner(settings.capabilities)
     files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
-
-    def capability(source: SourceFile) -> DesiredCapability:
-        found = rendered.get((source.name, source.sha256))
-        if found is None:
-            return render_file(settings, scanner.read(source))
-        if isinstance(found, ManifestError):
-            raise found
-        return found
-
     nothing = RegistryState(revision=0, capability_keys={}, records={})
     assembly = assemble(
         files.files,
         files.problems,
         nothing,
         prefix=settings.prefix,
-        desire=capability,
+        desire=functools.partial(_desired, rendered, settings, scanner.read),
         strict=settings.strict,
     )
     return len(files.files) + len(files.problems), assembly.problems
+
+
+def _desired(
+    rendered: dict[tuple[str, str], Rendered], settings: Settings, read: Reader, source: SourceFile
+) -> DesiredCapability:
+    """Parse and render a file, once per distinct content: ``rendered`` keeps each by file name
+    and hash."""
+    key = (source.name, source.sha256)
+    cached = rendered.get(key)
+    if cached is None:
+        cached = read_and_render(settings, read, source)
+        if not isinstance(cached, SourceChanged):  # a passing state, not the content's
+            rendered[key] = cached
+    if isinstance(cached, ManifestError):
+        raise cached
+    return cached
 
 
 class Syncer:
@@ -329,9 +340,17 @@ class Syncer:
         settings = self.settings
         if registry_unchanged and self._view is not None:
             return self._scanner.scan(changed_files), None
+        return self._scanned_while(
+            functools.partial(self.store.read, settings.prefix, settings.sync_prefix), changed_files
+        )
+
+    def _scanned_while(
+        self, read: Callable[[], T], changed_files: Collection[str] | None = None
+    ) -> tuple[Scan, T]:
+        """The files, scanned while ``read`` reads etcd in a thread, and what it read."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
-            read = reader.submit(self.store.read, settings.prefix, settings.sync_prefix)
-            return self._scanner.scan(changed_files), read.result()
+            reading = reader.submit(read)
+            return self._scanner.scan(changed_files), reading.result()
 
     def _first_scan_and_read(self) -> tuple[Scan, RegistryState | tuple[Converged, int]]:
         """The process's first look at the files and at etcd.
@@ -351,9 +370,7 @@ class Syncer:
             files, rendered = scanned
             self._rendered.update(rendered)
             return files, read
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
-            read_or_mark = reader.submit(self._read_or_trust, status, head)
-            return self._scanner.scan(), read_or_mark.result()
+        return self._scanned_while(functools.partial(self._read_or_trust, status, head))
 
     def _read_or_trust(self, status: KeyState | None, head: int) -> RegistryState | tuple[Converged, int]:
         """The mark of the last clean sync with etcd's revision ``head``, if ``status`` (the last
@@ -413,16 +430,7 @@ class Syncer:
         )
 
     def _desire(self, source: SourceFile) -> DesiredCapability:
-        """Parse and render a file, once per distinct content."""
-        key = (source.name, source.sha256)
-        cached = self._rendered.get(key)
-        if cached is None:
-            cached = read_and_render(self.settings, self._scanner.read, source)
-            if not isinstance(cached, SourceChanged):  # a passing state, not the content's
-                self._rendered[key] = cached
-        if isinstance(cached, ManifestError):
-            raise cached
-        return cached
+        return _desired(self._rendered, self.settings, self._scanner.read, source)
 
     def _render_in_parallel(self, sources: list[SourceFile]) -> None:
         """Parse many files on every core (a cold start, a big checkout); a few, here and now."""
