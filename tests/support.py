@@ -144,3 +144,12 @@ def files_opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(os, "open", counting_open)
     return opened
+
+
+def renamed_copies(directory: Path, copies: int) -> None:
+    """Write the 48 real manifests into ``directory`` ``copies`` times over, each under a new name
+    and id (``{id}_copy{n}``), for tests that need many files."""
+    for copy in range(copies):
+        for path in CHORA_BASE.glob("*.yaml"):
+            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
+            (directory / f"{path.stem}_copy{copy}.yaml").write_text(text)

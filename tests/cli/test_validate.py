@@ -14,7 +14,7 @@ import yaml
 from gitops_sync.cli import main
 from gitops_sync.service import parsing, syncing
 from gitops_sync.testing import free_port
-from support import CHORA_BASE, EXAMPLES, ROOT
+from support import CHORA_BASE, EXAMPLES, ROOT, renamed_copies
 
 REFERENCE = CHORA_BASE.parent / "reference"
 DANGLING = (
@@ -57,10 +57,7 @@ def test_the_examples_are_clean(capsys: pytest.CaptureFixture[str]) -> None:
 def test_many_manifests_are_checked_on_every_core_with_the_same_report(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for copy in range(3):  # 48 real manifests, 3 times over under other names, and a broken one
-        for path in CHORA_BASE.glob("*.yaml"):
-            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
-            (tmp_path / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    renamed_copies(tmp_path, 3)  # and a broken one
     (tmp_path / "broken.yaml").write_text("metadata: [unclosed\n")
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one worker, whatever the machine
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)

@@ -33,7 +33,7 @@ from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
-from support import CHORA_BASE, LONG_AFTER_NS, PREFIX, files_opened, keys_under, value_of
+from support import CHORA_BASE, LONG_AFTER_NS, PREFIX, files_opened, keys_under, renamed_copies, value_of
 
 REGISTRY = "chora.devex.registry"
 
@@ -149,10 +149,7 @@ def many_copies(capabilities: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """48 real manifests and 4 x 48 renamed copies: 240 to parse, by one worker and this process."""
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for copy in range(4):
-        for path in CHORA_BASE.glob("*.yaml"):
-            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
-            (capabilities / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    renamed_copies(capabilities, 4)
 
 
 def files_read(monkeypatch: pytest.MonkeyPatch) -> Synchronized[int]:

@@ -19,7 +19,7 @@ from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing
 from gitops_sync.settings import Settings
 from gitops_sync.sources.scanning import Scanner
-from support import CHORA_BASE
+from support import renamed_copies
 
 COPIES = 6
 """48 real manifests, 6 times over under other names: 288 files, several shares each process."""
@@ -27,10 +27,7 @@ COPIES = 6
 
 @pytest.fixture
 def many(tmp_path: Path) -> Path:
-    for copy in range(COPIES):
-        for path in CHORA_BASE.glob("*.yaml"):
-            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
-            (tmp_path / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    renamed_copies(tmp_path, COPIES)
     (tmp_path / "broken.yaml").write_text("metadata: [unclosed\n")
     return tmp_path
 
