@@ -283,6 +283,25 @@ def test_after_a_failed_cycle_the_next_one_reads_everything_again(
     assert store.reads == reads + 1
 
 
+def test_a_cycle_after_one_told_it_was_the_last_reads_everything_again(
+    settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """A one-shot sync keeps nothing up to date for a next cycle; should one come, it must not
+    trust what the last one left behind, so a hand edit made in between is still put back."""
+    with CountingStore(settings.etcd) as store:
+        syncer = Syncer(settings, store)
+        first = syncer.run_cycle(last=True)
+        etcd.put(f"{PREFIX}{REGISTRY}/version", "9.9.9")
+        reads = store.reads
+
+        again = syncer.run_cycle(registry_unchanged=True)  # as if no one had written since
+
+    assert (first.synced, first.errors) == (48, 0)
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert store.reads == reads + 1
+    assert (again.synced, again.skipped) == (1, 47)
+
+
 def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
     settings: Settings, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:
@@ -408,10 +427,16 @@ def test_events_never_postpone_the_interval_resync(settings: Settings) -> None:
 
     class Recording(Syncer):
         def run_cycle(
-            self, *, changed_files: Collection[str] | None = None, registry_unchanged: bool = False
+            self,
+            *,
+            changed_files: Collection[str] | None = None,
+            registry_unchanged: bool = False,
+            last: bool = False,
         ) -> CycleReport:
             calls.append(changed_files)
-            return super().run_cycle(changed_files=changed_files, registry_unchanged=registry_unchanged)
+            return super().run_cycle(
+                changed_files=changed_files, registry_unchanged=registry_unchanged, last=last
+            )
 
     clock = [1000.0]
     with EtcdStore(settings.etcd) as store:

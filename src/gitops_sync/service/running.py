@@ -54,7 +54,7 @@ def run(settings: Settings, mode: Mode, out: TextIO | None = None) -> ExitCode:
 
 def sync_once(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
     connect(store)
-    report = Syncer(settings, store).run_cycle()
+    report = Syncer(settings, store).run_cycle(last=True)
     if settings.dry_run:
         print_plan(report, out)
     return ExitCode.OK if report.ok else ExitCode.INVALID

@@ -202,7 +202,11 @@ class Syncer:
         """The settings that decide what a cycle writes and reports, for :class:`Converged`."""
 
     def run_cycle(
-        self, *, changed_files: Collection[str] | None = None, registry_unchanged: bool = False
+        self,
+        *,
+        changed_files: Collection[str] | None = None,
+        registry_unchanged: bool = False,
+        last: bool = False,
     ) -> CycleReport:
         """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything.
 
@@ -213,19 +217,31 @@ class Syncer:
         changed are compared with it; if no file changed either, and the last cycle applied
         everything it planned, this cycle would plan nothing: it is skipped, its problems reported
         again.
+        ``last``: no cycle follows (a one-shot sync). What only a next cycle would use is not kept
+        up to date: the view of etcd is not told of this cycle's writes, and the files they settled
+        are not remembered (at 10,000 capabilities, 0.1 CPU-seconds and 9 MB). Should a cycle
+        follow after all, it reads everything again, as after a failed one.
         """
         try:
             with collector_paused():
-                return self._run_cycle(changed_files, registry_unchanged=registry_unchanged)
+                report = self._run_cycle(changed_files, registry_unchanged=registry_unchanged, last=last)
         except BaseException:
-            # Whatever this cycle saw or half did, the next one reads everything again.
-            self._view = None
-            self._last = None
-            self._in_etcd = {}
-            self._relations = RelationChecks(strict=self.settings.strict)
+            self._forget()  # whatever this cycle saw or half did
             raise
+        if last:
+            self._forget()
+        return report
 
-    def _run_cycle(self, changed_files: Collection[str] | None, *, registry_unchanged: bool) -> CycleReport:
+    def _forget(self) -> None:
+        """Trust nothing the cycles so far saw of etcd: the next one reads everything again."""
+        self._view = None
+        self._last = None
+        self._in_etcd = {}
+        self._relations = RelationChecks(strict=self.settings.strict)
+
+    def _run_cycle(
+        self, changed_files: Collection[str] | None, *, registry_unchanged: bool, last: bool
+    ) -> CycleReport:
         settings = self.settings
         files, first = self._scan_and_read(changed_files, registry_unchanged=registry_unchanged)
         if isinstance(first, tuple):
@@ -297,6 +313,8 @@ class Syncer:
             )
             if settings.dry_run:
                 break
+            if last:
+                self._view = None  # not kept up to date with the writes: no cycle will plan against it
             try:
                 transactions = self._apply(planned, applied, assembly.drifted | assembly.settled)
             except StoreConflict as exc:
@@ -318,7 +336,8 @@ class Syncer:
         self._log(report, assembly)
         self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
         if not settings.dry_run:
-            self._settle(assembly, report.failed, differing)
+            if not last:
+                self._settle(assembly, report.failed, differing)
             self._record_status(
                 report, actual, None if known else self._mark(report, files, transactions), transactions
             )
