@@ -14,7 +14,6 @@ from gitops_sync.model.keys import (
     capability_key,
     capability_keys,
     managed_key,
-    split_capability_key,
 )
 from gitops_sync.model.plans import Change, ChangeKind, DesiredCapability, DesiredState, Plan
 from gitops_sync.model.registry import RegistryState
@@ -50,7 +49,7 @@ def plan(
     changes = [
         change
         for capability_id in sorted(considered)
-        if (change := _upsert(desired.capabilities[capability_id], actual, prefix, sync_prefix))
+        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix))
     ]
     unchanged = desired.capabilities.keys() - {change.capability_id for change in changes}
 
@@ -85,9 +84,7 @@ def keys_by_id(actual: RegistryState, prefix: str) -> dict[str, int]:
     return counts
 
 
-def _upsert(
-    capability: DesiredCapability, actual: RegistryState, prefix: str, sync_prefix: str
-) -> Change | None:
+def _upsert(capability: DesiredCapability, actual: RegistryState, sync_prefix: str) -> Change | None:
     """The writes that give ``capability`` its values, with its record.
 
     The record is written with every write of the keys, and the transaction expects each of the
@@ -106,8 +103,7 @@ def _upsert(
         expected.append((key, state.mod_revision if state else 0))
         if state is None or state.value != value:
             puts.append((key, value))
-            parts = split_capability_key(prefix, key)
-            fields.append(parts[1] if parts else key)
+            fields.append(key.rpartition("/")[2])  # the key is ``{prefix}{id}/{field}``
     record_key = managed_key(sync_prefix, capability.id)
     record = actual.records.get(capability.id)
     if not puts and record is not None and record.value == capability.record:
