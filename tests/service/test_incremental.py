@@ -489,14 +489,16 @@ def test_watch_mode_prepares_the_parser_once_started_not_on_the_first_edit(
     assert validating._validator.cache_info().currsize == 1
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["after a cycle", "after a one-shot sync"])
 def test_a_restart_after_a_clean_sync_reads_and_parses_nothing(
     settings: Settings,
     etcd: etcd3.MultiEndpointEtcd3Client,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    last: bool,
 ) -> None:
     with EtcdStore(settings.etcd) as store:
-        Syncer(settings, store).run_cycle()
+        Syncer(settings, store).run_cycle(last=last)
     before = keys_under(etcd, "/chora/")
     monkeypatch.setattr(parsing, "render_file", lambda *_: pytest.fail("parsed a file"))
 

@@ -115,11 +115,13 @@ def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
     assert reader.mixed == []
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["cycle", "one-shot"])
 def test_a_concurrent_writer_is_detected_and_git_wins(
     etcd_server: EtcdProcess,
     capabilities: Path,
     etcd: etcd3.MultiEndpointEtcd3Client,
     caplog: pytest.LogCaptureFixture,
+    last: bool,
 ) -> None:
     """Someone writes a key between the cycle's read and its transaction: the transaction must not
     overwrite it blindly; the cycle reads again, plans again, and then Git's value wins."""
@@ -138,7 +140,7 @@ def test_a_concurrent_writer_is_detected_and_git_wins(
             return super().commit(changes, fence)
 
     with RacedStore(connection) as store:
-        report = Syncer(settings, store).run_cycle()
+        report = Syncer(settings, store).run_cycle(last=last)
 
     assert "Conflict (attempt 1 of 3)" in caplog.text
     assert report.synced == 48
