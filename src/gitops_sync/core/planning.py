@@ -15,7 +15,14 @@ from gitops_sync.model.keys import (
     capability_keys,
     managed_key,
 )
-from gitops_sync.model.plans import Change, ChangeKind, DesiredCapability, DesiredState, Plan
+from gitops_sync.model.plans import (
+    Change,
+    ChangeKind,
+    DesiredCapability,
+    DesiredState,
+    Plan,
+    PruneRefusalReason,
+)
 from gitops_sync.model.registry import RegistryState
 
 
@@ -56,7 +63,8 @@ def plan(
     gone = sorted(
         actual.records.keys() - desired.capabilities.keys() - desired.held,
     )
-    refusal = _prune_refusal(gone, desired, prune)
+    refused = _prune_refusal(gone, desired, prune)
+    refusal, reason = refused if refused is not None else (None, None)
     if refusal is None:
         changes.extend(_delete(capability_id, actual, prefix, sync_prefix) for capability_id in gone)
 
@@ -68,6 +76,7 @@ def plan(
         unchanged=frozenset(unchanged),
         withheld_deletes=tuple(gone) if refusal else (),
         prune_refusal=refusal,
+        prune_refusal_reason=reason,
         foreign=tuple(sorted(foreign)),
     )
 
@@ -138,20 +147,24 @@ def _delete(capability_id: str, actual: RegistryState, prefix: str, sync_prefix:
     )
 
 
-def _prune_refusal(gone: list[str], desired: DesiredState, prune: PrunePolicy) -> str | None:
+def _prune_refusal(
+    gone: list[str], desired: DesiredState, prune: PrunePolicy
+) -> tuple[str, PruneRefusalReason] | None:
     if not gone:
         return None
     count = f"{len(gone)} capabilit{'y' if len(gone) == 1 else 'ies'}"
     if not prune.enabled:
-        return f"pruning is off (--no-prune); {count} without a manifest kept"
+        return f"pruning is off (--no-prune); {count} without a manifest kept", "disabled"
     if not desired.capabilities and not desired.held and not prune.allow_empty:
         return (
             f"the capabilities directory yields no manifests; refusing to delete {count} "
-            "(pass --allow-empty if the registry really should be emptied)"
+            "(pass --allow-empty if the registry really should be emptied)",
+            "empty",
         )
     if len(gone) > prune.max_deletes:
         return (
             f"{count} would be deleted, more than --max-prune {prune.max_deletes}; nothing deleted "
-            "(raise --max-prune if this is intended)"
+            "(raise --max-prune if this is intended)",
+            "max_prune",
         )
     return None

@@ -9,6 +9,8 @@ from typing import Literal
 from gitops_sync.model.manifests import Dependency
 
 ChangeKind = Literal["create", "update", "delete", "record"]
+PruneRefusalReason = Literal["disabled", "empty", "max_prune"]
+"""Why deletions were held back, as a short code for metrics and webhooks."""
 """``record``: only the service's bookkeeping for the capability changes, none of its four keys."""
 
 
@@ -64,6 +66,8 @@ class Plan:
     """Ids that would be pruned, but a safety rule held the deletion back."""
     prune_refusal: str | None = None
     """Why deletions were held back, in words for the log."""
+    prune_refusal_reason: PruneRefusalReason | None = None
+    """The same as a code: set exactly when ``prune_refusal`` is."""
     foreign: tuple[str, ...] = field(default=())
     """Ids under the prefix that this service does not manage and leaves alone."""
 

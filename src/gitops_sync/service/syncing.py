@@ -26,12 +26,13 @@ from gitops_sync.core.convergence import Converged, digest, files_digest
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import RENDERING, to_json
-from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, StoreError
+from gitops_sync.errors import GitOpsSyncError, ManifestError, SourceChanged, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
+from gitops_sync.service.outcomes import CycleListener, CycleOutcome, Trigger
 from gitops_sync.service.parsing import (
     PARALLEL_FROM,
     Reader,
@@ -105,6 +106,11 @@ class CycleReport:
     held: frozenset[str] = field(default_factory=frozenset)
     revision: int = 0
     """The etcd revision the cycle read at."""
+    written_revision: int = 0
+    """The revision of the cycle's last write to a capability; 0 if it wrote none."""
+    commit: str | None = None
+    drift_restored: tuple[str, ...] = ()
+    """Ids put back to Git's values after someone changed their keys in etcd."""
 
     @property
     def synced(self) -> int:
@@ -165,9 +171,11 @@ def _desired(
 class Syncer:
     """Runs sync cycles against one store, remembering parsed files between cycles."""
 
-    def __init__(self, settings: Settings, store: EtcdStore) -> None:
+    def __init__(self, settings: Settings, store: EtcdStore, listener: CycleListener | None = None) -> None:
         self.settings = settings
         self.store = store
+        self._listener = listener
+        """Told what each cycle did (metrics, status, webhooks)."""
         self.fence: Fence | None = None
         """Set while leading a group of replicas: writes go through only while the lease holds."""
         self.drift_restored = 0
@@ -207,6 +215,7 @@ class Syncer:
         changed_files: Collection[str] | None = None,
         registry_unchanged: bool = False,
         last: bool = False,
+        trigger: Trigger = "start",
     ) -> CycleReport:
         """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything.
 
@@ -222,16 +231,60 @@ class Syncer:
         not remembered, and the cache of parsed files is not pruned (a cold sync of 10,000
         capabilities: 0.24 CPU-seconds and 5 MB of peak memory less). Should a cycle follow after
         all, it starts as after a failed one: it trusts only a mark that still stands, or reads etcd.
+        ``trigger``: what started the cycle, for the listener.
         """
+        started = datetime.now(UTC)
         try:
             with collector_paused():
-                report = self._run_cycle(changed_files, registry_unchanged=registry_unchanged, last=last)
-        except BaseException:
+                report = self._run_cycle(
+                    changed_files,
+                    registry_unchanged=registry_unchanged,
+                    last=last,
+                    cycle=(trigger, started),
+                )
+        except BaseException as exc:
             self._forget()  # whatever this cycle saw or half did
+            if self._listener is not None and isinstance(exc, GitOpsSyncError):
+                self._listener.cycle_finished(
+                    CycleOutcome(
+                        trigger=trigger,
+                        started_at=started,
+                        finished_at=datetime.now(UTC),
+                        result="failed",
+                        leader=self.fence is not None,
+                        error=str(exc),
+                    )
+                )
             raise
         if last:
             self._forget()
+        if self._listener is not None and not self.settings.dry_run:
+            self._listener.cycle_finished(self._outcome(report, trigger, started))
         return report
+
+    def _outcome(self, report: CycleReport, trigger: Trigger, started: datetime) -> CycleOutcome:
+        applied = report.applied
+        kinds = [change.kind for change in applied]
+        return CycleOutcome(
+            trigger=trigger,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            result="failed" if report.failed else "applied" if applied else "unchanged",
+            created=tuple(change.capability_id for change in applied if change.kind == "create"),
+            updated=tuple(change.capability_id for change in applied if change.kind == "update"),
+            deleted=tuple(change.capability_id for change in applied if change.kind == "delete"),
+            unchanged=report.skipped,
+            capabilities=report.desired,
+            problems=report.problems,
+            failed_writes=report.failed,
+            revision=max(report.revision, report.written_revision),
+            commit=report.commit,
+            leader=self.fence is not None,
+            drift_restored=report.drift_restored,
+            prune_refused=report.plan.prune_refusal_reason,
+            prune_refusal=report.plan.prune_refusal,
+            writes=tuple((kind, kinds.count(kind)) for kind in sorted(set(kinds))),
+        )
 
     def _forget(self) -> None:
         """Trust nothing the cycles so far saw of etcd: the next one starts as the first does.
@@ -243,7 +296,12 @@ class Syncer:
         self._relations = RelationChecks(strict=self.settings.strict)
 
     def _run_cycle(
-        self, changed_files: Collection[str] | None, *, registry_unchanged: bool, last: bool
+        self,
+        changed_files: Collection[str] | None,
+        *,
+        registry_unchanged: bool,
+        last: bool,
+        cycle: tuple[Trigger, datetime],
     ) -> CycleReport:
         settings = self.settings
         files, first = self._scan_and_read(changed_files, registry_unchanged=registry_unchanged)
@@ -264,6 +322,7 @@ class Syncer:
             log.info("Sync complete: 0 synced, %d skipped, %d errors", report.skipped, report.errors)
             return report
         applied: list[Change] = []
+        committed: list[int] = []
         failed: tuple[str, ...] = ()
         transactions = 0
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -319,7 +378,7 @@ class Syncer:
             if last:
                 self._view = None  # not kept up to date with the writes: no cycle will plan against it
             try:
-                transactions = self._apply(planned, applied, assembly.drifted | assembly.settled)
+                transactions = self._apply(planned, applied, assembly.drifted | assembly.settled, committed)
             except StoreConflict as exc:
                 self._view = None
                 log.warning("Conflict (attempt %d of %d): %s; re-planning", attempt, MAX_ATTEMPTS, exc)
@@ -335,14 +394,23 @@ class Syncer:
             failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
             held=assembly.desired.held,
             revision=actual.revision,
+            written_revision=max(committed, default=0),
+            commit=None if settings.dry_run else head_commit(settings.capabilities),
+            drift_restored=_restored(applied, assembly.drifted | assembly.settled),
         )
         self._log(report, assembly)
-        self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
+        self._last = dataclasses.replace(
+            report, plan=dataclasses.replace(planned, changes=()), applied=(), drift_restored=()
+        )
         if not settings.dry_run:
             if not last:
                 self._settle(assembly, report.failed, differing)
             self._record_status(
-                report, actual, None if known else self._mark(report, files, transactions), transactions
+                report,
+                actual,
+                None if known else self._mark(report, files, transactions),
+                transactions,
+                cycle,
             )
             log.info(
                 "Sync complete: %d synced, %d skipped, %d errors",
@@ -416,7 +484,12 @@ class Syncer:
     def _report_converged(self, converged: Converged, head: int) -> CycleReport:
         """The cycle a restart need not run: the last clean sync's result, as that cycle logged it."""
         report = CycleReport(
-            plan=Plan(), problems=converged.warnings, desired=converged.capabilities, revision=head
+            plan=Plan(),
+            problems=converged.warnings,
+            desired=converged.capabilities,
+            revision=head,
+            # The mark holds only with the recorded commit; a listener is told it.
+            commit=head_commit(self.settings.capabilities) if self._listener is not None else None,
         )
         log.info("Found %d capability manifest(s)", converged.capabilities)
         log.debug(
@@ -526,12 +599,15 @@ class Syncer:
             if sha256_of(name) == sha and self._settled.get(name, (None,))[0] != sha
         }
 
-    def _apply(self, planned: Plan, applied: list[Change], drifted: frozenset[str]) -> int:
+    def _apply(
+        self, planned: Plan, applied: list[Change], drifted: frozenset[str], committed: list[int]
+    ) -> int:
         """Commit the plan's batches, a few at a time: while etcd applies one, the next is sent.
         Returns how many were committed (all of them: else it raises).
 
         Each batch stands alone (a capability is never split), so their order does not matter; what
-        went through is applied to the view and logged in plan order. If any batch fails, no more
+        went through is applied to the view, logged in plan order, and its revision added to
+        ``committed``. If any batch fails, no more
         are sent, and the first failure is raised once those in flight have finished.
         """
         fence = self.fence
@@ -565,6 +641,7 @@ class Syncer:
                 if self._view is not None:
                     self._view.apply(batch, revision)
                 applied.extend(batch)
+                committed.append(revision)
                 self._log_applied(batch, drifted)
         finally:
             # On any other error (Ctrl+C in a one-shot sync, say), no more batches go out.
@@ -612,7 +689,12 @@ class Syncer:
             log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))
 
     def _record_status(
-        self, report: CycleReport, actual: RegistryState, converged: Converged | None, transactions: int
+        self,
+        report: CycleReport,
+        actual: RegistryState,
+        converged: Converged | None,
+        transactions: int,
+        cycle: tuple[Trigger, datetime],
     ) -> None:
         """Write the cycle's result under the sync prefix, with its mark if it has one, when it
         differs from the last, or when the cycle wrote and can leave a new mark (its writes ended
@@ -620,7 +702,7 @@ class Syncer:
         mark that no longer stands never misleads: any write to etcd, or a changed file, ends it.)"""
         errors = [str(problem) for problem in report.problems if problem.severity == "error"]
         status: dict[str, object] = {
-            "commit": head_commit(self.settings.capabilities),
+            "commit": report.commit,
             "capabilities": report.desired,
             "errors": errors[:STATUS_LISTS],
             "error_count": len(errors),
@@ -628,12 +710,27 @@ class Syncer:
             "failed_count": len(report.failed),
             "drift_restored": self.drift_restored,
             "converged": converged.as_json() if converged is not None else None,
+            "problems": [problem_json(problem) for problem in report.problems[:STATUS_LISTS]],
+            "problem_count": len(report.problems),
         }
         previous = _status_in(actual.status)
         renewed = converged is not None and transactions > 0
         if previous is not None and _lasting(previous) == _lasting(status) and not renewed:
             return
-        status["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        finished = datetime.now(UTC)
+        status["updated_at"] = finished.isoformat(timespec="seconds")
+        status["revision"] = max(report.revision, report.written_revision)
+        trigger, started = cycle
+        status["last_cycle"] = {
+            "trigger": trigger,
+            "started_at": started.isoformat(timespec="milliseconds"),
+            "finished_at": finished.isoformat(timespec="milliseconds"),
+            "created": sum(change.kind == "create" for change in report.applied),
+            "updated": sum(change.kind == "update" for change in report.applied),
+            "deleted": report.deleted,
+            "unchanged": report.skipped,
+            "errors": report.errors,
+        }
         try:
             value = to_json(status)
             self._status_pending = True
@@ -647,6 +744,16 @@ class Syncer:
             log.warning("Could not record the sync status: %s", exc)
 
 
+def _restored(applied: Sequence[Change], drifted: frozenset[str]) -> tuple[str, ...]:
+    """The ids among ``drifted`` whose keys the cycle wrote back (as :meth:`Syncer._log_applied`
+    logs and counts them)."""
+    return tuple(
+        change.capability_id
+        for change in applied
+        if change.kind in ("create", "update") and change.capability_id in drifted
+    )
+
+
 def _status_in(state: KeyState | None) -> dict[str, object] | None:
     try:
         status = json.loads(state.value or b"") if state is not None else None
@@ -655,6 +762,20 @@ def _status_in(state: KeyState | None) -> dict[str, object] | None:
     return status if isinstance(status, dict) else None
 
 
+_PASSING: Final = frozenset({"updated_at", "converged", "revision", "last_cycle"})
+"""What a status says of the cycle that wrote it, not of the registry: never a reason to write."""
+
+
 def _lasting(status: Mapping[str, object]) -> dict[str, object]:
-    """A status without when it was written, and without its mark."""
-    return {key: value for key, value in status.items() if key not in ("updated_at", "converged")}
+    """A status without when and by which cycle it was written, and without its mark."""
+    return {key: value for key, value in status.items() if key not in _PASSING}
+
+
+def problem_json(problem: Problem) -> dict[str, object]:
+    """A problem as the status, the HTTP API and webhooks show it."""
+    return {
+        "file": problem.source,
+        "line": problem.line,
+        "severity": problem.severity,
+        "message": problem.message,
+    }
