@@ -306,9 +306,8 @@ class Syncer:
         settings = self.settings
         files, first = self._scan_and_read(changed_files, registry_unchanged=registry_unchanged)
         if isinstance(first, tuple):
-            converged, head = first
-            if not files.problems and converged.files == files_digest(files.files):
-                return self._report_converged(converged, head)
+            if not files.problems and first[0].files == files_digest(files.files):
+                return self._report_converged(*first)
             first = None  # the files changed since: read etcd now
         if (
             registry_unchanged
