@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitops_sync import __version__, logs
 from gitops_sync.errors import ConfigurationError
@@ -15,9 +17,14 @@ from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
 from gitops_sync.service.running import ExitCode, Mode, run
 from gitops_sync.settings import ETCD_MAX_TXN_OPS, EtcdConnection, Settings
 
+if TYPE_CHECKING:
+    from gitops_sync.service.observing import Serve
+
 EPILOG = """\
 environment:
   LOG_LEVEL       debug, info (default), warning or error
+  LOG_FORMAT      text (default, the seed's lines) or json (one object a line)
+  GITOPS_SYNC_HTTP  default for --http (used only with --watch)
   ETCD_HOST       default for --etcd-host
   ETCD_PORT       default for --etcd-port
   ETCD_ENDPOINTS  default for --etcd-endpoints
@@ -128,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument(
         "--print-schema", action="store_true", help="print the JSON Schema of a capability manifest"
     )
+    modes.add_argument(
+        "--status",
+        action="store_true",
+        help="print the last sync's status as recorded in etcd (problems with file and line); "
+        "exit 1 if it found errors",
+    )
+    _add_observability(parser)
     parser.add_argument(
         "--lease-ttl",
         type=int,
@@ -165,6 +179,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_observability(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("observability and notifications")
+    group.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="with --watch: serve /livez, /readyz, /metrics and /v1/status there, e.g. 0.0.0.0:8080 "
+        "(default: $GITOPS_SYNC_HTTP; off)",
+    )
+    group.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="with --status: for a person (default) or as JSON, as GET /v1/status shows it",
+    )
+    group.add_argument(
+        "--webhook-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST a signed event there after each cycle that changed etcd or the set of problems "
+        "(repeatable; with --webhook-secret-file)",
+    )
+    group.add_argument(
+        "--webhook-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the whsec_... secret that signs webhooks (Standard Webhooks)",
+    )
+
+
+def _http_address(options: argparse.Namespace, mode: Mode) -> tuple[str, int] | None:
+    """``--http``, or ``$GITOPS_SYNC_HTTP`` in watch mode (a one-shot run in an image that sets it
+    ignores it); None if neither."""
+    text = options.http
+    if text is None:
+        text = os.environ.get("GITOPS_SYNC_HTTP", "").strip() or None
+        if text is None or mode != "watch":
+            return None
+    elif mode != "watch":
+        raise ConfigurationError("--http serves a running service: it needs --watch")
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigurationError(f"--http {text!r} is not HOST:PORT (e.g. 0.0.0.0:8080 or 127.0.0.1:9100)")
+    return host.strip("[]"), int(port)
+
+
+def _webhook_secret(options: argparse.Namespace) -> str | None:
+    if options.webhook_secret_file is None:
+        return None
+    try:
+        return str(options.webhook_secret_file.read_text()).strip()
+    except OSError as exc:
+        msg = f"--webhook-secret-file {options.webhook_secret_file}: {exc.strerror}"
+        raise ConfigurationError(msg) from None
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or not value.strip():
@@ -197,6 +267,10 @@ def settings_from(options: argparse.Namespace) -> Settings:
         allow_empty=options.allow_empty,
         strict=options.strict,
         max_txn_ops=options.max_txn_ops,
+        http=_http_address(options, mode_of(options)),
+        webhook_urls=tuple(options.webhook_url),
+        webhook_secret=_webhook_secret(options),
+        output=options.output,
     )
 
 
@@ -224,24 +298,34 @@ def _password(options: argparse.Namespace) -> str | None:
     return os.environ.get("ETCD_PASSWORD") or None
 
 
+MODE_OPTIONS: tuple[tuple[str, Mode], ...] = (
+    ("watch", "watch"),
+    ("list", "list"),
+    ("health_check", "health-check"),
+    ("validate", "validate"),
+    ("print_schema", "print-schema"),
+    ("status", "status"),
+)
+"""The mutually exclusive mode options, by their attribute; none of them: sync once."""
+
+
 def mode_of(options: argparse.Namespace) -> Mode:
-    if options.watch:
-        return "watch"
-    if options.list:
-        return "list"
-    if options.health_check:
-        return "health-check"
-    if options.validate:
-        return "validate"
-    if options.print_schema:
-        return "print-schema"
-    return "sync"
+    return next((mode for name, mode in MODE_OPTIONS if getattr(options, name)), "sync")
+
+
+def _server(settings: Settings) -> Serve | None:
+    """The HTTP server for ``--http``; imported only then."""
+    if settings.http is None:
+        return None
+    from gitops_sync.http.serving import serve  # noqa: PLC0415 - the HTTP stack, only with --http
+
+    return functools.partial(serve, settings.http)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
     try:
-        logs.configure(os.environ.get("LOG_LEVEL"))
+        logs.configure(os.environ.get("LOG_LEVEL"), os.environ.get("LOG_FORMAT"))
         settings = settings_from(options)
         mode = mode_of(options)
         if mode in ("sync", "watch", "validate") and not settings.capabilities.is_dir():
@@ -249,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"capabilities directory {settings.capabilities} does not exist or is not a "
                 "directory; pass --capabilities DIR"
             )
-        return run(settings, mode)
+        return run(settings, mode, serve=_server(settings))
     except ConfigurationError as exc:
         print(f"gitops-sync: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

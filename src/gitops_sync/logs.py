@@ -1,9 +1,12 @@
-"""Logging in the seed's format, at the level ``LOG_LEVEL`` asks for."""
+"""Logging in the seed's format, at the level ``LOG_LEVEL`` asks for; or, with ``LOG_FORMAT=json``,
+one JSON object a line for log pipelines."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Final
 
 from gitops_sync.errors import ConfigurationError
@@ -11,6 +14,9 @@ from gitops_sync.errors import ConfigurationError
 FORMAT: Final = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("text", "json")
+FIELDS: Final = ("capability", "file", "line", "revision", "trigger", "reason")
+"""Fields a log call may pass in ``extra``; the JSON format shows them (the text format does not)."""
 
 
 class _Formatter(logging.Formatter):
@@ -27,7 +33,24 @@ class _Formatter(logging.Formatter):
         return self._time
 
 
-def configure(level_name: str | None) -> None:
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", ...}``: one object a line, with the fields of
+    :data:`FIELDS` a record carries and the traceback of an exception, if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update((name, value) for name in FIELDS if (value := record.__dict__.get(name)) is not None)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure(level_name: str | None, format_name: str | None = None) -> None:
     """Send the service's log to stderr, e.g. ``2025-11-15 22:30:00 - gitops-sync - INFO - ...``.
 
     For the command line, which owns its process: like ``logging.basicConfig``, it sets logging up
@@ -35,8 +58,11 @@ def configure(level_name: str | None) -> None:
     level = (level_name or "info").strip().lower()
     if level not in LEVELS:
         raise ConfigurationError(f"LOG_LEVEL={level_name!r} is not one of {', '.join(LEVELS)}")
+    log_format = (format_name or "text").strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"LOG_FORMAT={format_name!r} is not one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(FORMAT, DATE_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else _Formatter(FORMAT, DATE_FORMAT))
     logger = logging.getLogger("gitops-sync")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
@@ -15,6 +18,9 @@ ETCD_MAX_TXN_OPS: Final = 128
 """etcd's default ``--max-txn-ops``."""
 OPS_PER_CAPABILITY: Final = 5
 """Four keys and the bookkeeping record, changed together."""
+WEBHOOK_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+WEBHOOK_SECRET_BYTES: Final = (24, 64)
+"""The Standard Webhooks specification's bounds on a secret's length, once decoded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,14 @@ class Settings:
     max_txn_bytes: int = ETCD_MAX_REQUEST_BYTES
     lease_ttl: int = 10
     """In watch mode: how long a leader's lease lasts; another replica takes over within it."""
+    http: tuple[str, int] | None = None
+    """In watch mode: where to serve health, metrics and status (host, port); None: no HTTP."""
+    webhook_urls: tuple[str, ...] = ()
+    """Where to POST an event after each cycle that changed etcd or the set of problems."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """The ``whsec_...`` secret webhooks are signed with."""
+    output: Literal["text", "json"] = "text"
+    """How ``--status`` prints."""
 
     def __post_init__(self) -> None:
         problems = [
@@ -114,5 +128,43 @@ class Settings:
             )
             if failed
         ]
+        problems.extend(_webhook_problems(self.webhook_urls, self.webhook_secret))
         if problems:
             raise ConfigurationError("; ".join(problems))
+
+    @property
+    def webhook_key(self) -> bytes:
+        """The secret's bytes, which sign each webhook."""
+        return webhook_key(self.webhook_secret or "")
+
+
+def webhook_key(secret: str) -> bytes:
+    """The key of a ``whsec_<base64>`` secret; raises ConfigurationError for anything else."""
+    text = secret.strip()
+    low, high = WEBHOOK_SECRET_BYTES
+    try:
+        key = base64.b64decode(text.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not text.startswith(WEBHOOK_SECRET_PREFIX) or not low <= len(key) <= high:
+        raise ConfigurationError(
+            f"the webhook secret must be {WEBHOOK_SECRET_PREFIX} followed by {low} to {high} random "
+            f"bytes in base64, e.g. {WEBHOOK_SECRET_PREFIX}$(head -c 32 /dev/urandom | base64)"
+        )
+    return key
+
+
+def _webhook_problems(urls: tuple[str, ...], secret: str | None) -> list[str]:
+    problems = [
+        f"--webhook-url {url!r} is not an http:// or https:// URL with a host"
+        for url in urls
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname
+    ]
+    if urls and secret is None:
+        problems.append("--webhook-url needs --webhook-secret-file (webhooks are always signed)")
+    if secret is not None:
+        try:
+            webhook_key(secret)
+        except ConfigurationError as exc:
+            problems.append(f"--webhook-secret-file: {exc}")
+    return problems

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Final
+from typing import Final, Literal
 
 from gitops_sync.errors import StoreError, StoreUnavailable
 from gitops_sync.model.keys import leader_key
@@ -28,8 +28,38 @@ POLL_SECONDS: Final = 0.25
 """How often a follower tries to take over; a dead leader's lease ends within the TTL."""
 
 
+RoleName = Literal["starting", "leading", "standing by", "stopped"]
+
+
+class Role:
+    """The part this replica plays now, for health checks and metrics: written only by its
+    :class:`Leadership`, read from any thread."""
+
+    def __init__(self) -> None:
+        self._name: RoleName = "starting"
+
+    @property
+    def name(self) -> RoleName:
+        return self._name
+
+    @property
+    def leading(self) -> bool:
+        return self._name == "leading"
+
+    @property
+    def standing_by(self) -> bool:
+        """Another replica leads, and this one knows it (etcd answered)."""
+        return self._name == "standing by"
+
+    def _become(self, name: RoleName) -> None:
+        self._name = name  # one reference assignment: atomic for readers in other threads
+
+
 class Leadership:
-    def __init__(self, store: EtcdStore, sync_prefix: str, ttl: int, wake: threading.Event) -> None:
+    def __init__(
+        self, store: EtcdStore, sync_prefix: str, ttl: int, wake: threading.Event, role: Role | None = None
+    ) -> None:
+        self.role = role or Role()
         self._store = store
         self._key = leader_key(sync_prefix)
         self._ttl = ttl
@@ -57,6 +87,7 @@ class Leadership:
             if fence is not None and not self._lost.is_set():
                 return fence
             if fence is not None:
+                self.role._become("starting")
                 log.warning("Lost the leadership (lease %x); no longer writing", self._lease or 0)
                 self._stale = self._lease
                 self._release(revoke=False)
@@ -67,6 +98,7 @@ class Leadership:
 
     def close(self) -> None:
         """Step down, so another replica takes over at once."""
+        self.role._become("stopped")
         self._release(revoke=True)
 
     def _try_to_lead(self) -> bool:
@@ -79,6 +111,7 @@ class Leadership:
         if holder is not None and holder[0].value == self.identity.encode():
             revision = holder[1]  # our create went through, but its answer was lost
         if revision is None:
+            self.role._become("standing by")
             if not self._waiting_logged:
                 name = (holder[0].value or b"?").decode(errors="replace") if holder else "another replica"
                 log.info("Standing by: %s leads; taking over if its lease (%ds) ends", name, self._ttl)
@@ -87,6 +120,7 @@ class Leadership:
         self._lease, self._fence, self._candidate = lease, Fence(self._key, revision), None
         self._lost.clear()
         self._waiting_logged = False
+        self.role._become("leading")
         self._keeper = threading.Thread(target=self._keep_alive, args=(lease,), name="lease", daemon=True)
         self._keeper.start()
         log.info("Leading as %s (lease %x, %ds)", self.identity, lease, self._ttl)

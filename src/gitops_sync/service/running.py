@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from gitops_sync.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from gitops_sync.model.keys import split_capability_key
@@ -15,9 +16,12 @@ from gitops_sync.service.syncing import CycleReport, Syncer, check_directory
 from gitops_sync.settings import Settings
 from gitops_sync.store.etcd import EtcdStore
 
+if TYPE_CHECKING:
+    from gitops_sync.service.observing import Observers, Serve
+
 log = logging.getLogger("gitops-sync")
 
-Mode = Literal["sync", "watch", "list", "health-check", "validate", "print-schema"]
+Mode = Literal["sync", "watch", "list", "health-check", "validate", "print-schema", "status"]
 
 
 class ExitCode(IntEnum):
@@ -30,31 +34,65 @@ class ExitCode(IntEnum):
     """etcd could not be reached."""
 
 
-def run(settings: Settings, mode: Mode, out: TextIO | None = None) -> ExitCode:
+def run(settings: Settings, mode: Mode, out: TextIO | None = None, serve: Serve | None = None) -> ExitCode:
     """Run one mode to completion; what it prints goes to ``out`` (stdout). Configuration errors
-    propagate to the caller."""
+    propagate to the caller. ``serve``: the HTTP server, for watch mode with ``--http``."""
     out = out or sys.stdout
     if mode == "validate":
         return validate_directory(settings, out)
     if mode == "print-schema":
-        from gitops_sync.core.validating import schema_text  # noqa: PLC0415 - as every parse does
-
-        out.write(schema_text())
-        return ExitCode.OK
-    with EtcdStore(settings.etcd) as store:
+        return print_schema(out)
+    observers = _observers(settings, mode)
+    on_request = observers.etcd_request if observers is not None and observers.metrics else None
+    with EtcdStore(settings.etcd, on_request) as store:
         try:
-            return MODES[mode](settings, store, out)
+            if mode in MODES:
+                return MODES[mode](settings, store, out)
+            return (
+                watch_changes(settings, store, out, observers, serve)
+                if mode == "watch"
+                else sync_once(settings, store, out, observers)
+            )
         except (StoreUnavailable, StoreAccessDenied) as exc:
             log.error("%s", exc)
             return ExitCode.UNREACHABLE
         except StoreError as exc:
             log.error("%s", exc)
             return ExitCode.INVALID
+        finally:
+            if observers is not None:
+                _flush(observers, mode)
 
 
-def sync_once(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+def print_schema(out: TextIO) -> ExitCode:
+    from gitops_sync.core.validating import schema_text  # noqa: PLC0415 - as every parse does
+
+    out.write(schema_text())
+    return ExitCode.OK
+
+
+def _observers(settings: Settings, mode: Mode) -> Observers | None:
+    """Metrics, status and webhooks, if the settings ask for them in this mode."""
+    if mode not in ("sync", "watch") or not (settings.webhook_urls or (mode == "watch" and settings.http)):
+        return None
+    from gitops_sync.service.observing import observers_for  # noqa: PLC0415 - not for a plain sync
+
+    return observers_for(settings, watching=mode == "watch")
+
+
+def _flush(observers: Observers, mode: Mode) -> None:
+    from gitops_sync.service.observing import FLUSH_SECONDS, STOP_FLUSH_SECONDS  # noqa: PLC0415
+
+    observers.close(FLUSH_SECONDS if mode == "sync" else STOP_FLUSH_SECONDS)
+
+
+def sync_once(
+    settings: Settings, store: EtcdStore, out: TextIO, observers: Observers | None = None
+) -> ExitCode:
+    """One cycle; with webhooks, their events are sent before it returns (for a bounded time)."""
     connect(store)
-    report = Syncer(settings, store).run_cycle(last=True)
+    listener = observers.listener if observers is not None else None
+    report = Syncer(settings, store, listener).run_cycle(last=True)
     if settings.dry_run:
         print_plan(report, out)
     return ExitCode.OK if report.ok else ExitCode.INVALID
@@ -78,10 +116,43 @@ def validate_directory(settings: Settings, out: TextIO) -> ExitCode:
     return ExitCode.INVALID if errors else ExitCode.OK
 
 
-def watch_changes(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
-    from gitops_sync.service.watching import watch  # noqa: PLC0415 - its file watcher, only for this mode
+def watch_changes(
+    settings: Settings,
+    store: EtcdStore,
+    out: TextIO,
+    observers: Observers | None = None,
+    serve: Serve | None = None,
+) -> ExitCode:
+    """Watch mode; with ``serve`` (and observers built for ``--http``), the HTTP server runs beside it."""
+    from gitops_sync.service.watching import Watcher  # noqa: PLC0415 - its file watcher, only for this mode
 
-    return ExitCode(watch(Syncer(settings, store)))
+    listener = observers.listener if observers is not None else None
+    watcher = Watcher(
+        Syncer(settings, store, listener), role=observers.role if observers is not None else None
+    )
+    if serve is None or observers is None or observers.metrics is None:
+        return ExitCode(watcher.run())
+    with serve(observers.observed(store, lambda: watcher.running)):
+        return ExitCode(watcher.run())
+
+
+def show_status(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
+    """Print the status the last sync recorded in etcd; 1 if it found errors or none is recorded."""
+    from gitops_sync.service.status import as_text, recorded_status  # noqa: PLC0415
+
+    status = recorded_status(store, settings.sync_prefix)
+    if status is None:
+        log.error(
+            "No sync status recorded under %s: has gitops-sync synced into this etcd?", settings.sync_prefix
+        )
+        return ExitCode.INVALID
+    if settings.output == "json":
+        print(json.dumps(status, indent=2), file=out)
+    else:
+        out.write(as_text(status))
+    errors = sum(problem.get("severity") == "error" for problem in status["problems"])
+    cycle = status.get("last_cycle") or {}
+    return ExitCode.INVALID if errors or cycle.get("errors") else ExitCode.OK
 
 
 def health_check(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
@@ -134,8 +205,7 @@ def print_plan(report: CycleReport, out: TextIO) -> None:
 
 
 MODES: dict[str, Callable[[Settings, EtcdStore, TextIO], ExitCode]] = {
-    "sync": sync_once,
-    "watch": watch_changes,
     "list": list_capabilities,
     "health-check": health_check,
+    "status": show_status,
 }

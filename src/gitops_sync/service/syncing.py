@@ -416,6 +416,7 @@ class Syncer:
                 report.synced,
                 report.skipped,
                 report.errors,
+                extra={"revision": max(report.revision, report.written_revision), "trigger": cycle[0]},
             )
         return report
 
@@ -651,8 +652,9 @@ class Syncer:
 
     def _log_applied(self, batch: Sequence[Change], drifted: frozenset[str]) -> None:
         for change in batch:
+            fields = {"capability": change.capability_id}  # for LOG_FORMAT=json
             if change.kind == "delete":
-                log.info("Deleted: %s (its manifest is gone)", change.capability_id)
+                log.info("Deleted: %s (its manifest is gone)", change.capability_id, extra=fields)
             elif change.kind == "record":
                 continue
             elif change.capability_id in drifted:
@@ -661,16 +663,18 @@ class Syncer:
                     "Drift: %s was changed in etcd outside Git (%s); restored Git's value",
                     change.capability_id,
                     ", ".join(change.fields),
+                    extra=fields,
                 )
             else:
-                log.info("Synced: %s (%s)", change.capability_id, change.type)
+                log.info("Synced: %s (%s)", change.capability_id, change.type, extra=fields)
 
     def _log(self, report: CycleReport, assembly: Assembly | None) -> None:
         for problem in report.problems:
+            fields = {"file": problem.source, "line": problem.line}  # for LOG_FORMAT=json
             if problem.severity == "error":
-                log.error("Invalid manifest %s: %s", problem.location, problem.message)
+                log.error("Invalid manifest %s: %s", problem.location, problem.message, extra=fields)
             else:
-                log.warning("Manifest %s: %s", problem.location, problem.message)
+                log.warning("Manifest %s: %s", problem.location, problem.message, extra=fields)
         if report.held:
             log.warning("Kept the last good state in etcd of: %s", ", ".join(sorted(report.held)))
         if report.plan.prune_refusal:

@@ -22,7 +22,8 @@ import tenacity
 from gitops_sync.errors import SourceUnavailable, StoreAccessDenied, StoreUnavailable
 from gitops_sync.service import parsing
 from gitops_sync.service.file_events import FileEvents
-from gitops_sync.service.leading import Leadership
+from gitops_sync.service.leading import Leadership, Role
+from gitops_sync.service.outcomes import Trigger
 from gitops_sync.service.registry_events import RegistryEvents
 from gitops_sync.service.signals import StopOnSignals
 from gitops_sync.service.syncing import CycleReport, Syncer
@@ -42,19 +43,29 @@ class Watcher:
         syncer: Syncer,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        role: Role | None = None,
     ) -> None:
+        """``role``: kept up to date with whether this replica leads or stands by."""
         settings = syncer.settings
         self.syncer = syncer
         self.stop = stop or threading.Event()
         self.wake = threading.Event()
         self.files = FileEvents(settings.capabilities, self.wake, self.stop)
         self.registry = RegistryEvents(syncer.store, settings.prefix, self.wake)
-        self.leadership = Leadership(syncer.store, settings.sync_prefix, settings.lease_ttl, self.wake)
+        self.leadership = Leadership(syncer.store, settings.sync_prefix, settings.lease_ttl, self.wake, role)
         syncer.on_commit = self.registry.note_own
         self._outage: str | None = None
         self._clock = clock
         self._last_full = -math.inf
         """When the last full cycle (every file, all of etcd) started, by the monotonic clock."""
+        self._trigger: Trigger | None = "start"
+        """What started the cycle in the making, kept through an outage until it completes."""
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """The loop runs: from :meth:`run`'s start until it stops."""
+        return self._running
 
     def run(self) -> int:
         """Sync until SIGINT/SIGTERM (or ``stop``); returns the exit code."""
@@ -63,6 +74,7 @@ class Watcher:
         log.info("Watching: %s", settings.capabilities)
         log.info("Press Ctrl+C to stop")
         self.files.start()
+        self._running = True
         try:
             with StopOnSignals(self.stop, self.wake):
                 while not self.stop.is_set():
@@ -76,6 +88,7 @@ class Watcher:
             log.error("%s", exc)
             return 3
         finally:
+            self._running = False
             self.registry.close()
             self.leadership.close()
             self.files.join()
@@ -98,14 +111,19 @@ class Watcher:
         if full:
             self._last_full = started
         self.syncer.fence = fence
+        trigger = self._trigger = self._trigger or _trigger(
+            woken=woken, files=changed_files is None or bool(changed_files), registry=registry_changed
+        )
         log.log(logging.DEBUG if self._outage else logging.INFO, "--- Sync cycle starting ---")
         try:
             report = self.syncer.run_cycle(
                 changed_files=None if full else changed_files,
                 registry_unchanged=not full and not registry_changed,
+                trigger=trigger,
             )
         finally:
             self.files.follow_replacement()
+        self._trigger = None
         self.registry.follow(report.revision)
         if self._outage:
             log.info("Recovered: the sync cycle completed again")
@@ -137,6 +155,15 @@ class Watcher:
         if exc is not None and self._outage != kind:
             log.error("%s; retrying with back-off until it recovers", exc)
             self._outage = kind
+
+
+def _trigger(*, woken: bool, files: bool, registry: bool) -> Trigger:
+    """What woke the loop: a file event before a change in etcd; nothing: the interval ran out."""
+    if woken and files:
+        return "files"
+    if woken and registry:
+        return "drift"
+    return "interval"
 
 
 def watch(syncer: Syncer, stop: threading.Event | None = None) -> int:

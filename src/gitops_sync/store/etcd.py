@@ -16,6 +16,7 @@ renews it when etcd says it expired.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,8 +90,12 @@ WatchCallback = Callable[["KeyEvents | StoreError"], None]
 class EtcdStore:
     """A connection to one etcd cluster, speaking in keys, revisions and planned changes."""
 
-    def __init__(self, connection: EtcdConnection) -> None:
+    def __init__(
+        self, connection: EtcdConnection, on_request: Callable[[str, float], None] | None = None
+    ) -> None:
         self.connection = connection
+        self._on_request = on_request
+        """Told each request's action and seconds taken, retries included, failed or not (metrics)."""
         self.label = connection.label
         self._lock = threading.Lock()
         self._client_instance: Any = None
@@ -324,6 +329,15 @@ class EtcdStore:
 
     def _call(self, action: str, request: Callable[[Any], T]) -> T:
         """Run a request, retrying an unreachable etcd (or member) with back-off and jitter."""
+        if self._on_request is not None:
+            started = time.perf_counter()
+            try:
+                return self._retried(action, request)
+            finally:
+                self._on_request(action, time.perf_counter() - started)
+        return self._retried(action, request)
+
+    def _retried(self, action: str, request: Callable[[Any], T]) -> T:
         for attempt in tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(StoreUnavailable),
             stop=tenacity.stop_after_delay(self.connection.timeout),
