@@ -26,6 +26,7 @@ from gitops_sync.core import rendering, validating
 from gitops_sync.errors import SourceChanged, SourceUnavailable
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing, syncing
+from gitops_sync.service.outcomes import Trigger
 from gitops_sync.service.syncing import CycleReport, Syncer
 from gitops_sync.service.watching import Watcher
 from gitops_sync.settings import EtcdConnection, Settings
@@ -432,10 +433,11 @@ def test_events_never_postpone_the_interval_resync(settings: Settings) -> None:
             changed_files: Collection[str] | None = None,
             registry_unchanged: bool = False,
             last: bool = False,
+            trigger: Trigger = "start",
         ) -> CycleReport:
             calls.append(changed_files)
             return super().run_cycle(
-                changed_files=changed_files, registry_unchanged=registry_unchanged, last=last
+                changed_files=changed_files, registry_unchanged=registry_unchanged, last=last, trigger=trigger
             )
 
     clock = [1000.0]
