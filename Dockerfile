@@ -30,7 +30,8 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     ETCD_HOST=etcd1 \
     ETCD_PORT=2379 \
-    LOG_LEVEL=info
+    LOG_LEVEL=info \
+    GITOPS_SYNC_HTTP=0.0.0.0:8080
 
 RUN groupadd --system --gid 10001 gitops \
  && useradd --system --uid 10001 --gid gitops --no-create-home \
@@ -43,9 +44,11 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER gitops:gitops
 
-# Exits 0 when etcd answers, 3 when it does not (reads ETCD_ENDPOINTS, or ETCD_HOST / ETCD_PORT).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["gitops-sync", "--health-check"]
+# /livez, /readyz, /metrics and /v1/status (watch mode; one-shot runs ignore GITOPS_SYNC_HTTP).
+EXPOSE 8080
+# Healthy once the first sync cycle has finished (or this replica stands by) and etcd answers.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=4)"]
 
 ENTRYPOINT ["gitops-sync"]
 CMD ["--capabilities", "/app/capabilities", "--watch"]

@@ -56,7 +56,17 @@ def test_dockerfile_entrypoint_command_and_health_check_use_real_options() -> No
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
     command = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
     health = json.loads(re.search(r"HEALTHCHECK .*\n?.*CMD (\[.*\])", text).group(1))  # type: ignore[union-attr]
+    serving = re.search(r"GITOPS_SYNC_HTTP=(\S+)", text).group(1)  # type: ignore[union-attr]
     assert entrypoint == ["gitops-sync"]
-    assert build_parser().parse_args(command).watch
-    assert health[0] == "gitops-sync"
-    assert build_parser().parse_args(health[1:]).health_check
+    options = build_parser().parse_args(command)
+    assert options.watch
+    assert health[:2] == ["python", "-c"]
+    assert f"http://127.0.0.1:{serving.rpartition(':')[2]}/readyz" in health[2]
+    assert re.search(rf"^EXPOSE {serving.rpartition(':')[2]}$", text, re.M)
+
+
+def test_compose_checks_the_sync_s_readiness_on_the_port_it_serves() -> None:
+    sync = compose()["services"]["gitops-sync"]
+    port = sync["environment"]["GITOPS_SYNC_HTTP"].rpartition(":")[2]
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(sync["healthcheck"]["test"])
+    assert sync["ports"] == [f"127.0.0.1:{port}:{port}"]

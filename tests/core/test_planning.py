@@ -349,6 +349,7 @@ def test_prune_off_withholds_every_deletion() -> None:
     assert result.withheld_deletes == ("chora.test.gone0", "chora.test.gone1")
     assert result.prune_refusal is not None
     assert "--no-prune" in result.prune_refusal
+    assert result.prune_refusal_reason == "disabled"
     assert "2 capabilities" in result.prune_refusal
 
 
@@ -359,6 +360,7 @@ def test_empty_desired_state_withholds_every_deletion() -> None:
     assert result.withheld_deletes == ("chora.test.gone0", "chora.test.gone1", "chora.test.gone2")
     assert result.prune_refusal is not None
     assert "--allow-empty" in result.prune_refusal
+    assert result.prune_refusal_reason == "empty"
 
 
 def test_allow_empty_lets_an_empty_desired_state_prune() -> None:
@@ -375,6 +377,7 @@ def test_more_deletions_than_the_limit_withholds_all_of_them() -> None:
     assert result.withheld_deletes == ("chora.test.gone0", "chora.test.gone1", "chora.test.gone2")
     assert result.prune_refusal is not None
     assert "--max-prune 2" in result.prune_refusal
+    assert result.prune_refusal_reason == "max_prune"
     assert "3 capabilities" in result.prune_refusal
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gitops_sync.testing import EtcdProcess, free_port
-from support import PREFIX, Cli, ServiceProcess, services, value_of, wait_for, watch_args
+from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
 
 REGISTRY = "chora.devex.registry"
 Labels = frozenset[tuple[str, str]]
@@ -77,6 +80,17 @@ def edit_version(capabilities: Path, version: str, capability: str = REGISTRY) -
     manifest.write_text(text.replace(current, current.split(":")[0] + f": {version}", 1))
 
 
+def image_health_check(running: Service) -> int:
+    """The exit code of the Docker image's HEALTHCHECK command, pointed at ``running``."""
+    text = (ROOT / "Dockerfile").read_text()
+    command = json.loads(re.search(r"HEALTHCHECK .*\n?.*CMD (\[.*\])", text).group(1))  # type: ignore[union-attr]
+    assert command[0] == "python"
+    program = command[2].replace("http://127.0.0.1:8080", running.base)
+    return subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, timeout=30, check=False
+    ).returncode
+
+
 def test_ready_once_the_first_cycle_has_finished_and_etcd_answers(
     service: Callable[..., Service], tmp_path: Path
 ) -> None:
@@ -89,9 +103,11 @@ def test_ready_once_the_first_cycle_has_finished_and_etcd_answers(
     assert verbose.status_code == 503
     assert "[-]first-cycle not finished yet" in verbose.text
     assert "[-]etcd no answer" in verbose.text
+    assert image_health_check(running) != 0
 
     with etcd:
         wait_for(lambda: running.get("/readyz").status_code == 200, timeout=40)
+        assert image_health_check(running) == 0
         verbose = running.get("/readyz?verbose")
         assert verbose.status_code == 200
         assert "[+]first-cycle finished" in verbose.text
