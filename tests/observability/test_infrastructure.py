@@ -102,7 +102,7 @@ def test_the_dashboard_loads_and_charts_only_exposed_metrics() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]
     assert len({panel["id"] for panel in panels}) == len(panels)
-    charted = set()
+    charted: set[str] = set()
     for panel in panels:
         for target in panel["targets"]:
             check_expression(target["expr"], samples)
