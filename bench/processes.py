@@ -143,6 +143,10 @@ class Watcher:
         self._reader.start()
 
     @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
     def cycles(self) -> int:
         with self._changed:
             return self._cycles

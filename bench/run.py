@@ -15,7 +15,8 @@ measures, as medians over the runs:
   watch loop runs it on that file event; and the ``--interval`` resync with nothing changed,
   ``Syncer.run_cycle()``, which reads every file and all of etcd;
 - in watch mode, one edited file until its new version is readable in etcd (p50, p99), and 100
-  files edited at once until all are;
+  files edited at once until all are; and the PSS of the watching process once settled (with
+  ``--http``: serving HTTP and sending a webhook per edit to a receiver in this process);
 - the peak PSS of a cold sync, summed over its process tree (one extra, sampled run);
 - the baseline (``bench/baseline.py``: the seed's script) and the floor (``bench/floor.py``: the
   same keys in bare 128-put transactions), cold, as processes of their own.
@@ -26,7 +27,10 @@ It prints a table and writes every number, with each run's samples, as JSON to `
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import datetime as dt
+import http.server
 import inspect
 import json
 import logging
@@ -40,7 +44,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +57,7 @@ import corpus
 import keyspace
 import processes
 
-from gitops_sync.testing import EtcdProcess
+from gitops_sync.testing import EtcdProcess, free_port
 
 BENCH: Final = Path(__file__).resolve().parent
 ROOT: Final = BENCH.parent
@@ -92,6 +98,8 @@ class Plan:
     batch_runs: int
     baseline_runs: int
     real_corpus: bool
+    http: bool = False
+    """Watch mode serves ``--http`` and sends webhooks (to :func:`webhook_receiver`)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,6 +172,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--generated-48", action="store_true", help="generate 48 manifests instead of copying the real corpus"
     )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="watch mode with --http on and a --webhook-url (a receiver in this process), for their cost",
+    )
     return parser.parse_args(argv)
 
 
@@ -177,6 +190,7 @@ def plan_for(size: int, options: argparse.Namespace) -> Plan:
         batch_runs=runs,
         baseline_runs=1 if large else runs if size < MEDIUM else min(runs, BASELINE_RUNS),
         real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS.is_dir(),
+        http=options.http,
     )
 
 
@@ -218,6 +232,8 @@ class Session:
         self.patch = 1000
         """Each edit sets a new patch level, so every edit changes the version."""
         self.notes: list[str] = []
+        self.http_port = 0
+        """Where watch mode serves HTTP, with ``--http``."""
         self.env = processes.environment(LOG_LEVEL="info")
         self.sync_command = [
             str(BIN / "gitops-sync"),
@@ -288,14 +304,7 @@ class Session:
         log.info(
             "watch mode: %d single edits, %d x %d edits at once", plan.edits, plan.batch_runs, EDIT_BATCH
         )
-        single, batch = self.edits_in_watch_mode()
-        result["edit_ms"] = {
-            "p50": round(percentile(single, 0.50) * 1000, 1),
-            "p99": round(percentile(single, 0.99) * 1000, 1),
-            "samples": [round(s * 1000, 1) for s in single],
-        }
-        result["edit_batch"] = min(EDIT_BATCH, len(manifests.files))
-        result["edit_batch_s"] = summary(batch)
+        result.update(self.watch_mode())
 
         log.info("baseline: the seed's script, %d run(s)", plan.baseline_runs)
         result["baseline_s"] = summary([self.baseline() for _ in range(plan.baseline_runs)])
@@ -382,15 +391,55 @@ class Session:
                 break
         return times
 
-    def edits_in_watch_mode(self) -> tuple[list[float], list[float]]:
-        """Seconds from writing files to their new versions being readable in etcd."""
-        command = [*self.sync_command, "--watch", "--interval", "3600"]
+    def watch_mode(self) -> dict[str, Any]:
+        single, batch, watch_pss_kb = self.edits_in_watch_mode()
+        return {
+            "edit_ms": {
+                "p50": round(percentile(single, 0.50) * 1000, 1),
+                "p99": round(percentile(single, 0.99) * 1000, 1),
+                "samples": [round(s * 1000, 1) for s in single],
+            },
+            "edit_batch": min(EDIT_BATCH, len(self.corpus.files)),
+            "edit_batch_s": summary(batch),
+            "watch_http": self.plan.http,
+            "watch_pss_mb": round(watch_pss_kb / 1024, 1),
+        }
+
+    def edits_in_watch_mode(self) -> tuple[list[float], list[float], int]:
+        """Seconds from writing files to their new versions being readable in etcd; and the
+        watching process's PSS (kB) once its first cycles are done."""
+        with contextlib.ExitStack() as stack:
+            command = [*self.sync_command, "--watch", "--interval", "3600"]
+            if self.plan.http:
+                command += self.http_options(stack.enter_context(webhook_receiver()))
+            single, batch, pss = self.edit_watching(command)
+        return single, batch, pss
+
+    def http_options(self, receiver: str) -> list[str]:
+        secret = self.work / "webhook-secret"
+        secret.write_text("whsec_" + base64.b64encode(os.urandom(32)).decode())
+        self.http_port = free_port()
+        return [
+            "--http",
+            f"127.0.0.1:{self.http_port}",
+            "--webhook-url",
+            receiver,
+            "--webhook-secret-file",
+            str(secret),
+        ]
+
+    def edit_watching(self, command: list[str]) -> tuple[list[float], list[float], int]:
         single: list[float] = []
         batch: list[float] = []
         with processes.Watcher(command, env=self.env) as watcher:
             if not watcher.wait_cycles(1, timeout=120):
                 raise CheckFailed(f"watch mode did not complete a cycle:\n{watcher.tail()}")
             watcher.wait_cycles(2, timeout=3)  # the check it makes once its file watch is armed
+            if self.plan.http:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=5) as ready:
+                    if ready.status != 200:
+                        raise CheckFailed(f"/readyz answered {ready.status}:\n{watcher.tail()}")
+            pss = processes.tree_pss_kb(watcher.pid)
             deadline = time.perf_counter() + EDIT_BUDGET
             for _ in range(self.plan.edits):
                 single.append(self.edit(watcher, self.rng.sample(self.corpus.files, 1)))
@@ -400,7 +449,7 @@ class Session:
             for _ in range(self.plan.batch_runs):
                 chosen = self.rng.sample(self.corpus.files, min(EDIT_BATCH, len(self.corpus.files)))
                 batch.append(self.edit(watcher, chosen))
-        return single, batch
+        return single, batch, pss
 
     def edit(self, watcher: processes.Watcher, paths: Sequence[Path]) -> float:
         """Give each file a new version; the seconds until etcd shows all of them."""
@@ -467,6 +516,30 @@ class Session:
         if text not in self.notes:
             log.warning("%s", text)
             self.notes.append(text)
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[str]:
+    """A webhook receiver on loopback that answers every POST with 204 at once; yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((keyspace.HOST, 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="webhook receiver", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{keyspace.HOST}:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_visible(client: Any, expected: dict[str, str], timeout: float, started: float) -> float | None:
@@ -611,6 +684,9 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)))
         notes.extend(f"{size}: {note}" for note in row["notes"])
+        if "watch_pss_mb" in row:
+            serving = " with --http and a webhook per edit" if row["watch_http"] else ""
+            notes.append(f"{size}: watch mode{serving}: {row['watch_pss_mb']:.1f} MB PSS once settled")
         if row["edit_batch"] != EDIT_BATCH:
             notes.append(
                 f"{size}: the 100-edit column edits all {row['edit_batch']} files with a dc_hasVersion"

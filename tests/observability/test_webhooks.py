@@ -11,6 +11,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from gitops_sync.testing import EtcdProcess
 from receiving import Delivery, Receiver
-from support import PREFIX, Cli, ServiceProcess, services, value_of, wait_for, watch_args
+from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
 
 REGISTRY = "chora.devex.registry"
 SECRET_BYTES = bytes(range(32))
@@ -180,6 +181,31 @@ def test_a_one_shot_sync_sends_its_event_before_it_exits(
         delivered = receiver.received()  # already: it waited for the retry
         assert len(delivered) == 2
         assert verified(delivered[1])["type"] == "sync.completed"
+
+
+def test_the_documented_receiver_snippet_verifies_a_real_delivery(
+    cli: Cli, capabilities: Path, secret_file: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    document = (ROOT / "docs" / "observability.md").read_text()
+    snippet = next(
+        block for block in re.findall(r"```python\n(.*?)```", document, re.S) if "def verify" in block
+    )
+    namespace: dict[str, Any] = {}
+    exec(snippet.replace('"whsec_..."', repr(SECRET)), namespace)  # noqa: S102 - the documentation's own code
+    with Receiver() as receiver:
+        cli(
+            "--capabilities",
+            capabilities,
+            "--webhook-url",
+            receiver.url,
+            "--webhook-secret-file",
+            secret_file,
+        )
+        (delivery,) = receiver.received()
+    event = namespace["verify"](delivery.headers, delivery.body)
+    assert event["type"] == "sync.completed"
+    with pytest.raises(ValueError, match="bad signature"):
+        namespace["verify"](delivery.headers, delivery.body.replace(b"created", b"deleted", 1))
 
 
 def test_drift_and_refused_prunes_have_their_own_events(
