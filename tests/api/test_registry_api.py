@@ -14,7 +14,9 @@ import etcd3
 import httpx
 import pytest
 import uvicorn
+from openapi_spec_validator import validate
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from gitops_sync.http.registry import registry_routes
 from gitops_sync.service.cataloging import LiveCatalog
@@ -306,3 +308,11 @@ def _event(lines: Iterator[str]) -> dict[str, Any]:
         name, _, value = line.partition(": ")
         event[name] = json.loads(value) if name == "data" else value
     raise AssertionError("the stream ended")
+
+
+def test_the_openapi_document_validates_and_lists_every_endpoint(api: httpx.Client) -> None:
+    document = api.get("/openapi.json").json()
+    validate(document)
+    app = Starlette(routes=registry_routes(LiveCatalog(EtcdStore(EtcdConnection()), PREFIX, "/chora/sync/")))
+    paths = {route.path.replace(":str", "") for route in app.routes if isinstance(route, Route)}
+    assert paths <= document["paths"].keys()

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import BaseRoute, Route
 
 from gitops_sync.core.catalog import Catalog, Direction, QueryError
+from gitops_sync.http.openapi import DOCUMENT
 from gitops_sync.model.keys import is_capability_id
 from gitops_sync.service.cataloging import CatalogChange, LiveCatalog
 
@@ -177,6 +178,7 @@ def registry_routes(live: LiveCatalog) -> list[BaseRoute]:
         ),
         Route("/v1/graph", blocking(graph), methods=["GET", "HEAD"]),
         Route("/v1/events", events, methods=["GET"]),
+        Route("/openapi.json", lambda request: JSONResponse(DOCUMENT), methods=["GET", "HEAD"]),
     ]
 
 

@@ -43,7 +43,9 @@ class CatalogChange:
 class LiveCatalog:
     """A :class:`Catalog` that follows etcd from a thread of its own, until :meth:`close`."""
 
-    def __init__(self, store: EtcdStore, prefix: str, sync_prefix: str) -> None:
+    def __init__(self, store: EtcdStore, prefix: str, sync_prefix: str | None) -> None:
+        """``sync_prefix``: the service's bookkeeping, to tell each capability's state; None for a
+        consumer that may read only the capabilities (every state is then ``ok``)."""
         self._store = store
         self._prefix = prefix
         self._sync_prefix = sync_prefix
@@ -73,6 +75,10 @@ class LiveCatalog:
     def subscribe(self, listener: Callable[[int], None]) -> None:
         """Call ``listener`` with the new revision (from the catalog's thread) after each change."""
         self._listeners.append(listener)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until it has read etcd once; whether it has."""
+        return self._ready.wait(timeout)
 
     @property
     def ready(self) -> bool:
@@ -115,6 +121,8 @@ class LiveCatalog:
             try:
                 revision = self._read()
                 for prefix in (self._prefix, self._sync_prefix):
+                    if prefix is None:
+                        continue
                     cancels.append(self._store.watch_prefix(prefix, revision + 1, self._on_events(ended)))
                 if failing:
                     log.info("The registry catalog follows etcd again (revision %d)", revision)
@@ -134,13 +142,13 @@ class LiveCatalog:
     def _read(self) -> int:
         """Read both prefixes afresh; the catalog and states are rebuilt, the history restarted."""
         keys, revision = self._store.snapshot(self._prefix)
-        bookkeeping, _ = self._store.snapshot(self._sync_prefix)  # newer is fine: states only
+        bookkeeping = {} if self._sync_prefix is None else self._store.snapshot(self._sync_prefix)[0]
         raw = {key: (state.value or b"", state.mod_revision) for key, state in keys.items()}
         catalog = Catalog.build(revision, raw, self._prefix)
         with self._changed:
             self._raw = raw
             self._bookkeeping = {key: state.value or b"" for key, state in bookkeeping.items()}
-            self._states = _states(self._bookkeeping, self._sync_prefix)
+            self._states = {} if self._sync_prefix is None else _states(self._bookkeeping, self._sync_prefix)
             self._catalog = catalog
             self._history.clear()
             self._since = revision
@@ -164,8 +172,9 @@ class LiveCatalog:
             revision = max((revision for _, revision in events.changes), default=0)
             revision = max(revision, self._catalog.revision)
             touched_bookkeeping = False
+            sync_prefix = self._sync_prefix
             for (key, _), value in zip(events.changes, events.values, strict=False):
-                if key.startswith(self._sync_prefix):
+                if sync_prefix is not None and key.startswith(sync_prefix):
                     touched_bookkeeping = True
                     if value is None:
                         self._bookkeeping.pop(key, None)
@@ -179,8 +188,8 @@ class LiveCatalog:
                     self._raw.pop(key, None)
                 else:
                     self._raw[key] = (value, mod_revision)
-            if touched_bookkeeping:
-                self._states = _states(self._bookkeeping, self._sync_prefix)
+            if touched_bookkeeping and sync_prefix is not None:
+                self._states = _states(self._bookkeeping, sync_prefix)
             if changed:
                 catalog = self._catalog.updated(revision, self._raw, self._prefix, changed)
                 self._history.append(
