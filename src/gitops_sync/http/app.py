@@ -7,18 +7,20 @@ pool, never on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gitops_sync.service.observing import Observed
 
 READ = ["GET", "HEAD"]
 
 
-def build_app(observed: Observed) -> Starlette:
-    """The application serving ``observed``."""
+def build_app(observed: Observed, routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The application serving ``observed``, and ``routes`` beside (the registry API's, say)."""
 
     def livez(request: Request) -> Response:
         alive = observed.health.alive()
@@ -46,5 +48,6 @@ def build_app(observed: Observed) -> Starlette:
             Route("/readyz", readyz, methods=READ),
             Route("/metrics", metrics, methods=READ),
             Route("/v1/status", status, methods=READ),
+            *routes,
         ]
     )

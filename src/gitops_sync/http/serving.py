@@ -12,11 +12,12 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.http.app import build_app
@@ -33,11 +34,11 @@ MAX_HEADERS_BYTES: Final = 16 * 1024
 
 
 @contextmanager
-def serve(address: tuple[str, int], observed: Observed) -> Iterator[None]:
-    """Serve ``observed`` at ``address`` while the context lasts."""
+def serve(address: tuple[str, int], observed: Observed, routes: Sequence[BaseRoute] = ()) -> Iterator[None]:
+    """Serve ``observed`` (and ``routes`` beside) at ``address`` while the context lasts."""
     listening = _bind(address)
     config = uvicorn.Config(
-        build_app(observed),
+        build_app(observed, routes),
         http="h11",
         ws="none",
         loop="asyncio",
@@ -62,6 +63,10 @@ def serve(address: tuple[str, int], observed: Observed) -> Iterator[None]:
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
     host, port = listening.getsockname()[:2]
+    if not server.started:
+        server.should_exit = True
+        listening.close()
+        raise ConfigurationError(f"--http {_label(host, port)}: the HTTP server did not start")
     log.info("Serving /livez, /readyz, /metrics and /v1/status on http://%s", _label(host, port))
     try:
         yield

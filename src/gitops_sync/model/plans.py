@@ -9,7 +9,7 @@ from typing import Literal
 from gitops_sync.model.manifests import Dependency
 
 ChangeKind = Literal["create", "update", "delete", "record"]
-PruneRefusalReason = Literal["disabled", "empty", "max_prune"]
+PruneRefusalReason = Literal["disabled", "unloadable", "empty", "max_prune"]
 """Why deletions were held back, as a short code for metrics and webhooks."""
 """``record``: only the service's bookkeeping for the capability changes, none of its four keys."""
 
@@ -35,6 +35,8 @@ class DesiredState:
     capabilities: Mapping[str, DesiredCapability]
     held: frozenset[str] = frozenset()
     """Ids whose keys must stay as they are: their file failed to load, or the id is claimed twice."""
+    unloadable: tuple[str, ...] = ()
+    """Files that did not load: what they define is unknown, so nothing may look gone meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,9 @@ class Plan:
     """The same as a code: set exactly when ``prune_refusal`` is."""
     foreign: tuple[str, ...] = field(default=())
     """Ids under the prefix that this service does not manage and leaves alone."""
+    unproven: tuple[str, ...] = ()
+    """Ids with a bookkeeping key that is not a record this service wrote (or not a valid id):
+    it vouches for nothing, so they are never pruned."""
 
     @property
     def is_empty(self) -> bool:

@@ -85,9 +85,6 @@ class Listeners:
     def __init__(self, listeners: Sequence[CycleListener]) -> None:
         self._listeners = tuple(listeners)
 
-    def __bool__(self) -> bool:
-        return bool(self._listeners)
-
     def cycle_finished(self, outcome: CycleOutcome) -> None:
         for listener in self._listeners:
             try:

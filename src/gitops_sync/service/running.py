@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -102,10 +103,8 @@ def validate_directory(settings: Settings, out: TextIO) -> ExitCode:
     """Print every problem as ``path:line: error|warning: message``; exit 1 if any is an error."""
     count, problems = check_directory(settings)
     for problem in problems:
-        line = f":{problem.line}" if problem.line else ""
-        print(
-            f"{settings.capabilities / problem.source}{line}: {problem.severity}: {problem.message}", file=out
-        )
+        located = dataclasses.replace(problem, source=str(settings.capabilities / problem.source))
+        print(located, file=out)
     errors = sum(problem.severity == "error" for problem in problems)
     warnings = len(problems) - errors
     print(
