@@ -32,7 +32,7 @@ from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.problems import Problem, printable
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
-from gitops_sync.service.outcomes import CycleListener, CycleOutcome, Trigger
+from gitops_sync.service.outcomes import CycleListener, CycleOutcome, Result, Trigger
 from gitops_sync.service.parsing import (
     PARALLEL_FROM,
     Reader,
@@ -131,6 +131,10 @@ class CycleReport:
     @property
     def ok(self) -> bool:
         return self.errors == 0
+
+    @property
+    def result(self) -> Result:
+        return "failed" if self.failed else "applied" if self.applied else "unchanged"
 
 
 def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
@@ -270,7 +274,7 @@ class Syncer:
             trigger=trigger,
             started_at=started,
             finished_at=datetime.now(UTC),
-            result="failed" if report.failed else "applied" if applied else "unchanged",
+            result=report.result,
             created=tuple(change.capability_id for change in applied if change.kind == "create"),
             updated=tuple(change.capability_id for change in applied if change.kind == "update"),
             deleted=tuple(change.capability_id for change in applied if change.kind == "delete"),
@@ -736,6 +740,7 @@ class Syncer:
         trigger, started = cycle
         status["last_cycle"] = {
             "trigger": trigger,
+            "result": report.result,
             "started_at": started.isoformat(timespec="milliseconds"),
             "finished_at": finished.isoformat(timespec="milliseconds"),
             "created": sum(change.kind == "create" for change in report.applied),
