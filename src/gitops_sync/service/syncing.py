@@ -613,8 +613,8 @@ class Syncer:
 
         Each batch stands alone (a capability is never split), so their order does not matter; what
         went through is applied to the view, logged in plan order, and its revision added to
-        ``committed``. If any batch fails, no more
-        are sent, and the first failure is raised once those in flight have finished.
+        ``committed``. If any batch fails, no more are sent, and the first failure is raised once
+        those in flight have finished.
         """
         fence = self.fence
 
