@@ -11,9 +11,11 @@ from pathlib import Path
 
 import etcd3
 import httpx
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gitops_sync.http.openapi import DOCUMENT
 from gitops_sync.testing import EtcdProcess, free_port
 from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
 
@@ -50,8 +52,11 @@ class Service:
         return self.metrics()[(name, frozenset(labels.items()))]
 
     def status(self) -> dict[str, object]:
+        """``/v1/status``, checked against the schema the OpenAPI document gives it."""
         status = self.get("/v1/status").json()
         assert isinstance(status, dict)
+        schema = {**DOCUMENT["components"]["schemas"]["Status"], "components": DOCUMENT["components"]}
+        jsonschema.validate(status, schema)
         return status
 
 

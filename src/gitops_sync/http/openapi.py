@@ -341,12 +341,35 @@ DOCUMENT: Final[dict[str, Any]] = {
             },
             "Status": {
                 "type": "object",
+                "required": ["leader", "revision", "commit", "last_cycle", "problems", "problem_count"],
                 "properties": {
                     "leader": {"type": "boolean"},
-                    "revision": {"type": "integer"},
+                    "revision": {"type": ["integer", "null"], "description": "null before a first cycle"},
                     "commit": {"type": ["string", "null"]},
-                    "last_cycle": {"type": ["object", "null"]},
+                    "last_cycle": {
+                        "type": ["object", "null"],
+                        "required": ["trigger", "started_at", "finished_at", "created", "updated", "deleted"],
+                        "properties": {
+                            "trigger": {
+                                "type": "string",
+                                "enum": ["start", "files", "interval", "drift", "git", "manual"],
+                            },
+                            "result": {"type": "string", "enum": ["applied", "unchanged", "failed"]},
+                            "started_at": {"type": "string", "format": "date-time"},
+                            "finished_at": {"type": "string", "format": "date-time"},
+                            "created": {"type": "integer"},
+                            "updated": {"type": "integer"},
+                            "deleted": {"type": "integer"},
+                            "unchanged": {"type": "integer"},
+                            "errors": {"type": "integer"},
+                            "error": {"type": "string", "description": "why a failed cycle could not finish"},
+                        },
+                    },
                     "problems": {"type": "array", "items": {"$ref": "#/components/schemas/ProblemEntry"}},
+                    "problem_count": {
+                        "type": "integer",
+                        "description": "all of them; at most 1,000 are listed",
+                    },
                 },
             },
             "Validation": {
