@@ -220,3 +220,15 @@ def test_a_standby_is_ready_and_says_it_does_not_lead(
     assert status["leader"] is False
     assert isinstance(status["last_cycle"], dict)  # the leader's, as recorded in etcd
     assert status["last_cycle"]["created"] == 48
+
+
+def test_interval_resyncs_are_counted_as_such(
+    service: Callable[..., Service], etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    running = service(etcd_server, "--interval", "0.3")
+    wait_for(
+        lambda: running.metric("gitops_sync_cycles_total", trigger="interval", result="unchanged") >= 2,
+        timeout=10,
+    )
+    assert running.metric("gitops_sync_cycles_total", trigger="interval", result="failed") == 0
+    assert running.status()["last_cycle"]["trigger"] == "interval"  # type: ignore[index]
