@@ -56,8 +56,8 @@ class Remote:
         git("remote", "add", "origin", self.bare, cwd=self.work)
         manifests = self.work / "capabilities"
         manifests.mkdir()
-        for name in MANIFESTS:
-            shutil.copy(CHORA_BASE / f"{name}.yaml", manifests / f"{name}.yaml")
+        for capability in MANIFESTS:
+            shutil.copy(CHORA_BASE / f"{capability}.yaml", manifests / f"{capability}.yaml")
 
     @property
     def url(self) -> str:

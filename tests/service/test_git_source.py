@@ -298,19 +298,16 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(
     assert "source_error" not in status(etcd)
 
 
-def settings_for(server: EtcdProcess, remote: Remote, cache: Path, interval: float) -> Settings:
-    return Settings(
-        etcd=EtcdConnection(endpoints=((server.host, server.client_port),)),
-        git=GitRemote(url=remote.url, ref="main", cache=cache),
-        interval=interval,
-    )
-
-
 @pytest.fixture
 def watching(etcd_server: EtcdProcess, remote: Remote, tmp_path: Path) -> Iterator[GitSource]:
     """Watch mode in this process, on ``remote``'s main with ``--interval 60``; yields its source."""
-    settings = settings_for(etcd_server, remote, tmp_path / "cache", 60)
-    source = GitSource(settings.git or pytest.fail(), settings.interval)
+    remote_settings = GitRemote(url=remote.url, ref="main", cache=tmp_path / "cache")
+    settings = Settings(
+        etcd=EtcdConnection(endpoints=((etcd_server.host, etcd_server.client_port),)),
+        git=remote_settings,
+        interval=60,
+    )
+    source = GitSource(remote_settings, settings.interval)
     stop = threading.Event()
     with EtcdStore(settings.etcd) as store:
         syncer = Syncer(settings, store, source)

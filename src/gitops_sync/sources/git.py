@@ -208,7 +208,11 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def _last_words(err: bytes) -> str:
-    """What git said went wrong: its ``fatal:``/``error:`` lines, else its last line."""
-    lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
-    said = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-1:]
-    return "; ".join(said)[:1000]
+    """What git (and ssh, or the server) said went wrong, without git's boilerplate advice."""
+    lines = [
+        line.strip()
+        for line in err.decode(errors="replace").splitlines()
+        if line.strip()
+        and not line.startswith(("Please make sure you have", "and the repository exists", "hint:"))
+    ]
+    return "; ".join(lines[-5:])[:1000]
