@@ -108,8 +108,8 @@ def test_a_failed_fetch_keeps_the_commit_etcd_holds_and_retries_with_back_off(
         source.update(lambda: commit)
     assert waits == [0.5, 1.0, 2.0, 4.0]
 
+    source.wake()
     with pytest.raises(SourceUnavailable, match="etcd keeps commit " + "f" * 40):
-        source.wake()
         source.update(lambda: "f" * 40)  # another replica applied a newer commit: do not go back
 
 
