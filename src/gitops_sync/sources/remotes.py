@@ -40,6 +40,8 @@ FIRST_RETRY: Final = 0.5
 LAST_RETRY: Final = 30.0
 KEPT_CHECKOUTS: Final = 2
 """The current checkout and the one before it, which a reader may still be in."""
+MAX_VERDICTS: Final = 1000
+"""Commits whose signature check is remembered (each is checked once, not at every fetch)."""
 ANCESTRY_STEPS: Final = 50
 """How far back the commits at hand are followed to tell a fast-forward from a force-push."""
 
@@ -277,6 +279,8 @@ class GitSource:
     def _verdict(self, git: Git, commit: str) -> str | None:
         """Why ``commit`` must not be applied (its signature does not verify), or None."""
         if commit not in self._verdicts:
+            if len(self._verdicts) >= MAX_VERDICTS:
+                self._verdicts.clear()
             self._verdicts[commit] = self._verify(git, commit)
         return self._verdicts[commit]
 
