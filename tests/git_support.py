@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -69,16 +70,28 @@ class Remote:
         current = next(line for line in text.splitlines() if line.strip().startswith("dc_hasVersion:"))
         path.write_text(text.replace(current, current.split(":")[0] + f": {version}", 1))
 
-    def commit(self, message: str = "change", *, signing_key: Path | None = None) -> str:
-        """Commit everything in the work tree (a second apart from the last, so dates order them)."""
+    def commit(
+        self, message: str = "change", *, signing_key: Path | None = None, gpg_key: GpgKey | None = None
+    ) -> str:
+        """Commit everything in the work tree (a second apart from the last, so dates order them),
+        signed with an SSH key or a GnuPG key if given."""
         self._commits += 1
         date = f"{1_800_000_000 + self._commits} +0000"
         git("add", "--all", cwd=self.work)
-        signing = (
-            ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signing_key}", "commit", "-S"]
-            if signing_key is not None
-            else ["commit"]
-        )
+        env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+        signing = ["commit"]
+        if signing_key is not None:
+            signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={signing_key}", "commit", "-S"]
+        elif gpg_key is not None:
+            signing = [
+                "-c",
+                "gpg.format=openpgp",
+                "-c",
+                f"user.signingkey={gpg_key.fingerprint}",
+                "commit",
+                "-S",
+            ]
+            env["GNUPGHOME"] = str(gpg_key.home)
         git(
             *signing,
             "--quiet",
@@ -86,7 +99,7 @@ class Remote:
             "-m",
             message,
             cwd=self.work,
-            env={"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date},
+            env=env,
         )
         return self.head()
 
@@ -196,6 +209,62 @@ def http_server(root: Path, token: str) -> Iterator[GitHttpServer]:
         server.httpd.shutdown()
         server.httpd.server_close()
         server.thread.join(timeout=5)
+
+
+@dataclass(frozen=True)
+class GpgKey:
+    home: Path
+    fingerprint: str
+
+    def export(self, path: Path) -> Path:
+        """The public key, as a keyring file for ``--git-gpg-keyring``."""
+        exported = subprocess.run(
+            ["gpg", "--batch", "--export", self.fingerprint],
+            env={**os.environ, "GNUPGHOME": str(self.home)},
+            capture_output=True,
+            check=True,
+            timeout=30,
+        )
+        path.write_bytes(exported.stdout)
+        return path
+
+
+@contextmanager
+def gpg_key(directory: Path, name: str) -> Iterator[GpgKey]:
+    """A new GnuPG signing key without a passphrase, in a GnuPG home of its own; its agent is
+    stopped at the end."""
+    home = directory / name
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            f"{name} <{name}@example.com>",
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    listing = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    try:
+        yield GpgKey(home, fingerprint)
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, check=False, timeout=30)
 
 
 def signing_key(directory: Path, name: str) -> tuple[Path, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import etcd3
 import pytest
-from git_support import MANIFESTS, REGISTRY, Remote, git, http_server, signing_key
+from git_support import MANIFESTS, REGISTRY, Remote, git, gpg_key, http_server, signing_key
 
 from gitops_sync.service.syncing import Syncer
 from gitops_sync.service.watching import Watcher
@@ -296,6 +296,29 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(
     assert version(etcd) == b"1.8.99"
     assert status(etcd)["commit"] == verified
     assert "source_error" not in status(etcd)
+
+
+def test_only_commits_signed_by_a_key_of_the_gpg_keyring_are_applied(
+    cli: Cli, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    with gpg_key(tmp_path, "trusted") as trusted, gpg_key(tmp_path, "stranger") as stranger:
+        keyring = trusted.export(tmp_path / "keyring.gpg")
+        remote = Remote(tmp_path)
+        signed = remote.commit("signed", gpg_key=trusted)
+        remote.push()
+        args = ("--git-url", remote.url, "--git-cache", tmp_path / "cache", "--git-gpg-keyring", keyring)
+        assert cli(*args).code == 0
+        assert status(etcd)["commit"] == signed
+
+        remote.set_version("1.8.1")
+        refused = remote.commit("by a stranger", gpg_key=stranger)
+        remote.push()
+        result = cli(*args)
+
+    assert result.code == 1
+    assert result.err.count(f"commit {refused} not applied: signed by a key that is not trusted") == 1
+    assert version(etcd) == b"1.0.0"
+    assert status(etcd)["commit"] == signed
 
 
 @pytest.fixture
