@@ -169,7 +169,7 @@ def test_a_deleted_ref_leaves_etcd_unchanged_with_one_clear_error(
 
     assert kept.code == 1  # synced what etcd holds, and says why it is not newer
     assert kept.err.count("the ref does not exist at the remote") == 1
-    assert fresh.code == 2
+    assert fresh.code == 1  # an empty cache: etcd's commit fetched by its id
     assert fresh.err.count("the ref does not exist at the remote") == 1
     after = keys_under(etcd, "/")
     assert {key: after[key] for key in after if key != STATUS} == {
@@ -287,6 +287,13 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(
         assert version(etcd) == b"1.0.0"
         assert status(etcd)["commit"] == signed
         assert f"commit {commit} not applied: {why}" in str(status(etcd)["source_error"])
+
+    # A new leader, whose cache is empty, starts from the commit etcd records, not the refused one.
+    elsewhere = cli(*args[:2], "--git-cache", tmp_path / "elsewhere", *args[4:])
+    assert elsewhere.code == 1
+    assert elsewhere.err.count(f"etcd keeps commit {signed}") == 1
+    assert version(etcd) == b"1.0.0"
+    assert status(etcd)["commit"] == signed
 
     remote.set_version("1.8.99")
     verified = remote.commit("signed again", signing_key=allowed)

@@ -182,10 +182,10 @@ class GitSource:
                     moved = True
         except GitError as exc:
             self._schedule_retry()
-            return self._keep(f"cannot fetch {self.label}: {exc}", applied)
+            return self._keep(git, f"cannot fetch {self.label}: {exc}", applied)
         except _Refused as exc:
             self._retry_at = None
-            return self._keep(str(exc), applied)
+            return self._keep(git, str(exc), applied)
         self._failures, self._retry_at, self._problem = 0, None, None
         if self._logged is not None:
             log.info("Git: %s fetched again", self.label)
@@ -194,19 +194,44 @@ class GitSource:
             self._log_move(git, applied(), target)
         return Update(target, moved=moved)
 
-    def _keep(self, problem: str, applied: Applied) -> Update:
-        """Stay at the checkout at hand if etcd holds its commit; else no tree can be used."""
+    def _keep(self, git: Git, problem: str, applied: Applied) -> Update:
+        """Stay at the commit etcd records: the checkout at hand if it is that commit, else that
+        commit fetched by its id (a new leader whose cache is empty or behind); if neither can be
+        had (or verified), no tree can be used."""
         recorded = applied()
         self._problem = problem
-        usable = self._commit is not None and self._commit == recorded and self.directory.is_dir()
+        moved = False
+        if recorded is not None and (recorded != self._commit or not self.directory.is_dir()):
+            moved = self._check_out_recorded(git, recorded)
+        usable = (
+            self._commit is not None
+            and self._commit == recorded
+            and self.directory.is_dir()
+            and self._verdict(git, self._commit) is None
+        )
         if usable:
             if self._logged != problem:
                 log.error("%s; etcd keeps commit %s", problem, recorded)
                 self._logged = problem
-            return Update(self._commit, problem=problem)
+            return Update(self._commit, moved=moved, problem=problem)
         self._logged = problem
         kept = f"etcd keeps commit {recorded}" if recorded else "nothing synced"
         raise SourceUnavailable(f"{problem}; {kept}")
+
+    def _check_out_recorded(self, git: Git, recorded: str) -> bool:
+        """Fetch, verify and check out the commit etcd records; whether that worked."""
+        if not COMMIT.fullmatch(recorded):
+            return False
+        try:
+            with self._locked(git):
+                self._fetch_into_cache(git, recorded)
+                if self._verdict(git, recorded) is not None:
+                    return False
+                self._check_out(git, recorded)
+        except (GitError, _Refused) as exc:
+            log.debug("Cannot check out commit %s, which etcd records: %s", recorded, exc)
+            return False
+        return True
 
     def _schedule_retry(self) -> None:
         self._failures += 1
@@ -250,11 +275,12 @@ class GitSource:
         except GitError as exc:
             raise GitError(f"{_cause(str(exc)) or 'the fetch failed'} ({exc})") from None
 
-    def _fetch_into_cache(self, git: Git) -> str:
+    def _fetch_into_cache(self, git: Git, ref: str | None = None) -> str:
+        """Fetch ``ref`` (by default, the source's) into :data:`FETCHED`; its commit id."""
         if not (self._repo / "HEAD").is_file():
             shutil.rmtree(self._repo, ignore_errors=True)
             git.run(["init", "--quiet", "--bare", str(self._repo)])
-        ref = self.remote.ref or "HEAD"
+        ref = ref or self.remote.ref or "HEAD"
         git.run(
             [
                 "fetch",
