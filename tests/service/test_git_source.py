@@ -4,6 +4,7 @@ served by ``git http-backend``), a real etcd, the command as operators run it.""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 import time
@@ -352,8 +353,12 @@ def watching(etcd_server: EtcdProcess, remote: Remote, tmp_path: Path) -> Iterat
 
 
 def test_wake_gets_a_pushed_commit_into_etcd_within_2_seconds(
-    watching: GitSource, remote: Remote, etcd: etcd3.MultiEndpointEtcd3Client
+    watching: GitSource,
+    remote: Remote,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gitops-sync")
     wait_for(lambda: version(etcd) == b"1.0.0", timeout=20)
     remote.set_version("1.3.0")
     remote.commit()
@@ -366,6 +371,15 @@ def test_wake_gets_a_pushed_commit_into_etcd_within_2_seconds(
 
     assert time.monotonic() - woken < 2
     wait_for(lambda: status(etcd)["commit"] == remote.sha(), timeout=2)
+
+    # Woken again, with nothing new: a fetch, and nothing written.
+    header_revision = etcd.get_response(STATUS).header.revision
+    cycles = sum("Sync complete" in record.getMessage() for record in caplog.records)
+    watching.wake()
+    wait_for(lambda: sum("Sync complete" in r.getMessage() for r in caplog.records) > cycles, timeout=5)
+    assert etcd.get_response(STATUS).header.revision == header_revision
+    completed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Sync complete")]
+    assert completed[-1].startswith("Sync complete: 0 synced")
 
 
 def test_watch_mode_picks_up_a_pushed_commit_within_the_interval(

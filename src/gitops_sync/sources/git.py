@@ -116,6 +116,7 @@ class Git:
             GIT_CONFIG_NOSYSTEM="1",
             GIT_CONFIG_GLOBAL=os.devnull,
             GIT_TERMINAL_PROMPT="0",
+            GIT_LITERAL_PATHSPECS="1",  # --git-path is a path, never a pathspec with magic
             GIT_ASKPASS="",
             SSH_ASKPASS="",
             LC_ALL="C",
