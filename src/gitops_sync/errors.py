@@ -16,6 +16,8 @@ GitOpsSyncError
 
 from __future__ import annotations
 
+from gitops_sync.model.problems import MAX_SHOWN, printable
+
 
 class GitOpsSyncError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -26,7 +28,7 @@ class ManifestError(GitOpsSyncError):
 
     def __init__(self, source: str, message: str, line: int | None = None) -> None:
         self.source = source
-        self.message = message
+        self.message = printable(message, 2 * MAX_SHOWN)  # a message may quote what the file holds
         self.line = line
         super().__init__(self.location + ": " + message)
 
@@ -36,7 +38,8 @@ class ManifestError(GitOpsSyncError):
 
     @property
     def location(self) -> str:
-        return self.source if self.line is None else f"{self.source}:{self.line}"
+        name = printable(self.source)
+        return name if self.line is None else f"{name}:{self.line}"
 
 
 class SourceChanged(ManifestError):

@@ -12,14 +12,14 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from gitops_sync.errors import ConfigurationError
-from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
+from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX, OPS_PER_CAPABILITY, leader_key
 
 ETCD_MAX_REQUEST_BYTES: Final = 1_572_864
 """etcd's default ``--max-request-bytes`` (1.5 MiB)."""
 ETCD_MAX_TXN_OPS: Final = 128
 """etcd's default ``--max-txn-ops``."""
-OPS_PER_CAPABILITY: Final = 5
-"""Four keys and the bookkeeping record, changed together."""
+FENCE_OPS: Final = 1
+"""A leader's writes compare its leader key too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +227,14 @@ class Settings:
     lease_ttl: int = 10
     """In watch mode: how long a leader's lease lasts; another replica takes over within it."""
 
+    @property
+    def change_budget(self) -> tuple[int, int]:
+        """Operations and bytes the changes in one transaction may take: etcd's limits, less what a
+        leader's fence takes. Reserved in every mode, so a manifest that loads (``--validate``
+        too) can always be written."""
+        fence_bytes = 2 * len(leader_key(self.sync_prefix).encode()) + 32
+        return self.max_txn_ops - FENCE_OPS, self.max_txn_bytes - fence_bytes
+
     def __post_init__(self) -> None:
         problems = [
             message
@@ -245,9 +253,10 @@ class Settings:
                 (self.lease_ttl < 2, "--lease-ttl must be at least 2 seconds"),
                 (self.max_prune < 0, "--max-prune must be 0 or more"),
                 (
-                    self.max_txn_ops < OPS_PER_CAPABILITY,
-                    f"--max-txn-ops must be at least {OPS_PER_CAPABILITY}: one capability "
-                    f"changes {OPS_PER_CAPABILITY} keys at once",
+                    self.max_txn_ops < OPS_PER_CAPABILITY + FENCE_OPS,
+                    f"--max-txn-ops must be at least {OPS_PER_CAPABILITY + FENCE_OPS}: one capability "
+                    f"changes {OPS_PER_CAPABILITY} keys at once, and a leader's writes compare its "
+                    "leader key too",
                 ),
             )
             if failed

@@ -100,7 +100,7 @@ def test_missing_capabilities_directory_is_a_usage_error(cli: Cli, tmp_path: Pat
         (["--prefix", "/chora/capabilities"], "--prefix '/chora/capabilities' must end with '/'"),
         (["--sync-prefix", "/chora/capabilities/sync/"], "must not overlap"),
         (["--interval", "0"], "--interval must be more than 0 seconds"),
-        (["--max-txn-ops", "4"], "--max-txn-ops must be at least 5"),
+        (["--max-txn-ops", "5"], "--max-txn-ops must be at least 6"),
     ],
 )
 def test_settings_that_cannot_work_exit_2(

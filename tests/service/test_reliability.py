@@ -155,7 +155,9 @@ def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     connection = EtcdConnection(((etcd_server.host, etcd_server.client_port),))
-    settings = Settings(capabilities=capabilities, etcd=connection, max_txn_ops=10)  # 2 per transaction
+    settings = Settings(
+        capabilities=capabilities, etcd=connection, max_txn_ops=11
+    )  # 2 per transaction, and room for a fence
     caplog.set_level(logging.INFO, "gitops-sync")
 
     class RacedStore(EtcdStore):

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass
 
-from gitops_sync.core.rendering import with_commit, without_commit
+from gitops_sync.core.rendering import is_record, with_commit, without_commit
 from gitops_sync.model.keys import (
     CAPABILITY_FIELDS,
     capability_key,
     capability_keys,
+    is_capability_id,
     managed_key,
 )
 from gitops_sync.model.plans import Change, ChangeKind, DesiredCapability, DesiredState, Plan
+from gitops_sync.model.problems import printable
 from gitops_sync.model.registry import RegistryState
 
 
@@ -56,9 +58,11 @@ def plan(
     ]
     unchanged = desired.capabilities.keys() - {change.capability_id for change in changes}
 
-    gone = sorted(
-        actual.records.keys() - desired.capabilities.keys() - desired.held,
-    )
+    gone: list[str] = []
+    unproven: list[str] = []
+    for capability_id in sorted(actual.records.keys() - desired.capabilities.keys() - desired.held):
+        owned = is_capability_id(capability_id) and is_record(actual.records[capability_id].value)
+        (gone if owned else unproven).append(capability_id)
     refusal = _prune_refusal(gone, desired, prune)
     if refusal is None:
         changes.extend(_delete(capability_id, actual, prefix, sync_prefix) for capability_id in gone)
@@ -72,6 +76,7 @@ def plan(
         withheld_deletes=tuple(gone) if refusal else (),
         prune_refusal=refusal,
         foreign=tuple(sorted(foreign)),
+        unproven=tuple(unproven),
     )
 
 
@@ -128,11 +133,17 @@ def _upsert(
 
 
 def _delete(capability_id: str, actual: RegistryState, prefix: str, sync_prefix: str) -> Change:
-    """Delete exactly this capability's keys and its record; never a prefix."""
-    keys = [key for key in capability_keys(prefix, capability_id) if key in actual.capability_keys]
+    """Delete exactly this capability's keys and its record; never a prefix. Only keys the record
+    accounts for: written with it or before it (a key written since is someone else's, left alone)."""
+    written = actual.records[capability_id].mod_revision
+    keys = [
+        key
+        for key in capability_keys(prefix, capability_id)
+        if (state := actual.capability_keys.get(key)) is not None and state.mod_revision <= written
+    ]
     expected = [(key, actual.capability_keys[key].mod_revision) for key in keys]
     record_key = managed_key(sync_prefix, capability_id)
-    expected.append((record_key, actual.records[capability_id].mod_revision))
+    expected.append((record_key, written))
     return Change(
         capability_id=capability_id,
         kind="delete",
@@ -150,6 +161,13 @@ def _prune_refusal(gone: list[str], desired: DesiredState, prune: PrunePolicy) -
     count = f"{len(gone)} capabilit{'y' if len(gone) == 1 else 'ies'}"
     if not prune.enabled:
         return f"pruning is off (--no-prune); {count} without a manifest kept"
+    if desired.unloadable:
+        files = ", ".join(printable(name) for name in desired.unloadable[:5])
+        more = f" and {len(desired.unloadable) - 5} more" if len(desired.unloadable) > 5 else ""
+        return (
+            f"{len(desired.unloadable)} manifest file(s) do not load ({files}{more}), and any of them "
+            f"may define what looks gone; {count} kept until every file loads"
+        )
     if not desired.capabilities and not desired.held and not prune.allow_empty:
         return (
             f"the capabilities directory yields no manifests; refusing to delete {count} "

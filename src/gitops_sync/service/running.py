@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable
@@ -65,9 +66,8 @@ def validate_directory(settings: Settings, out: TextIO) -> ExitCode:
     source = source_for(settings)
     count, problems = check_directory(settings, source)
     for problem in problems:
-        line = f":{problem.line}" if problem.line else ""
-        where = problem.source if settings.git is not None else settings.capabilities / problem.source
-        print(f"{where}{line}: {problem.severity}: {problem.message}", file=out)
+        where = problem.source if settings.git is not None else str(settings.capabilities / problem.source)
+        print(dataclasses.replace(problem, source=where), file=out)
     errors = sum(problem.severity == "error" for problem in problems)
     warnings = len(problems) - errors
     print(

@@ -27,9 +27,9 @@ from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import RENDERING, to_json
 from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, StoreError
-from gitops_sync.model.keys import status_key
+from gitops_sync.model.keys import managed_prefix, status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
-from gitops_sync.model.problems import Problem
+from gitops_sync.model.problems import Problem, printable
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service.parsing import (
@@ -199,6 +199,7 @@ class Syncer:
         """Told the revision of each transaction this service commits."""
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
+        self._unproven: tuple[str, ...] = ()
         self._scanner = Scanner(self.source.directory)
         self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
@@ -474,6 +475,7 @@ class Syncer:
             or report.held
             or plan.withheld_deletes
             or plan.foreign
+            or plan.unproven
             or len(report.problems) > MARK_WARNINGS
         ):
             return None
@@ -577,11 +579,8 @@ class Syncer:
                 self.on_commit(revision)
             return revision
 
-        groups = batches(
-            planned.changes,
-            max_ops=self.settings.max_txn_ops - (fence is not None),
-            max_bytes=self.settings.max_txn_bytes,
-        )
+        max_ops, max_bytes = self.settings.change_budget
+        groups = batches(planned.changes, max_ops=max_ops, max_bytes=max_bytes)
         failure: StoreError | None = None
         pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="commit")
         try:
@@ -627,9 +626,9 @@ class Syncer:
     def _log(self, report: CycleReport, assembly: Assembly | None) -> None:
         for problem in report.problems:
             if problem.severity == "error":
-                log.error("Invalid manifest %s: %s", problem.location, problem.message)
+                log.error("Invalid manifest %s: %s", problem.location, problem.text)
             else:
-                log.warning("Manifest %s: %s", problem.location, problem.message)
+                log.warning("Manifest %s: %s", problem.location, problem.text)
         if report.held:
             log.warning("Kept the last good state in etcd of: %s", ", ".join(sorted(report.held)))
         if report.plan.prune_refusal:
@@ -641,7 +640,18 @@ class Syncer:
                     "Leaving alone %d capabilit(y/ies) under %s not managed by gitops-sync: %s",
                     len(self._foreign),
                     self.settings.prefix,
-                    ", ".join(self._foreign),
+                    printable(", ".join(self._foreign)),
+                )
+        if report.plan.unproven != self._unproven:
+            self._unproven = report.plan.unproven
+            if self._unproven:
+                log.warning(
+                    "Not pruning %d capabilit(y/ies) whose key under %s is not a record gitops-sync "
+                    "wrote (hand-written or damaged; it vouches for nothing): %s. Delete those keys if "
+                    "gitops-sync does not manage them",
+                    len(self._unproven),
+                    managed_prefix(self.settings.sync_prefix),
+                    printable(", ".join(self._unproven)),
                 )
         if assembly is not None:
             log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))
