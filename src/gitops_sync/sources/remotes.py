@@ -47,11 +47,17 @@ ANCESTRY_STEPS: Final = 50
 
 _CAUSES: Final = (
     (
-        ("Authentication failed", "could not read Username", "could not read Password", "401", "403"),
+        (
+            "Authentication failed",
+            "could not read Username",
+            "could not read Password",
+            "returned error: 401",
+            "returned error: 403",
+        ),
         "the remote refused the credentials; check --git-token-file",
     ),
     (
-        ("Permission denied (publickey", "Permission denied"),
+        ("Permission denied (publickey", "Permission denied, please try again"),
         "the remote refused the SSH key (--git-ssh-key-file)",
     ),
     (
