@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import etcd3
 import pytest
@@ -128,6 +130,18 @@ def test_a_tag_and_a_commit_can_be_the_ref(
     assert status(etcd)["commit"] == remote.sha()
 
 
+def test_validate_checks_the_manifests_of_the_ref(cli: Cli, remote: Remote, tmp_path: Path) -> None:
+    (remote.work / "capabilities" / "broken.yaml").write_text("metadata: [unclosed\n")
+    remote.commit("a broken manifest")
+    remote.push()
+
+    result = cli("--git-url", remote.url, "--git-cache", tmp_path / "cache", "--validate")
+
+    assert result.code == 1
+    assert "broken.yaml:" in result.out
+    assert f"{len(MANIFESTS) + 1} manifests checked: 1 error" in result.out
+
+
 def test_capabilities_and_git_url_exclude_each_other(cli: Cli, remote: Remote, tmp_path: Path) -> None:
     result = cli("--capabilities", tmp_path, "--git-url", remote.url)
 
@@ -204,8 +218,20 @@ TOKEN = "s3cr3t-t0ken-for-the-test"  # noqa: S105 - made up for the test server
 
 
 def test_https_style_token_auth_over_http_backend(
-    cli: Cli, remote: Remote, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+    cli: Cli,
+    remote: Remote,
+    tmp_path: Path,
+    etcd: etcd3.MultiEndpointEtcd3Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    commands: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        commands.append(list(args))
+        return real_popen(args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     wrong_file = tmp_path / "wrong-token"
@@ -224,6 +250,8 @@ def test_https_style_token_auth_over_http_backend(
 
     assert result.code == 0, result.err
     assert TOKEN not in result.err + result.out
+    assert any("fetch" in command for command in commands)
+    assert not any(TOKEN in argument for command in commands for argument in command)
     assert status(etcd)["commit"] == remote.sha()
     assert len(keys_under(etcd, PREFIX)) == 4 * len(MANIFESTS)
 
