@@ -43,7 +43,7 @@ def settings(etcd_server: EtcdProcess, capabilities: Path, etcd: etcd3.MultiEndp
 def test_each_cycle_tells_what_it_did(settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client) -> None:
     recording = Recording()
     with EtcdStore(settings.etcd) as store:
-        syncer = Syncer(settings, store, Listeners([Failing(), recording]))
+        syncer = Syncer(settings, store, listener=Listeners([Failing(), recording]))
         syncer.run_cycle()
         manifest = settings.capabilities / f"{REGISTRY}.yaml"
         manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 1.3.0"))
@@ -73,8 +73,8 @@ def test_a_refused_prune_says_why(settings: Settings) -> None:
         Syncer(settings, store).run_cycle()
         for path in settings.capabilities.glob("*.yaml"):
             path.unlink()
-        Syncer(settings, store, recording).run_cycle()
-        Syncer(dataclasses.replace(settings, prune=False), store, recording).run_cycle()
+        Syncer(settings, store, listener=recording).run_cycle()
+        Syncer(dataclasses.replace(settings, prune=False), store, listener=recording).run_cycle()
     empty, disabled = recording.outcomes
     assert empty.prune_refused == "empty"
     assert empty.prune_refusal is not None
@@ -89,7 +89,7 @@ def test_a_cycle_that_cannot_reach_etcd_is_told_as_failed(capabilities: Path) ->
         capabilities=capabilities, etcd=EtcdConnection((("127.0.0.1", free_port()),), timeout=0.5)
     )
     with EtcdStore(settings.etcd) as store, pytest.raises(StoreUnavailable):
-        Syncer(settings, store, recording).run_cycle(trigger="interval")
+        Syncer(settings, store, listener=recording).run_cycle(trigger="interval")
     (failed,) = recording.outcomes
     assert (failed.trigger, failed.result) == ("interval", "failed")
     assert failed.error is not None

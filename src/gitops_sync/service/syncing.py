@@ -43,7 +43,8 @@ from gitops_sync.service.parsing import (
 )
 from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
-from gitops_sync.sources.git import head_commit
+from gitops_sync.sources.origins import DirectorySource, Source, Update
+from gitops_sync.sources.remotes import GitSource
 from gitops_sync.sources.scanning import Scan, Scanner
 from gitops_sync.store.etcd import EtcdStore, Fence
 
@@ -106,9 +107,12 @@ class CycleReport:
     held: frozenset[str] = field(default_factory=frozenset)
     revision: int = 0
     """The etcd revision the cycle read at."""
+    commit: str | None = None
+    """The Git commit the manifests were read at, if known."""
+    source_problem: str | None = None
+    """Why the manifests are not at the remote's latest commit (a failed fetch, a refused commit)."""
     written_revision: int = 0
     """The revision of the cycle's last write to a capability; 0 if it wrote none."""
-    commit: str | None = None
     drift_restored: tuple[str, ...] = ()
     """Ids put back to Git's values after someone changed their keys in etcd."""
 
@@ -126,7 +130,11 @@ class CycleReport:
 
     @property
     def errors(self) -> int:
-        return sum(p.severity == "error" for p in self.problems) + len(self.failed)
+        return (
+            sum(p.severity == "error" for p in self.problems)
+            + len(self.failed)
+            + (self.source_problem is not None)
+        )
 
     @property
     def ok(self) -> bool:
@@ -137,12 +145,21 @@ class CycleReport:
         return "failed" if self.failed else "applied" if self.applied else "unchanged"
 
 
-def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
+def source_for(settings: Settings) -> Source:
+    """The Git remote of ``--git-url``, else the directory of ``--capabilities``."""
+    if settings.git is not None:
+        return GitSource(settings.git, settings.interval)
+    return DirectorySource(settings.capabilities)
+
+
+def check_directory(settings: Settings, source: Source | None = None) -> tuple[int, tuple[Problem, ...]]:
     """Every problem of the manifests in the directory, as a sync would see them; no etcd needed.
 
     Returns the number of manifest files and the problems, sorted by file and line.
     """
-    scanner = Scanner(settings.capabilities)
+    source = source or source_for(settings)
+    source.update(lambda: None)
+    scanner = Scanner(source.directory)
     files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
     nothing = RegistryState(revision=0, capability_keys={}, records={})
     assembly = assemble(
@@ -175,9 +192,20 @@ def _desired(
 class Syncer:
     """Runs sync cycles against one store, remembering parsed files between cycles."""
 
-    def __init__(self, settings: Settings, store: EtcdStore, listener: CycleListener | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: EtcdStore,
+        source: Source | None = None,
+        listener: CycleListener | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.source = source or source_for(settings)
+        """Where the manifests come from; asked for an update at the start of every cycle."""
+        self.update = Update(commit=None)
+        """The source's answer this cycle."""
+        self._reported_problem: str | None = None
         self._listener = listener
         """Told what each cycle did (metrics, status, webhooks)."""
         self.fence: Fence | None = None
@@ -189,7 +217,7 @@ class Syncer:
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
         self._unproven: tuple[str, ...] = ()
-        self._scanner = Scanner(settings.capabilities)
+        self._scanner = Scanner(self.source.directory)
         self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
         """By file name, the content hash and capability of the files whose capability etcd held
@@ -240,6 +268,9 @@ class Syncer:
         """
         started = datetime.now(UTC)
         try:
+            self.update = self.source.update(self.applied_commit)
+            if self.update.moved:
+                changed_files = None  # another tree: look at every file
             with collector_paused():
                 report = self._run_cycle(
                     changed_files,
@@ -320,6 +351,7 @@ class Syncer:
             and self._last is not None
             and not self._last.failed
             and not self._status_pending
+            and self.update.problem == self._reported_problem
         ):
             report = self._last
             self._log(report, None)
@@ -376,6 +408,7 @@ class Syncer:
                 prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
                 only=unvouched,
                 present=view.present,
+                commit=self.update.commit if isinstance(self.source, GitSource) else None,
             )
             if settings.dry_run:
                 break
@@ -398,8 +431,9 @@ class Syncer:
             failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
             held=assembly.desired.held,
             revision=actual.revision,
+            commit=self.update.commit,
+            source_problem=self.update.problem,
             written_revision=max(committed, default=0),
-            commit=None if settings.dry_run else head_commit(settings.capabilities),
             drift_restored=_restored(applied, assembly.drifted | assembly.settled),
         )
         self._log(report, assembly)
@@ -481,7 +515,8 @@ class Syncer:
             and converged.settings == self._fingerprint
             and converged.stands(status.mod_revision, head)
             # A new commit that changed no manifest still goes into the status.
-            and recorded.get("commit") == head_commit(settings.capabilities)
+            and recorded.get("commit") == self.update.commit
+            and self.update.problem is None
         ):
             return converged, head
         return self.store.read(settings.prefix, settings.sync_prefix)
@@ -493,8 +528,7 @@ class Syncer:
             problems=converged.warnings,
             desired=converged.capabilities,
             revision=head,
-            # The mark holds only with the recorded commit; a listener is told it.
-            commit=head_commit(self.settings.capabilities) if self._listener is not None else None,
+            commit=self.update.commit,
         )
         log.info("Found %d capability manifest(s)", converged.capabilities)
         log.debug(
@@ -717,6 +751,7 @@ class Syncer:
         differs from the last, or when the cycle wrote and can leave a new mark (its writes ended
         the last one). Never only to renew a mark: a cycle that changed nothing writes nothing. (A
         mark that no longer stands never misleads: any write to etcd, or a changed file, ends it.)"""
+        self._reported_problem = report.source_problem
         errors = [str(problem) for problem in report.problems if problem.severity == "error"]
         status: dict[str, object] = {
             "commit": report.commit,
@@ -730,6 +765,8 @@ class Syncer:
             "problems": [problem_json(problem) for problem in report.problems[:STATUS_LISTS]],
             "problem_count": len(report.problems),
         }
+        if report.source_problem is not None:
+            status["source_error"] = report.source_problem
         previous = _status_in(actual.status)
         renewed = converged is not None and transactions > 0
         if previous is not None and _lasting(previous) == _lasting(status) and not renewed:
@@ -760,6 +797,12 @@ class Syncer:
                 self._view.set_status(value, revision)
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)
+
+    def applied_commit(self) -> str | None:
+        """The commit etcd's status records as applied (by any replica)."""
+        status, _ = self.store.get_at_head(status_key(self.settings.sync_prefix))
+        commit = (_status_in(status) or {}).get("commit")
+        return commit if isinstance(commit, str) else None
 
 
 def _restored(applied: Sequence[Change], drifted: frozenset[str]) -> tuple[str, ...]:
