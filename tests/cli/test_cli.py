@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +13,20 @@ import pytest
 
 from gitops_sync.cli import build_parser, main
 from gitops_sync.testing import EtcdProcess, free_port
-from support import CHORA_BASE, EXAMPLES, PREFIX, ROOT, Cli, keys_under
+from support import CAPABILITIES, EXAMPLE_IDS, PREFIX, ROOT, Cli, add_dangling_reference, keys_under
 
 
 def test_the_seed_commands_work_verbatim(
-    etcd_server: EtcdProcess, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:
-    shutil.copytree(CHORA_BASE, tmp_path / "capabilities")
+    """As the README prints them, from the repository's root, on the ``capabilities/`` it ships."""
+    count = len(EXAMPLE_IDS)
     environment = {**os.environ, "ETCD_HOST": etcd_server.host, "ETCD_PORT": str(etcd_server.client_port)}
 
     def seed(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "gitops-sync-registry.py"), *args],
-            cwd=tmp_path,
+            cwd=ROOT,
             env=environment,
             capture_output=True,
             text=True,
@@ -36,7 +36,7 @@ def test_the_seed_commands_work_verbatim(
 
     dry = seed("--capabilities", "capabilities/", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "Plan: 48 to create, 0 to update, 0 to delete, 0 unchanged, 0 invalid" in dry.stdout
+    assert f"Plan: {count} to create, 0 to update, 0 to delete, 0 unchanged, 0 invalid" in dry.stdout
     assert keys_under(etcd, PREFIX) == {}
 
     once = seed("--capabilities", "capabilities/")
@@ -45,14 +45,14 @@ def test_the_seed_commands_work_verbatim(
     assert re.search(
         line + f"Connected to etcd at {etcd_server.host}:{etcd_server.client_port}$", once.stderr, re.M
     )
-    assert re.search(line + r"Found 48 capability manifest\(s\)$", once.stderr, re.M)
-    assert re.search(line + r"Synced: chora\.devex\.registry \(service\)$", once.stderr, re.M)
-    assert re.search(line + "Sync complete: 48 synced, 0 skipped, 0 errors$", once.stderr, re.M)
+    assert re.search(line + rf"Found {count} capability manifest\(s\)$", once.stderr, re.M)
+    assert re.search(line + r"Synced: chora\.platform\.config_store \(service\)$", once.stderr, re.M)
+    assert re.search(line + f"Sync complete: {count} synced, 0 skipped, 0 errors$", once.stderr, re.M)
 
     listed = seed("--list")
     assert listed.returncode == 0
-    assert listed.stdout.startswith(
-        "Found 48 capability/ies in etcd:\n\n  - chora.awareness.agent_awareness\n"
+    assert listed.stdout == f"Found {count} capability/ies in etcd:\n\n" + "".join(
+        f"  - {capability_id}\n" for capability_id in EXAMPLE_IDS
     )
 
 
@@ -121,12 +121,13 @@ def test_conflicting_modes_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_log_level(
     cli: Cli, capabilities: Path, monkeypatch: pytest.MonkeyPatch, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:
+    where = add_dangling_reference(capabilities)
     monkeypatch.setenv("LOG_LEVEL", "warning")
     quiet = cli("--capabilities", capabilities)
     assert quiet.code == 0
-    # the corpus's one dangling reference is a warning; nothing at INFO is shown
+    # the one dangling reference is a warning; nothing at INFO is shown
     assert quiet.err.count("\n") == 1
-    assert " - WARNING - Manifest chora.awareness.sap_adoption_verification.yaml:56: " in quiet.err
+    assert f" - WARNING - Manifest {where}: " in quiet.err
 
     monkeypatch.setenv("LOG_LEVEL", "debug")
     chatty = cli("--capabilities", capabilities)
@@ -139,8 +140,8 @@ def test_log_level(
 
 
 def test_examples_sync_cleanly(cli: Cli, etcd: etcd3.MultiEndpointEtcd3Client) -> None:
-    result = cli("--capabilities", EXAMPLES)
-    count = len(list(EXAMPLES.glob("*.yaml")))
+    result = cli("--capabilities", CAPABILITIES)
+    count = len(EXAMPLE_IDS)
     assert result.code == 0
     assert f"Sync complete: {count} synced, 0 skipped, 0 errors" in result.err
     assert len(keys_under(etcd, PREFIX)) == 4 * count
