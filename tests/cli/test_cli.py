@@ -97,10 +97,26 @@ def test_missing_capabilities_directory_is_a_usage_error(cli: Cli, tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--prefix", "/chora/capabilities"], "--prefix '/chora/capabilities' must end with '/'"),
+        (["--prefix", "/chora/capabilities"], "--prefix '/chora/capabilities' must start and end with '/'"),
+        (["--prefix", "chora/caps/"], "--prefix 'chora/caps/' must start and end with '/'"),
+        (["--sync-prefix", "sync/"], "--sync-prefix 'sync/' must start and end with '/'"),
         (["--sync-prefix", "/chora/capabilities/sync/"], "must not overlap"),
-        (["--interval", "0"], "--interval must be more than 0 seconds"),
+        (["--watch", "--interval", "0"], "--interval must be from 0.1 to 86400 seconds, not 0.0"),
+        (["--watch", "--interval", "nan"], "--interval must be from 0.1 to 86400 seconds, not nan"),
+        (["--watch", "--interval", "inf"], "--interval must be from 0.1 to 86400 seconds, not inf"),
+        (["--watch", "--lease-ttl", "1"], "--lease-ttl must be from 2 to 3600 seconds, not 1"),
+        (["--watch", "--lease-ttl", "100000000000"], "--lease-ttl must be from 2 to 3600 seconds"),
+        (["--etcd-timeout", "nan"], "--etcd-timeout must be from 0.1 to 600 seconds, not nan"),
+        (["--etcd-timeout", "inf"], "--etcd-timeout must be from 0.1 to 600 seconds, not inf"),
+        (["--etcd-timeout", "0"], "--etcd-timeout must be from 0.1 to 600 seconds, not 0.0"),
+        (["--etcd-port", "0"], "not a port (1 to 65535) in"),
+        (["--etcd-endpoints", "a:1,b:65536"], "not a port (1 to 65535) in a:1,b:65536"),
         (["--max-txn-ops", "4"], "--max-txn-ops must be at least 5"),
+        (["--max-txn-ops", "1000000"], "--max-txn-ops must be from 5 to 100000, not 1000000"),
+        (["--max-prune", "-1"], "--max-prune must be 0 or more"),
+        (["--interval", "30"], "--interval only applies with --watch; add --watch or leave it out"),
+        (["--dry-run", "--lease-ttl", "5"], "--lease-ttl only applies with --watch"),
+        (["--interval", "30", "--lease-ttl", "5"], "--interval and --lease-ttl only apply with --watch"),
     ],
 )
 def test_settings_that_cannot_work_exit_2(
@@ -109,6 +125,25 @@ def test_settings_that_cannot_work_exit_2(
     result = cli("--capabilities", capabilities, *args)
     assert result.code == 2
     assert message in result.err
+
+
+@pytest.mark.parametrize("args", [["--lease-ttl", "1e11"], ["--interval", "soon"], ["--etcd-port", "abc"]])
+def test_numbers_that_are_not_numbers_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--watch", *args])
+    assert exited.value.code == 2
+    assert f"argument {args[0]}: invalid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "65536", "-1", "2379.5"])
+def test_a_bad_etcd_port_in_the_environment_exits_2_with_one_line(
+    capabilities: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ETCD_PORT", value)
+    assert main(["--capabilities", str(capabilities), "--list"]) == 2
+    assert capsys.readouterr().err == (
+        f"gitops-sync: error: ETCD_PORT={value!r} is not a port number (1 to 65535)\n"
+    )
 
 
 def test_conflicting_modes_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,10 +168,21 @@ def test_log_level(
     chatty = cli("--capabilities", capabilities)
     assert "DEBUG - Files unchanged and etcd untouched since the last sync" in chatty.err
 
+    for alias in ("warn", "WARN", "Warning"):  # as other tools spell it
+        monkeypatch.setenv("LOG_LEVEL", alias)
+        again = cli("--capabilities", capabilities).err
+        assert [line[19:] for line in again.splitlines()] == [line[19:] for line in quiet.err.splitlines()]
+    for silent in ("error", "err", "critical", "fatal"):
+        monkeypatch.setenv("LOG_LEVEL", silent)
+        assert cli("--capabilities", capabilities).err == ""
+
     monkeypatch.setenv("LOG_LEVEL", "loud")
     wrong = cli("--capabilities", capabilities)
     assert wrong.code == 2
-    assert "LOG_LEVEL='loud' is not one of debug, info, warning, error" in wrong.err
+    assert wrong.err == (
+        "gitops-sync: error: LOG_LEVEL='loud' is not one of debug, info, warning (warn), error (err), "
+        "critical (fatal)\n"
+    )
 
 
 def test_examples_sync_cleanly(cli: Cli, etcd: etcd3.MultiEndpointEtcd3Client) -> None:

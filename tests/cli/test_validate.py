@@ -200,3 +200,23 @@ def test_the_schema_catches_real_mistakes(
     with pytest.raises(fastjsonschema.JsonSchemaValueException) as caught:
         check(document)
     assert caught.value.name == path
+
+
+def test_validate_takes_the_directory_as_people_type_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(ROOT)
+    checked = f"{len(EXAMPLE_IDS)} manifests checked: 0 errors, 0 warnings\n"
+    for args in (["--validate", "capabilities/"], ["--validate", "capabilities", "--strict"], ["--validate"]):
+        assert main(args) == 0, args
+        assert capsys.readouterr().out == checked
+    assert main(["--validate", "capabilities/", "--capabilities", "capabilities"]) == 0
+    assert capsys.readouterr().out == checked
+
+    assert main(["--validate", "capabilities/", "--capabilities", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"gitops-sync: error: --validate capabilities and --capabilities {tmp_path} name two "
+        "directories; give one\n"
+    )
+    assert main(["--validate", str(tmp_path / "nope")]) == 2
+    assert f"capabilities directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
