@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## run: start a local etcd on 127.0.0.1:2379 (unless one listens there) and sync examples/ in watch mode
+## run: start a local etcd on 127.0.0.1:2379 (unless one listens there) and sync capabilities/ in watch mode
 run: install
 	$(BIN)/python scripts/run-local.py
 
