@@ -59,9 +59,8 @@ def main() -> int:
             version = etcd_version(binary)
             if version < KNOWN_GOOD_ETCD:
                 _say(
-                    f"Note: this is etcd {'.'.join(map(str, version))} ({_shown(binary)}), which has a known "
-                    "data-inconsistency bug fixed in 3.5.3: fine for trying gitops-sync out; for more, put a "
-                    "newer etcd on PATH or set ETCD_BIN"
+                    f"Note: this etcd is {'.'.join(map(str, version))}, with a data-inconsistency bug "
+                    f"fixed in 3.5.3: fine to try things out ({_shown(binary)}; README: etcd version)"
                 )
             etcd = EtcdProcess(data_dir, client_port=client_port, peer_port=peer_port)
             _say(f"Starting etcd on {HOST}:{client_port} (data and log in {_shown(data_dir)})")
