@@ -28,16 +28,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.interop)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    skipped = [
-        report
-        for report in terminalreporter.stats.get("skipped", [])
-        if "interop" in getattr(report, "keywords", {})
-    ]
-    if skipped:
-        terminalreporter.write_line(
-            f"{len(skipped)} interop tests skipped: {INTEROP_SKIP.removeprefix('interop: ')}"
-        )
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Every interop test skipped for want of the corpus is reported at one place, so the summary
+    says in one line how many were skipped and why (pytest would list each test on its own line)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and call.when == "setup" and CHORA_BASE is None and item.get_closest_marker("interop"):
+        report.longrepr = (__file__, None, INTEROP_SKIP)
 
 
 @pytest.fixture(scope="session")
