@@ -20,7 +20,16 @@ from gitops_sync.service.syncing import Syncer
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore, Fence
 from gitops_sync.testing import EtcdCluster, EtcdProcess
-from support import EXAMPLE_IDS, PREFIX, plain_client, services, value_of, wait_for, watch_args
+from support import (
+    EXAMPLE_IDS,
+    PREFIX,
+    plain_client,
+    renamed_copies,
+    services,
+    value_of,
+    wait_for,
+    watch_args,
+)
 
 REGISTRY = "chora.platform.config_store"
 COUNT = len(EXAMPLE_IDS)
@@ -158,6 +167,7 @@ def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
     etcd: etcd3.MultiEndpointEtcd3Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    count = COUNT + renamed_copies(capabilities, 5)  # 48 capabilities
     connection = EtcdConnection(((etcd_server.host, etcd_server.client_port),))
     settings = Settings(capabilities=capabilities, etcd=connection, max_txn_ops=10)  # 2 per transaction
     caplog.set_level(logging.INFO, "gitops-sync")
@@ -177,10 +187,10 @@ def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
         report = Syncer(settings, store).run_cycle()
 
     assert caplog.text.count("Conflict (attempt 1 of 3)") == 1
-    assert report.synced == COUNT
+    assert report.synced == count
     synced = [line for line in caplog.text.splitlines() if "Synced: " in line]
-    assert len(synced) == COUNT  # each capability written once, the raced one after re-planning
-    assert store.commits == (COUNT + 1) // 2 + 1 + 1  # the batches, the raced one again, the status
+    assert len(synced) == count  # each capability written once, the raced one after re-planning
+    assert store.commits == count // 2 + 1 + 1  # the batches, the raced one again, the status
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
 
