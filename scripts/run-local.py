@@ -29,50 +29,67 @@ HOST = "127.0.0.1"
 STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+class Refused(Exception):
+    """Something stands in the way; the message says what and what to do."""
+
+
 def main() -> int:
-    try:
-        client_port = _port("ETCD_PORT", 2379)
-        peer_port = _port("ETCD_PEER_PORT", 2380)
-    except ValueError as exc:
-        return _fail(str(exc))
-    data_dir = Path(os.environ.get("ETCD_DATA_DIR") or ROOT / ".local" / "etcd")
     # Until the sync runs, any of these ends this script, through the `finally` that stops etcd.
     for signum in STOPPING:
         signal.signal(signum, _stop_now)
     etcd = None
     try:
+        client_port = _port("ETCD_PORT", 2379)
+        peer_port = _port("ETCD_PEER_PORT", 2380)
         if is_listening(HOST, client_port):
             problem = _not_etcd(client_port)
             if problem:
-                return _fail(
+                raise Refused(
                     f"something listens on {HOST}:{client_port}, but it is not an etcd ({problem}); stop "
                     "it, or set ETCD_PORT (and ETCD_PEER_PORT) to free ports"
                 )
             _say(f"Using the etcd already listening on {HOST}:{client_port}")
         else:
-            if is_listening(HOST, peer_port):
-                return _fail(
-                    f"port {peer_port} on {HOST}, which the local etcd needs for its peers, is in use by "
-                    "another process; stop it, or set ETCD_PEER_PORT to a free port"
-                )
-            binary = etcd_binary()
-            version = etcd_version(binary)
-            if version < KNOWN_GOOD_ETCD:
-                _say(
-                    f"Note: this etcd is {'.'.join(map(str, version))}, with a data-inconsistency bug "
-                    f"fixed in 3.5.3: fine to try things out ({_shown(binary)}; README: etcd version)"
-                )
-            etcd = EtcdProcess(data_dir, client_port=client_port, peer_port=peer_port)
-            _say(f"Starting etcd on {HOST}:{client_port} (data and log in {_shown(data_dir)})")
-            try:
-                etcd.start()
-            except (RuntimeError, TimeoutError) as exc:
-                return _fail(f"etcd did not start: {exc}")
+            etcd = EtcdProcess(_data_dir(), client_port=client_port, peer_port=peer_port)
+            _start(etcd)
         return _sync(client_port)
+    except Refused as refused:
+        _say(f"run-local: {refused}")
+        return 1
     finally:
         if etcd is not None and etcd.running:
             etcd.stop()
             _say("Stopped the local etcd")
+
+
+def _start(etcd: EtcdProcess) -> None:
+    """Start the local etcd, or say why it cannot start."""
+    if is_listening(HOST, etcd.peer_port):
+        raise Refused(
+            f"port {etcd.peer_port} on {HOST}, which the local etcd needs for its peers, is in use by "
+            "another process; stop it, or set ETCD_PEER_PORT to a free port"
+        )
+    try:
+        binary = etcd_binary()
+    except FileNotFoundError as exc:
+        raise Refused(str(exc)) from None
+    if not os.access(binary, os.X_OK):
+        raise Refused(f"{binary} is not an executable etcd binary; fix ETCD_BIN or run `make install`")
+    version = etcd_version(binary)
+    if (0,) < version < KNOWN_GOOD_ETCD:
+        _say(
+            f"Note: this etcd is {'.'.join(map(str, version))}, with a data-inconsistency bug "
+            f"fixed in 3.5.3: fine to try things out ({_shown(binary)}; README: etcd version)"
+        )
+    _say(f"Starting etcd on {HOST}:{etcd.client_port} (data and log in {_shown(etcd.data_dir)})")
+    try:
+        etcd.start()
+    except (OSError, RuntimeError) as exc:  # TimeoutError is an OSError
+        raise Refused(f"etcd did not start: {exc}") from None
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("ETCD_DATA_DIR") or ROOT / ".local" / "etcd")
 
 
 def _sync(client_port: int) -> int:
@@ -114,8 +131,7 @@ def _port(name: str, default: int) -> int:
     if not text:
         return default
     if not text.isdigit() or not 0 < int(text) < 65536:
-        msg = f"{name}={text!r} is not a port number (1 to 65535)"
-        raise ValueError(msg)
+        raise Refused(f"{name}={text!r} is not a port number (1 to 65535)")
     return int(text)
 
 
@@ -145,11 +161,6 @@ def _say(message: str) -> None:
     """To the terminal, which may be gone (SIGHUP): then there is no one to tell."""
     with contextlib.suppress(OSError):
         print(message, file=sys.stderr, flush=True)
-
-
-def _fail(message: str) -> int:
-    _say(f"run-local: {message}")
-    return 1
 
 
 if __name__ == "__main__":

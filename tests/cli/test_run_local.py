@@ -19,7 +19,7 @@ from support import EXAMPLE_IDS, ROOT, wait_for
 
 
 class RunLocal:
-    def __init__(self, tmp_path: Path, client_port: int, peer_port: int) -> None:
+    def __init__(self, tmp_path: Path, client_port: int, peer_port: int, **env: str) -> None:
         self.client_port, self.peer_port = client_port, peer_port
         self.log = tmp_path / "run-local.log"
         environment = {
@@ -27,6 +27,7 @@ class RunLocal:
             "ETCD_PORT": str(client_port),
             "ETCD_PEER_PORT": str(peer_port),
             "ETCD_DATA_DIR": str(tmp_path / "etcd"),
+            **env,
         }
         with self.log.open("wb") as sink:
             # Its own process group, as a terminal gives `make run`.
@@ -53,8 +54,8 @@ SYNCED = f"Sync complete: {len(EXAMPLE_IDS)} synced"
 def run_local(tmp_path: Path) -> Iterator[Start]:
     started: list[RunLocal] = []
 
-    def start(client_port: int | None = None, peer_port: int | None = None) -> RunLocal:
-        running = RunLocal(tmp_path, client_port or free_port(), peer_port or free_port())
+    def start(client_port: int | None = None, peer_port: int | None = None, **env: str) -> RunLocal:
+        running = RunLocal(tmp_path, client_port or free_port(), peer_port or free_port(), **env)
         started.append(running)
         return running
 
@@ -128,6 +129,26 @@ def test_something_else_on_the_client_port_is_not_taken_for_etcd(run_local: Star
     assert "set ETCD_PORT (and ETCD_PEER_PORT) to free ports" in text
     assert "Traceback" not in text
     assert len(text.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"ETCD_BIN": "/nonexistent/etcd"},
+            "/nonexistent/etcd is not an executable etcd binary; fix ETCD_BIN",
+        ),
+        ({"ETCD_PEER_PORT": "http"}, "ETCD_PEER_PORT='http' is not a port number (1 to 65535)"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_named_in_one_line(
+    run_local: Start, env: dict[str, str], message: str
+) -> None:
+    running = run_local(**env)
+    assert running.wait() == 1
+    assert running.text().startswith(f"run-local: {message}")
+    assert len(running.text().splitlines()) == 1
+    assert nothing_listens(running.client_port)
 
 
 def fake_etcd(directory: Path, version: str) -> Path:
