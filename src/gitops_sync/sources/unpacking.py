@@ -319,9 +319,11 @@ def _form_parts(body: bytes, boundary: str | None) -> Iterator[tuple[bytes, byte
 
 
 def _filename(headers: bytes) -> str | None:
-    """The ``filename`` of a part's ``Content-Disposition`` (RFC 2231's ``filename*`` too), as the
-    standard library's MIME parser reads parameters; None for a part that is not a file."""
-    for line in headers.decode("utf-8", "surrogateescape").split("\r\n"):
+    """The ``filename`` of a part's ``Content-Disposition`` (RFC 2231's ``filename*`` too), its
+    parameters read by the standard library's MIME parser; None for a part that is not a file. The
+    name's bytes are read as UTF-8 (RFC 7578), keeping any other byte for :func:`_path` to refuse."""
+    # Latin-1 maps each byte to one character, so the name's bytes come back exactly.
+    for line in headers.decode("latin-1").split("\r\n"):
         field, colon, value = line.partition(":")
         if colon and field.strip().lower() == "content-disposition":
             disposition = Message()
@@ -329,7 +331,9 @@ def _filename(headers: bytes) -> str | None:
             name = disposition.get_param("filename", header="content-disposition")
             if name is None:
                 return None
-            return disposition.get_filename()
+            # filename*=UTF-8''caf%C3%A9.yaml comes as (charset, language, its bytes as characters)
+            raw = bytes(name[2], "raw-unicode-escape") if isinstance(name, tuple) else name.encode("latin-1")
+            return raw.decode("utf-8", "surrogateescape")
     return None
 
 
