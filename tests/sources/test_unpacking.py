@@ -16,6 +16,7 @@ from gitops_sync.errors import UnsupportedUpload, UploadError, UploadTooLarge
 from gitops_sync.model.sources import MAX_MANIFEST_BYTES
 from gitops_sync.sources.unpacking import (
     MAX_MEMBERS,
+    MAX_NAME_BYTES,
     MAX_UNPACKED_BYTES,
     MAX_UPLOAD_BYTES,
     Upload,
@@ -176,6 +177,12 @@ def test_a_member_name_that_is_not_utf8_refuses_the_archive(tar_format: int) -> 
 
     with pytest.raises(UploadError, match=r"'caf\\\\xe9.yaml' is not UTF-8"):
         unpack(tar_gz(add, tar_format=tar_format), GZIP)
+
+
+def test_a_member_name_longer_than_any_path_refuses_the_archive() -> None:
+    deep = "/".join(["d" * 200] * 21) + "/x.yaml"
+    with pytest.raises(UploadError, match=f"over the {MAX_NAME_BYTES:,}-byte limit"):
+        unpack(files_archive({deep: MANIFEST}), GZIP)
 
 
 def test_a_utf8_member_name_is_kept() -> None:

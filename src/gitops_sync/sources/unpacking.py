@@ -18,10 +18,11 @@ apart (``team-a/x.yaml``). Two manifests with one name are refused.
 Refused as a whole (:class:`UploadError`, nothing planned from a part of it): a body, an unpacked
 archive or a member count over its limit (:class:`UploadTooLarge`, decompression stops there, so a
 gzip bomb costs at most :data:`MAX_UNPACKED_BYTES` of work); a corrupt or truncated archive or
-form; a member name that is absolute, holds ``..``, or is not UTF-8; duplicate names; no manifest
-at all. Refused one by one, as a :class:`Problem` naming the file (it keeps its capability's last
-good state, and stops pruning, as an unreadable file in the directory does): a manifest that is a
-symbolic or hard link, a device, FIFO or other special file, or over :data:`MAX_MANIFEST_BYTES`.
+form; a member name that is absolute, holds ``..``, is not UTF-8 or is longer than
+:data:`MAX_NAME_BYTES`; duplicate names; no manifest at all. Refused one by one, as a
+:class:`Problem` naming the file (it keeps its capability's last good state, and stops pruning, as
+an unreadable file in the directory does): a manifest that is a symbolic or hard link, a device,
+FIFO or other special file, or over :data:`MAX_MANIFEST_BYTES`.
 Nothing is ever written to disk, and no link is followed.
 """
 
@@ -49,6 +50,8 @@ upload can cost in memory and in work. Twice 10,000 manifests of a few KiB with 
 headers; a gzip bomb stops here."""
 MAX_MEMBERS: Final = 20_000
 """Archive members (directories and other files included) or form parts read; more is refused."""
+MAX_NAME_BYTES: Final = 4096
+"""A manifest's path in the upload, in UTF-8: Linux's longest path (``PATH_MAX``)."""
 MAX_PART_HEADER_BYTES: Final = 16 * 1024
 """The headers of one form part; browsers and curl send a few hundred bytes."""
 
@@ -344,10 +347,13 @@ def _path(name: str, what: str) -> tuple[str, ...]:
     """The segments of a name from the upload; raises :class:`UploadError` for one that is not
     UTF-8, is absolute or climbs out with ``..``: an archive that holds one is not trusted at all."""
     try:
-        name.encode()
+        size = len(name.encode())
     except UnicodeEncodeError:
         msg = f"{what} {printable(name)!r} is not UTF-8; rename it"
         raise UploadError(msg) from None
+    if size > MAX_NAME_BYTES:
+        msg = f"{what} {printable(name)!r} is {size:,} bytes long, over the {MAX_NAME_BYTES:,}-byte limit"
+        raise UploadError(msg)
     if name.startswith("/"):
         msg = f"{what} {printable(name)!r} is an absolute path; send paths relative to a directory"
         raise UploadError(msg)
