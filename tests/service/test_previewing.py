@@ -265,8 +265,9 @@ def test_validation_of_an_upload_finds_what_validate_finds(tmp_path: Path, cli: 
 def test_a_plan_reports_the_problems_of_the_upload(
     synced: Path, tmp_path: Path, etcd_server: EtcdProcess
 ) -> None:
-    """Every file is parsed, so a plan lists every problem, with the sync's rules: a broken file
-    keeps its last good state, and nothing is pruned meanwhile."""
+    """A plan lists the problems a sync would report (those of new and changed files, and across
+    manifests), with the sync's rules: a broken file keeps its last good state, and nothing is
+    pruned meanwhile."""
     changed = changed_directory(tmp_path)
     bus = changed / f"{EVENT_BUS}.yaml"
     bus.write_text(bus.read_text().replace("dc_title: Platform Event Bus", "dc_title: [unclosed"))

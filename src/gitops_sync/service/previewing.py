@@ -51,7 +51,7 @@ class Preview:
     refused: tuple[str, ...]
     """Why deletions a sync would make are held back, one reason each."""
     problems: tuple[Problem, ...]
-    """What is wrong with the manifests, as the sync reports it, sorted by file and line."""
+    """What is wrong with the manifests, as a sync reports it, sorted by file and line."""
 
     def as_json(self) -> dict[str, object]:
         """The Plan API's answer: ``{"revision", "changes", "refused", "problems"}``."""
@@ -79,13 +79,13 @@ def validate_upload(settings: Settings, upload: Upload) -> tuple[Problem, ...]:
 
 
 def plan_upload(settings: Settings, store: EtcdStore, upload: Upload) -> Preview:
-    """The plan a sync of exactly the uploaded manifests would make against etcd now, as
-    ``--dry-run`` shows it, with every problem of the manifests. Raises :class:`StoreError` when
-    etcd cannot be read; writes nothing.
+    """The plan a sync of exactly the uploaded manifests would make against etcd now, and the
+    problems it would report: what ``--dry-run`` on a directory of these files shows. Raises
+    :class:`StoreError` when etcd cannot be read; writes nothing.
 
-    Every file is parsed, so that every problem is reported; those whose capability etcd holds just
-    as the file renders it (its record names the same file and content) are, as in a sync, not
-    compared with etcd again.
+    As in a sync, a file whose capability etcd holds just as the file renders it (its record names
+    the same file and content) is not parsed again: its problems are those of every new or changed
+    file, and every problem across manifests. :func:`validate_upload` checks every file afresh.
     """
     view = RegistryView(
         store.read(settings.prefix, settings.sync_prefix),
@@ -101,6 +101,7 @@ def plan_upload(settings: Settings, store: EtcdStore, upload: Upload) -> Preview
         prefix=settings.prefix,
         desire=functools.partial(render_file, settings),
         strict=settings.strict,
+        reusable=reusable,
     )
     compared = assembly.desired.capabilities.keys() - {capability.id for capability in reusable.values()}
     planned = plan_against(settings, store, view, assembly.desired, compared)
