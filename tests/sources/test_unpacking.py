@@ -288,6 +288,23 @@ def test_a_truncated_archive_is_refused() -> None:
         unpack(complete_gzip_of_cut_tar, GZIP)
 
 
+def test_an_archive_cut_at_a_member_boundary_or_damaged_within_is_refused() -> None:
+    """tarfile alone would take either for the archive's end, and plan the rest's deletion."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        add_file(archive, "one.yaml")
+        add_file(archive, "two.yaml")
+    raw = buffer.getvalue()
+    second = 1024  # the first member: its header and one block of content
+    assert raw[second + 257 : second + 262] == b"ustar"
+    with pytest.raises(UploadError, match="damaged or missing member header"):
+        unpack(gzip.compress(raw[:second]), GZIP)
+    damaged = raw[:second] + b"x" * 512 + raw[second + 512 :]
+    with pytest.raises(UploadError, match="damaged or missing member header"):
+        unpack(gzip.compress(damaged), GZIP)
+    assert names(unpack(gzip.compress(raw), GZIP)) == ["one.yaml", "two.yaml"]
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "application/x-tar", "text/plain", ""])
 def test_other_content_types_are_unsupported(content_type: str) -> None:
     with pytest.raises(UnsupportedUpload, match="send a gzip-compressed tar"):

@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
-from typing import Final
+from typing import Final, Self
 
 from gitops_sync.errors import UnsupportedUpload, UploadError, UploadTooLarge
 from gitops_sync.model.problems import Problem, printable
@@ -190,6 +190,22 @@ class _Inflated:
         return chunk
 
 
+class _Header(tarfile.TarInfo):
+    """A member's header, strictly read: tarfile takes a damaged or missing header after the first
+    member for the archive's end, which would silently leave out every manifest after it (and plan
+    their deletion). Only a block of zeros ends an archive here."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as exc:
+            if len(buf) == tarfile.BLOCKSIZE and not buf.strip(b"\0"):  # the end-of-archive marker
+                raise
+            msg = f"a damaged or missing member header ({exc or 'end of data'}); cut short or corrupt"
+            raise tarfile.ReadError(msg) from None
+
+
 def _tar_manifests(body: bytes) -> Iterator[_Found]:
     """The manifests of a gzip-compressed tar, read as a stream: each member in turn, its content
     read only if it is a manifest to use (what is skipped is decompressed too, and counted)."""
@@ -198,6 +214,7 @@ def _tar_manifests(body: bytes) -> Iterator[_Found]:
         with tarfile.open(
             fileobj=stream,
             mode="r|",
+            tarinfo=_Header,
             encoding="utf-8",
             errors="surrogateescape",
         ) as archive:
