@@ -5,12 +5,12 @@ GitOpsSyncError
 │   └── SourceChanged       the file changed while it was being read: a passing state, not its content
 ├── ConfigurationError   options or environment that cannot work (exit code 2)
 │   └── SourceUnavailable   the capabilities directory is missing or cannot be listed
-└── StoreError           etcd did not do what was asked
-    ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
-    ├── StoreAccessDenied   etcd refused the credentials or a permission (exit code 3)
-    └── StoreConflict       a compare-and-swap transaction lost to a concurrent writer
+├── StoreError           etcd did not do what was asked
+│   ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
+│   ├── StoreAccessDenied   etcd refused the credentials or a permission (exit code 3)
+│   └── StoreConflict       a compare-and-swap transaction lost to a concurrent writer
 └── UploadError          an uploaded set of manifests cannot be read: broken or hostile (HTTP 400)
-    ├── UploadTooLarge      the body, the unpacked bytes or the number of members is over its limit (HTTP 413)
+    ├── UploadTooLarge      the body, the unpacked bytes or the member count is over its limit (HTTP 413)
     └── UnsupportedUpload   neither a gzip-compressed tar nor multipart form data (HTTP 415)
 """
 
