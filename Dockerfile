@@ -32,6 +32,11 @@ ENV PATH="/opt/venv/bin:$PATH" \
     ETCD_PORT=2379 \
     LOG_LEVEL=info
 
+# git and ssh for --git-url (the Git source runs the git command line); gnupg for --git-gpg-keyring.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends git openssh-client gnupg \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 gitops \
  && useradd --system --uid 10001 --gid gitops --no-create-home \
         --home-dir /app --shell /usr/sbin/nologin gitops \

@@ -13,7 +13,7 @@ from gitops_sync import __version__, logs
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
 from gitops_sync.service.running import ExitCode, Mode, run
-from gitops_sync.settings import ETCD_MAX_TXN_OPS, EtcdConnection, Settings
+from gitops_sync.settings import ETCD_MAX_TXN_OPS, EtcdConnection, GitRemote, Settings, default_git_cache
 
 EPILOG = """\
 environment:
@@ -32,6 +32,21 @@ exit codes:
 """
 
 
+class _Given(argparse.Action):
+    """Stores the value, and that it was given (``--capabilities`` and ``--git-url`` exclude each
+    other, but ``--capabilities`` has a default)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitops-sync",
@@ -40,12 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.set_defaults(capabilities_given=False)
     parser.add_argument(
         "--capabilities",
         type=Path,
+        action=_Given,
         default=Path("capabilities"),
         metavar="DIR",
-        help="directory of *.yaml / *.yml manifests (default: capabilities/)",
+        help="directory of *.yaml / *.yml manifests (default: capabilities/); or see --git-url",
     )
     etcd = parser.add_argument_group("etcd")
     etcd.add_argument(
@@ -148,6 +165,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --watch: full resync at least this often (default: 60)",
     )
 
+    git = parser.add_argument_group("a Git remote as the source (instead of --capabilities)")
+    git.add_argument("--git-url", metavar="URL", help="https://, ssh://, git@host:path or file:// remote")
+    git.add_argument(
+        "--git-ref", metavar="REF", help="branch, tag or full commit id (default: the remote's HEAD)"
+    )
+    git.add_argument(
+        "--git-path",
+        default="capabilities",
+        metavar="DIR",
+        help="the manifests' directory inside the repository (default: capabilities)",
+    )
+    git.add_argument(
+        "--git-cache",
+        type=Path,
+        metavar="DIR",
+        help="where fetched commits and checkouts are kept (default: $XDG_CACHE_HOME/gitops-sync, "
+        "else ~/.cache/gitops-sync)",
+    )
+    git.add_argument(
+        "--git-token-file", type=Path, metavar="FILE", help="HTTPS access token (TOKEN or USER:TOKEN)"
+    )
+    git.add_argument("--git-ssh-key-file", type=Path, metavar="FILE", help="SSH private key (a deploy key)")
+    git.add_argument(
+        "--git-known-hosts-file",
+        type=Path,
+        metavar="FILE",
+        help="the SSH server's host keys, checked strictly (needed with --git-ssh-key-file)",
+    )
+    git.add_argument(
+        "--git-allowed-signers",
+        type=Path,
+        metavar="FILE",
+        help="apply only commits signed by an SSH key in this file (git's allowed signers format)",
+    )
+    git.add_argument(
+        "--git-gpg-keyring",
+        type=Path,
+        metavar="FILE",
+        help="apply only commits signed by a key in this GnuPG keyring",
+    )
+    git.add_argument(
+        "--git-webhook-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="secret of the push hook (POST /hooks/git on --http): GitHub's or GitLab's",
+    )
+    git.add_argument(
+        "--git-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="the most one fetch may take (default: 120)",
+    )
+
     prune = parser.add_argument_group("pruning capabilities whose manifest is gone")
     prune.add_argument("--no-prune", action="store_true", help="never delete capabilities from etcd")
     prune.add_argument(
@@ -178,6 +249,7 @@ def _env_int(name: str, default: int) -> int:
 def settings_from(options: argparse.Namespace) -> Settings:
     return Settings(
         capabilities=options.capabilities,
+        git=_git_remote(options),
         etcd=EtcdConnection(
             endpoints=_endpoints(options),
             timeout=options.etcd_timeout,
@@ -197,6 +269,42 @@ def settings_from(options: argparse.Namespace) -> Settings:
         allow_empty=options.allow_empty,
         strict=options.strict,
         max_txn_ops=options.max_txn_ops,
+    )
+
+
+def _git_remote(options: argparse.Namespace) -> GitRemote | None:
+    git_options = [
+        f"--{name.replace('_', '-')}"
+        for name in (
+            "git_ref",
+            "git_cache",
+            "git_token_file",
+            "git_ssh_key_file",
+            "git_known_hosts_file",
+            "git_allowed_signers",
+            "git_gpg_keyring",
+            "git_webhook_secret_file",
+        )
+        if getattr(options, name) is not None
+    ]
+    if options.git_url is None:
+        if git_options:
+            raise ConfigurationError(f"{', '.join(git_options)} need(s) --git-url")
+        return None
+    if options.capabilities_given:
+        raise ConfigurationError("--capabilities and --git-url exclude each other: pass one source")
+    return GitRemote(
+        url=options.git_url,
+        ref=options.git_ref,
+        path=options.git_path,
+        cache=options.git_cache or default_git_cache(),
+        token_file=options.git_token_file,
+        ssh_key_file=options.git_ssh_key_file,
+        known_hosts_file=options.git_known_hosts_file,
+        allowed_signers=options.git_allowed_signers,
+        gpg_keyring=options.git_gpg_keyring,
+        webhook_secret_file=options.git_webhook_secret_file,
+        timeout=options.git_timeout,
     )
 
 
@@ -244,7 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(os.environ.get("LOG_LEVEL"))
         settings = settings_from(options)
         mode = mode_of(options)
-        if mode in ("sync", "watch", "validate") and not settings.capabilities.is_dir():
+        if (
+            mode in ("sync", "watch", "validate")
+            and settings.git is None
+            and not settings.capabilities.is_dir()
+        ):
             raise ConfigurationError(
                 f"capabilities directory {settings.capabilities} does not exist or is not a "
                 "directory; pass --capabilities DIR"

@@ -4,7 +4,10 @@ GitOpsSyncError
 ├── ManifestError        a manifest file cannot become a capability (names the file, and the line)
 │   └── SourceChanged       the file changed while it was being read: a passing state, not its content
 ├── ConfigurationError   options or environment that cannot work (exit code 2)
-│   └── SourceUnavailable   the capabilities directory is missing or cannot be listed
+│   └── SourceUnavailable   the capabilities directory is missing or cannot be listed, or no commit of
+│                           the Git remote can be used (nothing fetched yet that etcd also holds)
+├── GitError             a git command failed; the Git source turns it into a clear cause
+├── HookRejected         a push hook's request is not signed with the secret (HTTP 401)
 ├── StoreError           etcd did not do what was asked
 │   ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
 │   ├── StoreAccessDenied   etcd refused the credentials or a permission (exit code 3)
@@ -52,6 +55,20 @@ class ConfigurationError(GitOpsSyncError):
 
 class SourceUnavailable(ConfigurationError):
     """The capabilities directory is missing or cannot be listed; nothing is pruned then."""
+
+
+class GitError(GitOpsSyncError):
+    """A git command failed, timed out or could not start; ``str()`` is git's own words, secrets masked."""
+
+
+class HookRejected(GitOpsSyncError):
+    """A push hook's request is refused, and wakes nothing: ``status`` is the HTTP answer (401: not
+    signed with the secret; 413: too large)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
 
 
 class StoreError(GitOpsSyncError):

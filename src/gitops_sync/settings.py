@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
+from urllib.parse import urlsplit
 
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX, OPS_PER_CAPABILITY, leader_key
@@ -71,9 +76,142 @@ class EtcdConnection:
         return self.cacert is not None
 
 
+_SCP_LIKE: Final = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)[^\s]+$")
+"""``git@host:path``, which git reads as SSH."""
+_REF: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,255}$")
+"""A branch, tag or commit as given to ``git fetch``: no option, no range, no white space."""
+
+
+def default_git_cache() -> Path:
+    """``$XDG_CACHE_HOME/gitops-sync``, else ``~/.cache/gitops-sync``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gitops-sync"
+
+
+@dataclass(frozen=True, slots=True)
+class GitRemote:
+    """Where the manifests come from when they come from Git: a remote, a ref, a directory in it."""
+
+    url: str
+    ref: str | None = None
+    """A branch, tag or commit; None: the remote's HEAD."""
+    path: str = "capabilities"
+    """The manifests' directory inside the repository (``.``: its root)."""
+    cache: Path = field(default_factory=default_git_cache)
+    """Holds a directory per remote and ref: the fetched objects and the checkouts."""
+    token_file: Path | None = None
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    allowed_signers: Path | None = None
+    """Apply only commits signed by an SSH key in this file (git's ``gpg.ssh.allowedSignersFile``)."""
+    gpg_keyring: Path | None = None
+    """Apply only commits signed by a GnuPG key in this keyring."""
+    webhook_secret_file: Path | None = None
+    """The push hook's secret (GitHub's webhook secret, or GitLab's secret token)."""
+    timeout: float = 120.0
+    """The most one git command (a fetch) may take."""
+
+    def __post_init__(self) -> None:
+        scheme = self.scheme
+        host = urlsplit(self.url).hostname if "://" in self.url else None
+        problems = [
+            message
+            for failed, message in (
+                (
+                    scheme not in ("https", "http", "ssh", "file"),
+                    f"--git-url {self.url!r}: use https://, ssh://, git@host:path or file://",
+                ),
+                (
+                    "://" in self.url and urlsplit(self.url).password is not None,
+                    "--git-url must not hold a password or token; put the token in --git-token-file",
+                ),
+                (
+                    self.ref is not None and not _REF.match(self.ref),
+                    f"--git-ref {self.ref!r} is not a branch, tag or commit name",
+                ),
+                (
+                    not _relative_path(self.path),
+                    f"--git-path {self.path!r} must be a directory inside the repository "
+                    "(relative, without '..')",
+                ),
+                (
+                    self.token_file is not None and scheme not in ("https", "http"),
+                    "--git-token-file is for https:// remotes; for SSH use --git-ssh-key-file",
+                ),
+                (
+                    self.token_file is not None and scheme == "http" and not _loopback(host),
+                    "--git-token-file with an http:// remote would send the token in the clear; use https://",
+                ),
+                (
+                    self.ssh_key_file is not None and scheme != "ssh",
+                    "--git-ssh-key-file is for ssh:// and git@host:path remotes",
+                ),
+                (
+                    self.ssh_key_file is not None and self.known_hosts_file is None,
+                    "--git-ssh-key-file needs --git-known-hosts-file: the server's host key is "
+                    "checked strictly, never accepted on first sight",
+                ),
+                (
+                    self.allowed_signers is not None and self.gpg_keyring is not None,
+                    "--git-allowed-signers and --git-gpg-keyring exclude each other",
+                ),
+                (self.timeout <= 0, "--git-timeout must be more than 0 seconds"),
+            )
+            if failed
+        ]
+        problems.extend(
+            f"{name} {path} is not a readable file"
+            for name, path in (
+                ("--git-token-file", self.token_file),
+                ("--git-ssh-key-file", self.ssh_key_file),
+                ("--git-known-hosts-file", self.known_hosts_file),
+                ("--git-allowed-signers", self.allowed_signers),
+                ("--git-gpg-keyring", self.gpg_keyring),
+                ("--git-webhook-secret-file", self.webhook_secret_file),
+            )
+            if path is not None and not (path.is_file() and os.access(path, os.R_OK))
+        )
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+
+    @property
+    def scheme(self) -> str:
+        """The transport: ``https``, ``http``, ``ssh`` or ``file`` (anything else is refused)."""
+        if "://" in self.url:
+            return urlsplit(self.url).scheme.lower()
+        return "ssh" if _SCP_LIKE.match(self.url) else ""
+
+    @property
+    def label(self) -> str:
+        """The remote and ref as messages name them (the URL holds no secret: see above)."""
+        return f"{self.url} {self.ref or 'HEAD'}"
+
+    @property
+    def workspace(self) -> Path:
+        """This remote's and ref's own directory in the cache."""
+        key = hashlib.sha256(f"{self.url}\n{self.ref or ''}".encode()).hexdigest()[:16]
+        return self.cache / key
+
+
+def _relative_path(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in path
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     capabilities: Path = Path("capabilities")
+    git: GitRemote | None = None
+    """The Git remote the manifests come from; None: they are read from ``capabilities``."""
     etcd: EtcdConnection = EtcdConnection()
     prefix: str = DEFAULT_PREFIX
     sync_prefix: str = DEFAULT_SYNC_PREFIX

@@ -160,14 +160,14 @@ def _dependency_problems(
             )
         if dependency.version == "*":
             continue
-        if not _is_range(dependency.version):
+        if not is_range(dependency.version):
             yield Problem(
                 capability.source,
                 f"{where}: version {dependency.version!r} is not a SemVer range; write one like "
                 f"{RANGE_EXAMPLES}",
                 dependency.line,
             )
-        elif target is not None and not _satisfies(target.version, dependency.version):
+        elif target is not None and not satisfies(target.version, dependency.version):
             yield Problem(
                 capability.source,
                 f"{where}: version {dependency.version!r} is not satisfied by its version "
@@ -176,15 +176,22 @@ def _dependency_problems(
             )
 
 
-def _is_range(constraint: str) -> bool:
+def is_range(constraint: str) -> bool:
+    """An npm-style range (``^1.0.0``, ``~1.2``, ``>=1 <2``, ``*``) of at most 256 characters."""
     return _range(constraint) is not None
 
 
 @functools.lru_cache(maxsize=65536)
-def _satisfies(version: str, constraint: str) -> bool:
-    tested = _range(constraint)
+def satisfies(version: str, constraint: str) -> bool:
+    """Whether ``version`` is in the range ``constraint`` (pre-releases included); False if it is none."""
+    tested = _range(constraint) if len(version) <= MAX_RANGE_LENGTH else None
     # Pre-releases count: the registry checks consistency, it does not pick versions to install.
     return tested is not None and bool(tested.test(version, include_prerelease=True))
+
+
+MAX_RANGE_LENGTH = 256
+"""The longest constraint parsed (the schema's limit, and npm's): longer ones are not ranges, as
+parsing time grows with the square of the length."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -192,6 +199,8 @@ def _range(constraint: str) -> nodesemver.Range | None:
     """The constraint, parsed once: a registry has few distinct ones, and parsing is most of a test."""
     import nodesemver  # noqa: PLC0415 - imported on first use, as most registries have no ranges to check
 
+    if len(constraint) > MAX_RANGE_LENGTH:
+        return None
     try:
         return nodesemver.make_range(constraint, loose=False)
     except ValueError:  # not a range (as nodesemver.valid_range and satisfies see it)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass
 
-from gitops_sync.core.rendering import is_record
+from gitops_sync.core.rendering import is_record, with_commit, without_commit
 from gitops_sync.model.keys import (
     CAPABILITY_FIELDS,
     capability_key,
@@ -40,6 +40,7 @@ def plan(
     prune: PrunePolicy,
     only: Set[str] | None = None,
     present: Set[str] | None = None,
+    commit: str | None = None,
 ) -> Plan:
     """The changes, one per capability, that make ``actual`` match ``desired``.
 
@@ -47,12 +48,13 @@ def plan(
     hold exactly their desired values (they did after its last cycle, and nobody wrote since).
     ``present``: the ids with a key under the prefix, when the caller keeps them up to date;
     otherwise they are found among all keys of ``actual``.
+    ``commit``: the Git commit the files are at; each record written carries it.
     """
     considered = desired.capabilities.keys() if only is None else only & desired.capabilities.keys()
     changes = [
         change
         for capability_id in sorted(considered)
-        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix))
+        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix, commit))
     ]
     unchanged = desired.capabilities.keys() - {change.capability_id for change in changes}
 
@@ -90,12 +92,15 @@ def keys_by_id(actual: RegistryState, prefix: str) -> dict[str, int]:
     return counts
 
 
-def _upsert(capability: DesiredCapability, actual: RegistryState, sync_prefix: str) -> Change | None:
+def _upsert(
+    capability: DesiredCapability, actual: RegistryState, sync_prefix: str, commit: str | None
+) -> Change | None:
     """The writes that give ``capability`` its values, with its record.
 
     The record is written with every write of the keys, and the transaction expects each of the
     four keys at the revision read, also those it does not write: the record vouches for all four
-    (see :class:`ManagedRecord`), so none may have changed unseen in between.
+    (see :class:`ManagedRecord`), so none may have changed unseen in between. The record carries
+    the commit that wrote it; a record that differs only in its commit is unchanged.
     """
     if capability.values is None:
         return None  # taken from etcd, which holds it as it should be
@@ -112,9 +117,9 @@ def _upsert(capability: DesiredCapability, actual: RegistryState, sync_prefix: s
             fields.append(key.rpartition("/")[2])  # the key is ``{prefix}{id}/{field}``
     record_key = managed_key(sync_prefix, capability.id)
     record = actual.records.get(capability.id)
-    if not puts and record is not None and record.value == capability.record:
+    if not puts and record is not None and without_commit(record.value or b"") == capability.record:
         return None
-    puts.append((record_key, capability.record))
+    puts.append((record_key, with_commit(capability.record, commit)))
     expected.append((record_key, record.mod_revision if record else 0))
     kind: ChangeKind = "record" if not fields else "create" if existing == 0 else "update"
     return Change(

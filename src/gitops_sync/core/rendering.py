@@ -71,6 +71,34 @@ def encode_record(record: ManagedRecord) -> bytes:
     )
 
 
+_COMMIT_FIELD: Final = b'{"commit":"'
+
+
+def with_commit(record: bytes, commit: str | None) -> bytes:
+    """The record as written: with the commit that wrote it (first, as canonical JSON sorts it),
+    when the manifests come from a commit. The commit is not part of the rendering: a new commit
+    alone rewrites no record (see :func:`without_commit`)."""
+    if commit is None or not record.startswith(b"{"):
+        return record
+    return _COMMIT_FIELD[:-1] + to_json(commit) + b"," + record[1:]
+
+
+def without_commit(value: bytes) -> bytes:
+    """A record as :func:`desire` renders it, whichever commit wrote it: what planning compares."""
+    if not value.startswith(_COMMIT_FIELD):
+        return value
+    end = value.find(b'",', len(_COMMIT_FIELD))
+    return value if end < 0 else b"{" + value[end + 2 :]
+
+
+def record_commit(value: bytes | None) -> str | None:
+    """The commit that last wrote the capability, if a commit did."""
+    if value is None or not value.startswith(_COMMIT_FIELD):
+        return None
+    end = value.find(b'",', len(_COMMIT_FIELD))
+    return value[len(_COMMIT_FIELD) : end].decode(errors="replace") if end > 0 else None
+
+
 def decode_record(value: bytes | None) -> ManagedRecord | None:
     """The record, or None if the value is not one (hand-edited, from another version, or of
     another :data:`RENDERING`)."""

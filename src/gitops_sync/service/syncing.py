@@ -42,7 +42,8 @@ from gitops_sync.service.parsing import (
 )
 from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
-from gitops_sync.sources.git import head_commit
+from gitops_sync.sources.origins import DirectorySource, Source, Update
+from gitops_sync.sources.remotes import GitSource
 from gitops_sync.sources.scanning import Scan, Scanner
 from gitops_sync.store.etcd import EtcdStore, Fence
 
@@ -105,6 +106,10 @@ class CycleReport:
     held: frozenset[str] = field(default_factory=frozenset)
     revision: int = 0
     """The etcd revision the cycle read at."""
+    commit: str | None = None
+    """The Git commit the manifests were read at, if known."""
+    source_problem: str | None = None
+    """Why the manifests are not at the remote's latest commit (a failed fetch, a refused commit)."""
 
     @property
     def synced(self) -> int:
@@ -120,19 +125,32 @@ class CycleReport:
 
     @property
     def errors(self) -> int:
-        return sum(p.severity == "error" for p in self.problems) + len(self.failed)
+        return (
+            sum(p.severity == "error" for p in self.problems)
+            + len(self.failed)
+            + (self.source_problem is not None)
+        )
 
     @property
     def ok(self) -> bool:
         return self.errors == 0
 
 
-def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
+def source_for(settings: Settings) -> Source:
+    """The Git remote of ``--git-url``, else the directory of ``--capabilities``."""
+    if settings.git is not None:
+        return GitSource(settings.git, settings.interval)
+    return DirectorySource(settings.capabilities)
+
+
+def check_directory(settings: Settings, source: Source | None = None) -> tuple[int, tuple[Problem, ...]]:
     """Every problem of the manifests in the directory, as a sync would see them; no etcd needed.
 
     Returns the number of manifest files and the problems, sorted by file and line.
     """
-    scanner = Scanner(settings.capabilities)
+    source = source or source_for(settings)
+    source.update(lambda: None)
+    scanner = Scanner(source.directory)
     files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
     desire = functools.partial(_desired, rendered, settings, scanner.read)
     return len(files.files) + len(files.problems), check_files(settings, files.files, files.problems, desire)
@@ -150,11 +168,18 @@ def check_files(
 
 
 def plan_against(
-    settings: Settings, store: EtcdStore, view: RegistryView, desired: DesiredState, ids: Set[str]
+    settings: Settings,
+    store: EtcdStore,
+    view: RegistryView,
+    desired: DesiredState,
+    ids: Set[str],
+    *,
+    commit: str | None = None,
 ) -> Plan:
     """The plan of a cycle: ``desired`` against etcd as ``view`` holds it, comparing only the desired
-    capabilities ``ids`` (etcd holds the others as desired). The values the plan compares with are
-    read first, where the view has only their keys; nothing is written."""
+    capabilities ``ids`` (etcd holds the others as desired), its records naming ``commit``. The
+    values the plan compares with are read first, where the view has only their keys; nothing is
+    written."""
     capabilities = desired.capabilities
     keys = view.without_values(
         key
@@ -172,6 +197,7 @@ def plan_against(
         prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
         only=ids,
         present=view.present,
+        commit=commit,
     )
 
 
@@ -194,9 +220,14 @@ def _desired(
 class Syncer:
     """Runs sync cycles against one store, remembering parsed files between cycles."""
 
-    def __init__(self, settings: Settings, store: EtcdStore) -> None:
+    def __init__(self, settings: Settings, store: EtcdStore, source: Source | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.source = source or source_for(settings)
+        """Where the manifests come from; asked for an update at the start of every cycle."""
+        self.update = Update(commit=None)
+        """The source's answer this cycle."""
+        self._reported_problem: str | None = None
         self.fence: Fence | None = None
         """Set while leading a group of replicas: writes go through only while the lease holds."""
         self.drift_restored = 0
@@ -206,7 +237,7 @@ class Syncer:
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
         self._unproven: tuple[str, ...] = ()
-        self._scanner = Scanner(settings.capabilities)
+        self._scanner = Scanner(self.source.directory)
         self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
         """By file name, the content hash and capability of the files whose capability etcd held
@@ -253,6 +284,9 @@ class Syncer:
         capabilities: 0.24 CPU-seconds and 5 MB of peak memory less). Should a cycle follow after
         all, it starts as after a failed one: it trusts only a mark that still stands, or reads etcd.
         """
+        self.update = self.source.update(self.applied_commit)
+        if self.update.moved:
+            changed_files = None  # another tree: look at every file
         try:
             with collector_paused():
                 report = self._run_cycle(changed_files, registry_unchanged=registry_unchanged, last=last)
@@ -288,6 +322,7 @@ class Syncer:
             and self._last is not None
             and not self._last.failed
             and not self._status_pending
+            and self.update.problem == self._reported_problem
         ):
             report = self._last
             self._log(report, None)
@@ -334,7 +369,14 @@ class Syncer:
                 if differing is not None
                 else assembly.desired.capabilities.keys() - {c.id for c in reusable.values()}
             )
-            planned = plan_against(settings, self.store, view, assembly.desired, unvouched)
+            planned = plan_against(
+                settings,
+                self.store,
+                view,
+                assembly.desired,
+                unvouched,
+                commit=self.update.commit if isinstance(self.source, GitSource) else None,
+            )
             if settings.dry_run:
                 break
             if last:
@@ -356,6 +398,8 @@ class Syncer:
             failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
             held=assembly.desired.held,
             revision=actual.revision,
+            commit=self.update.commit,
+            source_problem=self.update.problem,
         )
         self._log(report, assembly)
         self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
@@ -429,7 +473,8 @@ class Syncer:
             and converged.settings == self._fingerprint
             and converged.stands(status.mod_revision, head)
             # A new commit that changed no manifest still goes into the status.
-            and recorded.get("commit") == head_commit(settings.capabilities)
+            and recorded.get("commit") == self.update.commit
+            and self.update.problem is None
         ):
             return converged, head
         return self.store.read(settings.prefix, settings.sync_prefix)
@@ -437,7 +482,11 @@ class Syncer:
     def _report_converged(self, converged: Converged, head: int) -> CycleReport:
         """The cycle a restart need not run: the last clean sync's result, as that cycle logged it."""
         report = CycleReport(
-            plan=Plan(), problems=converged.warnings, desired=converged.capabilities, revision=head
+            plan=Plan(),
+            problems=converged.warnings,
+            desired=converged.capabilities,
+            revision=head,
+            commit=self.update.commit,
         )
         log.info("Found %d capability manifest(s)", converged.capabilities)
         log.debug(
@@ -635,9 +684,10 @@ class Syncer:
         differs from the last, or when the cycle wrote and can leave a new mark (its writes ended
         the last one). Never only to renew a mark: a cycle that changed nothing writes nothing. (A
         mark that no longer stands never misleads: any write to etcd, or a changed file, ends it.)"""
+        self._reported_problem = report.source_problem
         errors = [str(problem) for problem in report.problems if problem.severity == "error"]
         status: dict[str, object] = {
-            "commit": head_commit(self.settings.capabilities),
+            "commit": report.commit,
             "capabilities": report.desired,
             "errors": errors[:STATUS_LISTS],
             "error_count": len(errors),
@@ -646,6 +696,8 @@ class Syncer:
             "drift_restored": self.drift_restored,
             "converged": converged.as_json() if converged is not None else None,
         }
+        if report.source_problem is not None:
+            status["source_error"] = report.source_problem
         previous = _status_in(actual.status)
         renewed = converged is not None and transactions > 0
         if previous is not None and _lasting(previous) == _lasting(status) and not renewed:
@@ -662,6 +714,12 @@ class Syncer:
                 self._view.set_status(value, revision)
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)
+
+    def applied_commit(self) -> str | None:
+        """The commit etcd's status records as applied (by any replica)."""
+        status, _ = self.store.get_at_head(status_key(self.settings.sync_prefix))
+        commit = (_status_in(status) or {}).get("commit")
+        return commit if isinstance(commit, str) else None
 
 
 def _status_in(state: KeyState | None) -> dict[str, object] | None:

@@ -60,6 +60,7 @@ _UNAVAILABLE_DETAILS: Final = (
 )
 """What etcd says, with code UNKNOWN, when it has lost quorum or is electing a leader."""
 _MOD: Final = etcd3.etcdrpc.Compare.MOD
+_DELETE: Final = etcd3.etcdrpc.kv_pb2.Event.DELETE
 _EQUAL: Final = etcd3.etcdrpc.Compare.EQUAL
 _TOKEN_EXPIRED: Final = ("invalid auth token", "revision of auth store is old")
 """What etcd says when the token must be renewed: a simple token expired, or a JWT token predates
@@ -81,6 +82,8 @@ class KeyEvents:
 
     revision: int
     changes: tuple[tuple[str, int], ...]
+    values: tuple[bytes | None, ...] = ()
+    """Each changed key's new value, None where it was deleted (in the order of ``changes``)."""
 
 
 WatchCallback = Callable[["KeyEvents | StoreError"], None]
@@ -129,6 +132,10 @@ class EtcdStore:
             },
             status=bookkeeping.get(status_key(sync_prefix)),
         )
+
+    def snapshot(self, prefix: str) -> tuple[dict[str, KeyState], int]:
+        """Every key under ``prefix`` with its value, read at one revision, and that revision."""
+        return self._read_prefix(prefix)
 
     def keys(self, prefix: str) -> list[str]:
         """The keys under ``prefix``, without their values."""
@@ -282,7 +289,11 @@ class EtcdStore:
                         changes = tuple(
                             (event.kv.key.decode(), int(event.kv.mod_revision)) for event in response.events
                         )
-                        callback(KeyEvents(int(response.header.revision), changes))
+                        values = tuple(
+                            None if event.type == _DELETE else bytes(event.kv.value)
+                            for event in response.events
+                        )
+                        callback(KeyEvents(int(response.header.revision), changes, values))
             except grpc.RpcError as exc:
                 if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
                     return  # cancelled by us
