@@ -20,7 +20,8 @@ from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.sources.unpacking import unpack
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
-from support import EXAMPLES, Cli, keys_under
+from support import CAPABILITIES as EXAMPLES
+from support import Cli, keys_under
 
 pytestmark = pytest.mark.etcd
 
