@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from support import CHORA_BASE
+from support import CAPABILITIES
 
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -25,8 +25,9 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "test@example.com",
     "GIT_TERMINAL_PROMPT": "0",
 }
-REGISTRY = "chora.devex.registry"
-MANIFESTS = ("chora.devex.registry", "chora.react.linting", "chora.devex.bootstrap")
+REGISTRY = "chora.platform.event_bus"
+"""The manifest the tests edit: nothing among these depends on it, so any version is valid."""
+MANIFESTS = ("chora.platform.event_bus", "chora.platform.config_store", "chora.platform.conventions")
 """A few of the real manifests: enough to see what changes and what does not."""
 
 
@@ -58,7 +59,8 @@ class Remote:
         manifests = self.work / "capabilities"
         manifests.mkdir()
         for capability in MANIFESTS:
-            shutil.copy(CHORA_BASE / f"{capability}.yaml", manifests / f"{capability}.yaml")
+            shutil.copy(CAPABILITIES / f"{capability}.yaml", manifests / f"{capability}.yaml")
+        self.set_version("1.0.0")
 
     @property
     def url(self) -> str:

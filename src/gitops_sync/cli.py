@@ -15,18 +15,35 @@ from gitops_sync import __version__, logs
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
 from gitops_sync.service.running import ExitCode, Mode, run
-from gitops_sync.settings import ETCD_MAX_TXN_OPS, EtcdConnection, GitRemote, Settings, default_git_cache
+from gitops_sync.settings import (
+    ETCD_MAX_TXN_OPS,
+    INTERVAL_RANGE,
+    LEASE_TTL_RANGE,
+    MAX_TXN_OPS_RANGE,
+    TIMEOUT_RANGE,
+    EtcdConnection,
+    GitRemote,
+    Settings,
+    default_git_cache,
+)
+
+DEFAULT_CAPABILITIES = Path("capabilities")
+DEFAULT_PORT = 2379
+DEFAULT_INTERVAL = 60.0
+DEFAULT_LEASE_TTL = 10
+WATCH_ONLY = ("--interval", "--lease-ttl")
+"""Options that only watch mode uses: given to another mode, they are refused, not ignored."""
 
 if TYPE_CHECKING:
     from gitops_sync.service.observing import Serve
 
 EPILOG = """\
 environment:
-  LOG_LEVEL       debug, info (default), warning or error
+  LOG_LEVEL       debug, info (default), warning (or warn), error (or err), critical
   LOG_FORMAT      text (default, the seed's lines) or json (one object a line)
   GITOPS_SYNC_HTTP  default for --http (used only with --watch)
   ETCD_HOST       default for --etcd-host
-  ETCD_PORT       default for --etcd-port
+  ETCD_PORT       default for --etcd-port (1 to 65535)
   ETCD_ENDPOINTS  default for --etcd-endpoints
   ETCD_USER       default for --user
   ETCD_PASSWORD   the etcd password (or --password-file)
@@ -67,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--capabilities",
         type=Path,
         action=_Given,
-        default=Path("capabilities"),
+        default=DEFAULT_CAPABILITIES,
         metavar="DIR",
         help="directory of *.yaml / *.yml manifests (default: capabilities/); or see --git-url",
     )
@@ -80,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     etcd.add_argument(
         "--etcd-port",
         type=int,
-        default=_env_int("ETCD_PORT", 2379),
-        help="etcd client port (default: $ETCD_PORT or 2379)",
+        metavar="PORT",
+        help=f"etcd client port, 1 to 65535 (default: $ETCD_PORT or {DEFAULT_PORT})",
     )
     etcd.add_argument(
         "--etcd-endpoints",
@@ -95,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="deadline for each etcd request, retried on other members within it (default: 5)",
+        help="deadline for each etcd request, retried on other members within it; "
+        f"{TIMEOUT_RANGE[0]:g} to {TIMEOUT_RANGE[1]:g} (default: 5)",
     )
     etcd.add_argument(
         "--cacert", type=Path, metavar="FILE", help="CA bundle to verify etcd's TLS certificate"
@@ -116,19 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     etcd.add_argument(
         "--prefix",
         default=DEFAULT_PREFIX,
-        help=f"key prefix of the capability registry (default: {DEFAULT_PREFIX})",
+        help=f"key prefix of the capability registry, starting and ending with / (default: {DEFAULT_PREFIX})",
     )
     etcd.add_argument(
         "--sync-prefix",
         default=DEFAULT_SYNC_PREFIX,
-        help=f"key prefix of the service's own bookkeeping (default: {DEFAULT_SYNC_PREFIX})",
+        help=f"key prefix of the service's own bookkeeping, starting and ending with / (default: "
+        f"{DEFAULT_SYNC_PREFIX})",
     )
     etcd.add_argument(
         "--max-txn-ops",
         type=int,
         default=ETCD_MAX_TXN_OPS,
         metavar="N",
-        help=f"operations per etcd transaction; match etcd's --max-txn-ops (default: {ETCD_MAX_TXN_OPS})",
+        help=f"operations per etcd transaction, {MAX_TXN_OPS_RANGE[0]} to {MAX_TXN_OPS_RANGE[1]:,}; match "
+        f"etcd's --max-txn-ops (default: {ETCD_MAX_TXN_OPS})",
     )
 
     modes = parser.add_argument_group("modes (default: sync once and exit)").add_mutually_exclusive_group()
@@ -146,8 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes.add_argument(
         "--validate",
-        action="store_true",
-        help="check the manifests without etcd: print each problem as path:line: severity: message",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="check the manifests (of DIR, else of --capabilities) without etcd: print each problem "
+        "as path:line: severity: message",
     )
     modes.add_argument(
         "--print-schema", action="store_true", help="print the JSON Schema of a capability manifest"
@@ -162,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lease-ttl",
         type=int,
-        default=10,
         metavar="SECONDS",
-        help="with --watch: the leader's lease; another replica takes over within it (default: 10)",
+        help="with --watch: the leader's lease; another replica takes over within it; "
+        f"{LEASE_TTL_RANGE[0]} to {LEASE_TTL_RANGE[1]:,} (default: {DEFAULT_LEASE_TTL})",
     )
     parser.add_argument(
         "--strict",
@@ -174,9 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--interval",
         type=float,
-        default=60.0,
         metavar="SECONDS",
-        help="with --watch: full resync at least this often (default: 60)",
+        help=f"with --watch: full resync at least this often; {INTERVAL_RANGE[0]:g} to "
+        f"{INTERVAL_RANGE[1]:,g} (default: {DEFAULT_INTERVAL:g})",
     )
 
     git = parser.add_argument_group("a Git remote as the source (instead of --capabilities)")
@@ -240,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=50,
         metavar="N",
-        help="delete nothing if more than N capabilities would be deleted at once (default: 50)",
+        help="delete nothing if more than N (0 or more) capabilities would be deleted at once (default: 50)",
     )
     prune.add_argument(
         "--allow-empty",
@@ -306,19 +329,25 @@ def _webhook_secret(options: argparse.Namespace) -> str | None:
         raise ConfigurationError(msg) from None
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or not value.strip():
+def _env_port(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"gitops-sync: error: {name}={value!r} is not a number") from None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        msg = f"{name}={value!r} is not a port number (1 to 65535)"
+        raise ConfigurationError(msg)
+    return int(value)
 
 
 def settings_from(options: argparse.Namespace) -> Settings:
+    if not options.watch:
+        given = [name for name in WATCH_ONLY if getattr(options, name[2:].replace("-", "_")) is not None]
+        if given:
+            verb, it = ("applies", "it") if len(given) == 1 else ("apply", "them")
+            msg = f"{' and '.join(given)} only {verb} with --watch; add --watch or leave {it} out"
+            raise ConfigurationError(msg)
     return Settings(
-        capabilities=options.capabilities,
+        capabilities=_capabilities(options),
         git=_git_remote(options),
         etcd=EtcdConnection(
             endpoints=_endpoints(options),
@@ -329,10 +358,10 @@ def settings_from(options: argparse.Namespace) -> Settings:
             user=options.user,
             password=_password(options),
         ),
-        lease_ttl=options.lease_ttl,
+        lease_ttl=DEFAULT_LEASE_TTL if options.lease_ttl is None else options.lease_ttl,
         prefix=options.prefix,
         sync_prefix=options.sync_prefix,
-        interval=options.interval,
+        interval=DEFAULT_INTERVAL if options.interval is None else options.interval,
         dry_run=options.dry_run,
         prune=not options.no_prune,
         max_prune=options.max_prune,
@@ -382,9 +411,22 @@ def _git_remote(options: argparse.Namespace) -> GitRemote | None:
     )
 
 
+def _capabilities(options: argparse.Namespace) -> Path:
+    """``--validate DIR`` names the directory as ``--capabilities DIR`` does; both must agree."""
+    directory: Path = options.capabilities
+    if options.validate:
+        named = Path(options.validate)
+        if directory != DEFAULT_CAPABILITIES and named.resolve() != directory.resolve():
+            msg = f"--validate {named} and --capabilities {directory} name two directories; give one"
+            raise ConfigurationError(msg)
+        directory = named
+    return directory
+
+
 def _endpoints(options: argparse.Namespace) -> tuple[tuple[str, int], ...]:
     if not options.etcd_endpoints:
-        return ((options.etcd_host, options.etcd_port),)
+        port = _env_port("ETCD_PORT", DEFAULT_PORT) if options.etcd_port is None else options.etcd_port
+        return ((options.etcd_host, port),)
     endpoints = []
     for item in options.etcd_endpoints.split(","):
         text = item.strip().removeprefix("http://").removeprefix("https://")
@@ -406,19 +448,16 @@ def _password(options: argparse.Namespace) -> str | None:
     return os.environ.get("ETCD_PASSWORD") or None
 
 
-MODE_OPTIONS: tuple[tuple[str, Mode], ...] = (
-    ("watch", "watch"),
-    ("list", "list"),
-    ("health_check", "health-check"),
-    ("validate", "validate"),
-    ("print_schema", "print-schema"),
-    ("status", "status"),
-)
-"""The mutually exclusive mode options, by their attribute; none of them: sync once."""
-
-
 def mode_of(options: argparse.Namespace) -> Mode:
-    return next((mode for name, mode in MODE_OPTIONS if getattr(options, name)), "sync")
+    given: tuple[tuple[Mode, bool], ...] = (
+        ("watch", options.watch),
+        ("list", options.list),
+        ("health-check", options.health_check),
+        ("validate", options.validate is not None),
+        ("print-schema", options.print_schema),
+        ("status", options.status),
+    )
+    return next((mode for mode, chosen in given if chosen), "sync")
 
 
 def _server(settings: Settings) -> Serve | None:

@@ -8,10 +8,13 @@ GitOpsSyncError
 │                           the Git remote can be used (nothing fetched yet that etcd also holds)
 ├── GitError             a git command failed; the Git source turns it into a clear cause
 ├── HookRejected         a push hook's request is not signed with the secret (HTTP 401)
-└── StoreError           etcd did not do what was asked
-    ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
-    ├── StoreAccessDenied   etcd refused the credentials or a permission (exit code 3)
-    └── StoreConflict       a compare-and-swap transaction lost to a concurrent writer
+├── StoreError           etcd did not do what was asked
+│   ├── StoreUnavailable    etcd cannot be reached, or timed out (exit code 3)
+│   ├── StoreAccessDenied   etcd refused the credentials or a permission (exit code 3)
+│   └── StoreConflict       a compare-and-swap transaction lost to a concurrent writer
+└── UploadError          an uploaded set of manifests cannot be read: broken or hostile (HTTP 400)
+    ├── UploadTooLarge      the body, the unpacked bytes or the member count is over its limit (HTTP 413)
+    └── UnsupportedUpload   neither a gzip-compressed tar nor multipart form data (HTTP 415)
 """
 
 from __future__ import annotations
@@ -82,3 +85,16 @@ class StoreAccessDenied(StoreError):
 
 class StoreConflict(StoreError):
     """A transaction's compare failed: someone else changed a key since it was read."""
+
+
+class UploadError(GitOpsSyncError):
+    """An upload (the Plan API's set of manifests) is refused as a whole: the archive is corrupt,
+    truncated or hostile. ``str()`` says what is wrong and what to send instead."""
+
+
+class UploadTooLarge(UploadError):
+    """The upload is over one of its limits: the body, the unpacked bytes, or the member count."""
+
+
+class UnsupportedUpload(UploadError):
+    """The upload's content type is neither ``application/gzip`` nor ``multipart/form-data``."""

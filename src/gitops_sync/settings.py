@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,9 +23,27 @@ ETCD_MAX_TXN_OPS: Final = 128
 """etcd's default ``--max-txn-ops``."""
 FENCE_OPS: Final = 1
 """A leader's writes compare its leader key too."""
+TIMEOUT_RANGE: Final = (0.1, 600.0)
+"""``--etcd-timeout``, seconds: long enough for one request, short enough to notice an outage."""
+INTERVAL_RANGE: Final = (0.1, 86_400.0)
+"""``--interval``, seconds: from a tenth of a second to a day."""
+LEASE_TTL_RANGE: Final = (2, 3_600)
+"""``--lease-ttl``, seconds: etcd refuses shorter leases; a longer one would leave the registry
+without a writer for over an hour after a leader dies."""
+MAX_TXN_OPS_RANGE: Final = (OPS_PER_CAPABILITY + FENCE_OPS, 100_000)
+"""``--max-txn-ops``: one capability's changes and a leader's fence, up to far beyond any etcd's own
+limit."""
 WEBHOOK_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 WEBHOOK_SECRET_BYTES: Final = (24, 64)
 """The Standard Webhooks specification's bounds on a secret's length, once decoded."""
+
+
+def out_of_range(name: str, value: float, bounds: tuple[float, float], unit: str = "") -> str | None:
+    """The message for a number that is not finite or not within ``bounds`` (inclusive), else None."""
+    low, high = bounds
+    if math.isfinite(value) and low <= value <= high:
+        return None
+    return f"{name} must be from {low:g} to {high:g}{unit}, not {value!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +67,8 @@ class EtcdConnection:
                 (not self.endpoints, "no etcd endpoint given"),
                 (
                     any(not 0 < port < 65536 for _, port in self.endpoints),
-                    f"not a port in {self.label}",
+                    f"not a port (1 to 65535) in {self.label}",
                 ),
-                (self.timeout <= 0, "--etcd-timeout must be more than 0 seconds"),
                 ((self.cert is None) != (self.key is None), "--cert and --key go together"),
                 (self.cert is not None and self.cacert is None, "--cert needs --cacert (TLS)"),
                 (
@@ -61,6 +79,8 @@ class EtcdConnection:
             )
             if failed
         ]
+        timeout = out_of_range("--etcd-timeout", self.timeout, TIMEOUT_RANGE, " seconds")
+        problems.extend([timeout] if timeout else [])
         problems.extend(
             f"{name} {path} is not a readable file"
             for name, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key))
@@ -252,18 +272,20 @@ class Settings:
         problems = [
             message
             for failed, message in (
-                (not self.prefix.endswith("/"), f"--prefix {self.prefix!r} must end with '/'"),
                 (
-                    not self.sync_prefix.endswith("/"),
-                    f"--sync-prefix {self.sync_prefix!r} must end with '/'",
+                    not (self.prefix.startswith("/") and self.prefix.endswith("/")),
+                    f"--prefix {self.prefix!r} must start and end with '/' (like {DEFAULT_PREFIX})",
+                ),
+                (
+                    not (self.sync_prefix.startswith("/") and self.sync_prefix.endswith("/")),
+                    f"--sync-prefix {self.sync_prefix!r} must start and end with '/' (like "
+                    f"{DEFAULT_SYNC_PREFIX})",
                 ),
                 (
                     self.prefix.startswith(self.sync_prefix) or self.sync_prefix.startswith(self.prefix),
                     f"--prefix {self.prefix!r} and --sync-prefix {self.sync_prefix!r} must not "
                     "overlap: consumers must see only capability keys under the prefix",
                 ),
-                (self.interval <= 0, "--interval must be more than 0 seconds"),
-                (self.lease_ttl < 2, "--lease-ttl must be at least 2 seconds"),
                 (self.max_prune < 0, "--max-prune must be 0 or more"),
                 (
                     self.max_txn_ops < OPS_PER_CAPABILITY + FENCE_OPS,
@@ -274,6 +296,17 @@ class Settings:
             )
             if failed
         ]
+        problems.extend(
+            message
+            for message in (
+                out_of_range("--interval", self.interval, INTERVAL_RANGE, " seconds"),
+                out_of_range("--lease-ttl", self.lease_ttl, LEASE_TTL_RANGE, " seconds"),
+                None
+                if self.max_txn_ops < OPS_PER_CAPABILITY + FENCE_OPS  # said above, with why
+                else out_of_range("--max-txn-ops", self.max_txn_ops, MAX_TXN_OPS_RANGE),
+            )
+            if message
+        )
         problems.extend(_webhook_problems(self.webhook_urls, self.webhook_secret))
         if problems:
             raise ConfigurationError("; ".join(problems))

@@ -31,7 +31,7 @@ from gitops_sync.model.registry import RegistryState
 
 @dataclass(frozen=True, slots=True)
 class PrunePolicy:
-    """When capabilities whose manifest is gone may be deleted (DESIGN.md section 3)."""
+    """When capabilities whose manifest is gone may be deleted (docs/architecture.md, "Prune")."""
 
     enabled: bool = True
     max_deletes: int = 50

@@ -43,7 +43,7 @@ def to_json(value: object) -> bytes:
 
 
 def render_values(manifest: Manifest, prefix: str) -> dict[str, bytes]:
-    """The four keys of DESIGN.md section 2, in :data:`CAPABILITY_FIELDS` order."""
+    """The four keys of the key schema (docs/architecture.md), in :data:`CAPABILITY_FIELDS` order."""
     fields = {
         "metadata": to_json(manifest.metadata),
         "type": manifest.type.encode(),

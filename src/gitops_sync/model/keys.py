@@ -1,6 +1,6 @@
 """The etcd key layout: the public capability keys and the service's own bookkeeping keys.
 
-Consumers read ``{prefix}{id}/{field}`` for the four fields below (DESIGN.md section 2). The service
+Consumers read ``{prefix}{id}/{field}`` for the four fields below (docs/architecture.md). The service
 records what it manages under a separate prefix, so listing the capability prefix shows exactly four
 keys per capability.
 """

@@ -1,4 +1,4 @@
-"""What each mode of the command does, and the exit codes of DESIGN.md section 4."""
+"""What each mode of the command does, and the exit codes the README lists."""
 
 from __future__ import annotations
 

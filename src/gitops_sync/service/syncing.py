@@ -12,7 +12,7 @@ import functools
 import gc
 import json
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from gitops_sync import __version__
-from gitops_sync.core.assembling import Assembly, assemble, find_reusable, remembered_for
+from gitops_sync.core.assembling import Assembly, Desire, assemble, find_reusable, remembered_for
 from gitops_sync.core.batching import batches
 from gitops_sync.core.convergence import Converged, digest, files_digest
 from gitops_sync.core.cross_checking import RelationChecks
@@ -28,7 +28,7 @@ from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import RENDERING, to_json
 from gitops_sync.errors import GitOpsSyncError, ManifestError, SourceChanged, StoreConflict, StoreError
 from gitops_sync.model.keys import managed_prefix, status_key
-from gitops_sync.model.plans import Change, DesiredCapability, Plan
+from gitops_sync.model.plans import Change, DesiredCapability, DesiredState, Plan
 from gitops_sync.model.problems import Problem, printable
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
@@ -161,16 +161,53 @@ def check_directory(settings: Settings, source: Source | None = None) -> tuple[i
     source.update(lambda: None)
     scanner = Scanner(source.directory)
     files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
+    desire = functools.partial(_desired, rendered, settings, scanner.read)
+    return len(files.files) + len(files.problems), check_files(settings, files.files, files.problems, desire)
+
+
+def check_files(
+    settings: Settings, sources: Sequence[SourceFile], unreadable: Sequence[Problem], desire: Desire
+) -> tuple[Problem, ...]:
+    """Every problem of these manifest files (and ``unreadable``, those that could not be read), as
+    a sync would see them with nothing in etcd yet; sorted by file and line."""
     nothing = RegistryState(revision=0, capability_keys={}, records={})
-    assembly = assemble(
-        files.files,
-        files.problems,
-        nothing,
-        prefix=settings.prefix,
-        desire=functools.partial(_desired, rendered, settings, scanner.read),
-        strict=settings.strict,
+    return assemble(
+        sources, unreadable, nothing, prefix=settings.prefix, desire=desire, strict=settings.strict
+    ).problems
+
+
+def plan_against(
+    settings: Settings,
+    store: EtcdStore,
+    view: RegistryView,
+    desired: DesiredState,
+    ids: Set[str],
+    *,
+    commit: str | None = None,
+) -> Plan:
+    """The plan of a cycle: ``desired`` against etcd as ``view`` holds it, comparing only the desired
+    capabilities ``ids`` (etcd holds the others as desired), its records naming ``commit``. The
+    values the plan compares with are read first, where the view has only their keys; nothing is
+    written."""
+    capabilities = desired.capabilities
+    keys = view.without_values(
+        key
+        for capability_id in ids
+        if (values := capabilities[capability_id].values) is not None
+        for key in values
     )
-    return len(files.files) + len(files.problems), assembly.problems
+    if keys:
+        view.fill(keys, store.values(keys, per_request=settings.max_txn_ops))
+    return plan(
+        desired,
+        view.state,
+        prefix=settings.prefix,
+        sync_prefix=settings.sync_prefix,
+        prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
+        only=ids,
+        present=view.present,
+        commit=commit,
+    )
 
 
 def _desired(
@@ -399,15 +436,12 @@ class Syncer:
                 if differing is not None
                 else assembly.desired.capabilities.keys() - {c.id for c in reusable.values()}
             )
-            self._read_values(view, assembly, unvouched)
-            planned = plan(
+            planned = plan_against(
+                settings,
+                self.store,
+                view,
                 assembly.desired,
-                actual,
-                prefix=settings.prefix,
-                sync_prefix=settings.sync_prefix,
-                prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
-                only=unvouched,
-                present=view.present,
+                unvouched,
                 commit=self.update.commit if isinstance(self.source, GitSource) else None,
             )
             if settings.dry_run:
@@ -584,19 +618,6 @@ class Syncer:
             and source.name not in reusable
             and remembered_for(self._settled, source) is None
         ]
-
-    def _read_values(self, view: RegistryView, assembly: Assembly, ids: Collection[str]) -> None:
-        """Read the values the plan compares with: of the keys of the capabilities it considers,
-        those read without values (etcd was read keys only)."""
-        capabilities = assembly.desired.capabilities
-        keys = view.without_values(
-            key
-            for capability_id in ids
-            if (values := capabilities[capability_id].values) is not None
-            for key in values
-        )
-        if keys:
-            view.fill(keys, self.store.values(keys, per_request=self.settings.max_txn_ops))
 
     def _differing(self, assembly: Assembly) -> set[str]:
         """The desired capabilities etcd may not hold: all but those it held after the last cycle."""

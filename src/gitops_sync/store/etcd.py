@@ -6,7 +6,7 @@ are retried (on another member, if there are several) with back-off and jitter, 
 connection's timeout; reads are paged at one pinned revision, so a large registry is read
 consistently and under gRPC's message limit.
 
-python3-etcd3 traps this module works around (DESIGN.md section 7): a failed endpoint is refused
+python3-etcd3 traps this module works around (docs/architecture.md): a failed endpoint is refused
 for ``time_retry`` seconds (300 by default); gRPC backs off reconnecting for up to two minutes;
 credentials sent as gRPC call credentials are refused on a plain-text channel, and an auth token
 that expires is never renewed. So this module authenticates itself, sends the token as metadata and
