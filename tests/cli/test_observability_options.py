@@ -59,19 +59,20 @@ def test_log_format_json_writes_one_object_a_line(
     cli: Cli, capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOG_FORMAT", "json")
+    (capabilities / "broken.yaml").write_text("metadata:\n  dc_identifier: [\n")
     result = cli("--capabilities", capabilities)
-    assert result.code == 0
+    assert result.code == 1
     entries = [json.loads(line) for line in result.err.splitlines()]
     assert all({"time", "level", "message"} <= entry.keys() for entry in entries)
     synced = [entry for entry in entries if entry["message"].startswith("Synced: ")]
-    assert len(synced) == 48
+    assert len(synced) == 8
     assert synced[0]["capability"] in synced[0]["message"]
     (complete,) = [entry for entry in entries if entry["message"].startswith("Sync complete")]
     assert complete["level"] == "info"
     assert isinstance(complete["revision"], int)
-    warnings = [entry for entry in entries if entry["level"] == "warning"]
-    assert warnings
-    assert {"file", "line"} <= warnings[0].keys()
+    (invalid,) = [entry for entry in entries if entry["level"] == "error"]
+    assert invalid["file"] == "broken.yaml"
+    assert isinstance(invalid["line"], int)
 
     monkeypatch.setenv("LOG_FORMAT", "xml")
     wrong = cli("--capabilities", capabilities)
@@ -123,8 +124,8 @@ def test_status_after_a_clean_sync(
     text = cli("--status")
     assert text.code == 0
     assert "last cycle: start" in text.out
-    assert "48 created, 0 updated, 0 deleted" in text.out
+    assert "8 created, 0 updated, 0 deleted" in text.out
     status = json.loads(cli("--status", "--output", "json").out)
     assert set(status) == {"leader", "revision", "commit", "last_cycle", "problems", "problem_count"}
     assert status["leader"] is False  # no replica leads: a one-shot sync does not
-    assert status["last_cycle"]["created"] == 48
+    assert status["last_cycle"]["created"] == 8

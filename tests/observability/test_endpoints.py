@@ -19,7 +19,7 @@ from gitops_sync.http.openapi import DOCUMENT
 from gitops_sync.testing import EtcdProcess, free_port
 from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
 Labels = frozenset[tuple[str, str]]
 
 
@@ -128,8 +128,8 @@ def test_metrics_follow_cycles_drift_repairs_and_refused_prunes(
 ) -> None:
     running = service(etcd_server, "--max-prune", "1")
     assert running.metric("gitops_sync_cycles_total", trigger="start", result="applied") == 1
-    assert running.metric("gitops_sync_capabilities") == 48
-    assert running.metric("gitops_sync_etcd_writes_total", op="create") == 48
+    assert running.metric("gitops_sync_capabilities") == 8
+    assert running.metric("gitops_sync_etcd_writes_total", op="create") == 8
     assert running.metric("gitops_sync_is_leader") == 1
     assert running.metric("gitops_sync_manifest_errors") == 0
     assert running.metric("gitops_sync_last_success_timestamp_seconds") > 0
@@ -149,9 +149,9 @@ def test_metrics_follow_cycles_drift_repairs_and_refused_prunes(
 
     assert running.metric("gitops_sync_prune_refused_total", reason="max_prune") == 0
     (capabilities / f"{REGISTRY}.yaml").unlink()
-    (capabilities / "chora.react.linting.yaml").unlink()  # two gone, more than --max-prune 1
+    (capabilities / "chora.platform.conventions.yaml").unlink()  # two gone, more than --max-prune 1
     wait_for(lambda: running.metric("gitops_sync_prune_refused_total", reason="max_prune") >= 1, timeout=5)
-    wait_for(lambda: running.metric("gitops_sync_capabilities") == 46, timeout=5)
+    wait_for(lambda: running.metric("gitops_sync_capabilities") == 6, timeout=5)
     assert running.metric("gitops_sync_etcd_writes_total", op="delete") == 0
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/type") == b"service"  # kept
 
@@ -167,7 +167,7 @@ def test_status_lists_a_broken_manifest_by_file_and_line_until_it_is_fixed(
     manifest = capabilities / f"{REGISTRY}.yaml"
     good = manifest.read_text()
     lines = good.splitlines()
-    lines[6] = "  dc_title: [unclosed"
+    lines[4] = "  dc_title: [unclosed"
     manifest.write_text("\n".join(lines) + "\n")
 
     def broken() -> list[dict[str, object]]:
@@ -177,9 +177,9 @@ def test_status_lists_a_broken_manifest_by_file_and_line_until_it_is_fixed(
         return [p for p in problems if p["file"] == f"{REGISTRY}.yaml" and p["severity"] == "error"]
 
     problems = wait_for(broken, timeout=5)
-    assert problems[0]["line"] == 9  # where libyaml finds the sequence still open
+    assert problems[0]["line"] == 6  # where libyaml finds the sequence still open
     assert "not valid YAML" in str(problems[0]["message"])
-    assert "started on line 7" in str(problems[0]["message"])
+    assert "started on line 5" in str(problems[0]["message"])
     status = running.status()
     assert status["leader"] is True
     assert isinstance(status["revision"], int)
@@ -195,7 +195,7 @@ def test_status_lists_a_broken_manifest_by_file_and_line_until_it_is_fixed(
     assert recorded.code == 1
     assert json.loads(recorded.out)["problems"] == status["problems"]
     text = cli("--status")
-    assert f"{REGISTRY}.yaml:9: error: is not valid YAML" in text.out
+    assert f"{REGISTRY}.yaml:6: error: is not valid YAML" in text.out
 
     manifest.write_text(good)
     wait_for(lambda: not broken(), timeout=5)
@@ -219,7 +219,7 @@ def test_a_standby_is_ready_and_says_it_does_not_lead(
     status = standby.status()
     assert status["leader"] is False
     assert isinstance(status["last_cycle"], dict)  # the leader's, as recorded in etcd
-    assert status["last_cycle"]["created"] == 48
+    assert status["last_cycle"]["created"] == 8
 
 
 def test_interval_resyncs_are_counted_as_such(

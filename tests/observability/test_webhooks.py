@@ -24,7 +24,7 @@ from gitops_sync.testing import EtcdProcess
 from receiving import Delivery, Receiver
 from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
 SECRET_BYTES = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
 
@@ -97,17 +97,18 @@ def test_an_edit_sends_one_signed_sync_completed_naming_it(
 ) -> None:
     with Receiver() as receiver:
         watcher(receiver.url)
-        started = receiver.wait(1, timeout=10)  # the first sync created all 48
+        started = receiver.wait(1, timeout=10)  # the first sync created all 8
         first = verified(started[0])
         assert first["type"] == "sync.completed"
-        assert len(first["data"]["created"]) == 48
+        assert len(first["data"]["created"]) == 8
 
         edit_version(capabilities, REGISTRY, "1.3.0")
         receiver.wait(2, timeout=10)
-        edit_version(capabilities, "chora.react.linting", "2.0.0")  # a later event, to wait for
+        edit_version(capabilities, "chora.platform.conventions", "2.0.0")  # a later event, to wait for
         wait_for(
             lambda: any(
-                e["data"]["updated"] == ["chora.react.linting"] for e in events(receiver, "sync.completed")
+                e["data"]["updated"] == ["chora.platform.conventions"]
+                for e in events(receiver, "sync.completed")
             ),
             timeout=10,
         )
@@ -218,7 +219,7 @@ def test_drift_and_refused_prunes_have_their_own_events(
         assert events(receiver, "drift.restored")[0]["data"]["restored"] == [REGISTRY]
 
         (capabilities / f"{REGISTRY}.yaml").unlink()
-        (capabilities / "chora.react.linting.yaml").unlink()
+        (capabilities / "chora.platform.conventions.yaml").unlink()
         refused = wait_for(lambda: events(receiver, "prune.refused"), timeout=10)
         assert refused[0]["data"]["reason"] == "max_prune"
         assert "--max-prune 1" in refused[0]["data"]["message"]

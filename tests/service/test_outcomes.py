@@ -17,7 +17,7 @@ from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess, free_port
 from support import PREFIX, keys_under, value_of
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
 
 
 class Recording:
@@ -46,23 +46,23 @@ def test_each_cycle_tells_what_it_did(settings: Settings, etcd: etcd3.MultiEndpo
         syncer = Syncer(settings, store, listener=Listeners([Failing(), recording]))
         syncer.run_cycle()
         manifest = settings.capabilities / f"{REGISTRY}.yaml"
-        manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 1.3.0"))
+        manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.5.0"))
         syncer.run_cycle(trigger="files")
-        etcd.put(f"{PREFIX}chora.react.linting/version", "0.0.1")
+        etcd.put(f"{PREFIX}chora.platform.conventions/version", "0.0.1")
         syncer.run_cycle(trigger="drift")
         syncer.run_cycle(trigger="interval")
 
     start, edit, drift, idle = recording.outcomes
-    assert (start.trigger, start.result, len(start.created), start.errors) == ("start", "applied", 48, 0)
-    assert start.capabilities == 48
-    assert dict(start.writes) == {"create": 48}
+    assert (start.trigger, start.result, len(start.created), start.errors) == ("start", "applied", 8, 0)
+    assert start.capabilities == 8
+    assert dict(start.writes) == {"create": 8}
     assert start.finished_at >= start.started_at
     assert (edit.trigger, edit.result, edit.updated, edit.created) == ("files", "applied", (REGISTRY,), ())
     assert edit.revision > start.revision
-    assert edit.unchanged == 47
-    assert drift.drift_restored == ("chora.react.linting",)
+    assert edit.unchanged == 7
+    assert drift.drift_restored == ("chora.platform.conventions",)
     assert (idle.result, idle.changed_etcd, idle.drift_restored) == ("unchanged", False, ())
-    assert [p.severity for p in idle.problems] == ["warning"]  # the corpus's one dangling dependency
+    assert idle.problems == ()
     with pytest.raises(dataclasses.FrozenInstanceError):
         idle.result = "failed"  # type: ignore[misc]
 
@@ -106,12 +106,12 @@ def test_the_status_keeps_the_last_cycle_but_a_cycle_that_changed_nothing_writes
         syncer.run_cycle()
         status = json.loads(value_of(etcd, "/chora/sync/status") or b"")
         assert status["last_cycle"]["trigger"] == "start"
-        assert status["last_cycle"]["created"] == 47
+        assert status["last_cycle"]["created"] == 7
         errors = [problem for problem in status["problems"] if problem["severity"] == "error"]
         assert errors == [
-            {"file": f"{REGISTRY}.yaml", "line": 7, "severity": "error", "message": errors[0]["message"]}
+            {"file": f"{REGISTRY}.yaml", "line": 6, "severity": "error", "message": errors[0]["message"]}
         ]
-        assert status["problem_count"] == len(status["problems"]) == 6  # and five warnings
+        assert status["problem_count"] == len(status["problems"]) == 3  # and two dependents warned
         before = keys_under(etcd, "/chora/")
 
         syncer.run_cycle(trigger="interval")
