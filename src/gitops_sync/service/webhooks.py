@@ -182,18 +182,29 @@ class Endpoint:
         self._policy = policy
         self._queue: queue.Queue[Message | None] = queue.Queue(maxsize=policy.queue_size)
         self._abandon = threading.Event()
+        self._dropped = 0
+        """Events dropped since the queue was last found full (only the cycle's thread sends)."""
         self._thread = threading.Thread(target=self._run, name=f"webhook {self._label}", daemon=True)
         self._thread.start()
 
     def send(self, message: Message) -> None:
-        """Queue the event; never blocks."""
+        """Queue the event; never blocks. A full queue drops it: logged once, until there is room
+        again (a receiver down for hours must not flood the log)."""
         try:
             self._queue.put_nowait(message)
         except queue.Full:
             self._counted("dropped")
-            log.warning(
-                "Webhook %s: %d events waiting; dropped %s", self._label, self._queue.qsize(), message.type
-            )
+            if not self._dropped:
+                log.warning(
+                    "Webhook %s: %d events waiting; dropping new ones until it catches up",
+                    self._label,
+                    self._queue.qsize(),
+                )
+            self._dropped += 1
+            return
+        if self._dropped:
+            log.warning("Webhook %s: %d event(s) were dropped", self._label, self._dropped)
+            self._dropped = 0
 
     def finish(self) -> None:
         """No more events: the thread ends once the queue is sent."""
