@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM = Path(os.environ.get("GITOPS_SYNC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
@@ -28,7 +27,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def launch(playwright: Any) -> Browser:
+def launch(playwright: Playwright) -> Browser:
     """Chromium at CHROMIUM with the project's flags; fails saying how to install it when it is missing."""
     if not CHROMIUM.is_file():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (or set GITOPS_SYNC_CHROMIUM)")
@@ -52,7 +51,10 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if _is_error(message.type, message.text) else None)
+    page.on(
+        "console",
+        lambda message: errors.append(message.text) if _is_error(message.type, message.text) else None,
+    )
     yield page
     context.close()
     assert not errors, f"the page reported errors: {errors}"

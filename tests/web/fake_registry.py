@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import mimetypes
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -65,12 +64,20 @@ class _Events:
     history: list[tuple[str, Json]] = field(default_factory=list)
     wake: threading.Condition = field(default_factory=threading.Condition)
     closed: bool = False
+    generation: int = 0
+    """Raised to end the open streams (as a restart or a proxy would), not the server."""
+    refuse: bool = False
+    """While True, /v1/events answers 503 (as a service that is starting)."""
+    resumed_from: list[str | None] = field(default_factory=list)
+    """The Last-Event-ID of each stream request, in order."""
 
 
 class FakeRegistry:
     """The API's answers for ``items``, at a revision that each edit raises (thread-safe)."""
 
-    def __init__(self, items: Iterable[Json], problems: Iterable[Json] = (), *, commit: str | None = None) -> None:
+    def __init__(
+        self, items: Iterable[Json], problems: Iterable[Json] = (), *, commit: str | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._items = {item["id"]: item for item in items}
         self.problems = list(problems)
@@ -115,24 +122,28 @@ class FakeRegistry:
         """The status and JSON body for a GET of an API ``path`` (under ``/v1/``)."""
         with self._lock:
             parts = [unquote(part) for part in path.split("/")]
-            if parts == ["capabilities"]:
-                return 200, self._list(query)
-            if parts == ["graph"]:
-                return 200, self._graph()
-            if parts == ["status"]:
-                return 200, self._status()
-            if len(parts) in (2, 3) and parts[0] == "capabilities":
-                item = self._items.get(parts[1])
-                if item is None:
-                    return 404, _problem(404, "Not Found", f"no capability {parts[1]!r}")
-                if len(parts) == 2:
-                    return 200, item
-                transitive = query.get("transitive", ["false"])[0] == "true"
-                if parts[2] == "dependencies":
-                    return 200, self._related(item["id"], self._dependencies_of, transitive)
-                if parts[2] == "dependents":
-                    return 200, self._related(item["id"], self._dependents_of, transitive)
+            whole: dict[str, Callable[[], Json]] = {
+                "capabilities": lambda: self._list(query),
+                "graph": self._graph,
+                "status": self._status,
+            }
+            if len(parts) == 1 and parts[0] in whole:
+                return 200, whole[parts[0]]()
+            if parts[0] == "capabilities" and len(parts) in (2, 3):
+                return self._capability(parts[1], parts[2:], query)
             return 404, _problem(404, "Not Found", f"no endpoint /v1/{path}")
+
+    def _capability(self, id: str, rest: list[str], query: Mapping[str, list[str]]) -> tuple[int, Json]:
+        item = self._items.get(id)
+        if item is None:
+            return 404, _problem(404, "Not Found", f"no capability {id!r}")
+        if not rest:
+            return 200, item
+        steps = {"dependencies": self._dependencies_of, "dependents": self._dependents_of}
+        if rest[0] not in steps:
+            return 404, _problem(404, "Not Found", f"no endpoint /v1/capabilities/{id}/{rest[0]}")
+        transitive = query.get("transitive", ["false"])[0] == "true"
+        return 200, self._related(id, steps[rest[0]], transitive)
 
     def _list(self, query: Mapping[str, list[str]]) -> Json:
         limit = min(MAX_LIMIT, int(query.get("limit", ["100"])[0]))
@@ -142,9 +153,7 @@ class FakeRegistry:
         chosen = [
             item
             for id, item in sorted(self._items.items())
-            if id > cursor
-            and (not wanted_type or item["type"] == wanted_type)
-            and words in _searchable(item)
+            if id > cursor and (not wanted_type or item["type"] == wanted_type) and words in _searchable(item)
         ]
         page = chosen[:limit]
         more = len(chosen) > limit
@@ -174,10 +183,10 @@ class FakeRegistry:
             "constraint": dependency["version"],
             "version": target["version"] if target else None,
             "present": target is not None,
-            "satisfied": _satisfies(target, dependency["version"]),
+            "satisfied": satisfies(target, dependency["version"]),
         }
 
-    def _related(self, id: str, step: Any, transitive: bool) -> Json:
+    def _related(self, id: str, step: Callable[[str], list[Json]], transitive: bool) -> Json:
         items: list[Json] = []
         seen = {id}
         frontier = [id]
@@ -207,7 +216,7 @@ class FakeRegistry:
                     "to": dependency["capability"],
                     "relationship": dependency["relationship"],
                     "constraint": dependency["version"],
-                    "satisfied": _satisfies(self._items.get(dependency["capability"]), dependency["version"]),
+                    "satisfied": satisfies(self._items.get(dependency["capability"]), dependency["version"]),
                 }
                 for item in ordered
                 for dependency in item["dependencies"]
@@ -243,10 +252,29 @@ class FakeRegistry:
     def wait_for_event(self, seen: int, timeout: float) -> tuple[int, list[tuple[str, Json]]]:
         """Block until more than ``seen`` events exist (or ``timeout``); returns the new ones."""
         with self._events.wake:
+            generation = self._events.generation
             self._events.wake.wait_for(
-                lambda: len(self._events.history) > seen or self._events.closed, timeout=timeout
+                lambda: (
+                    len(self._events.history) > seen
+                    or self._events.closed
+                    or self._events.generation != generation
+                ),
+                timeout=timeout,
             )
             return len(self._events.history), self._events.history[seen:]
+
+    def drop_streams(self) -> None:
+        """End every open event stream; the clients may reconnect."""
+        with self._events.wake:
+            self._events.generation += 1
+            self._events.wake.notify_all()
+
+    def refuse_streams(self, refuse: bool) -> None:
+        self._events.refuse = refuse
+
+    @property
+    def resumed_from(self) -> list[str | None]:
+        return self._events.resumed_from
 
     def close_streams(self) -> None:
         with self._events.wake:
@@ -257,13 +285,22 @@ class FakeRegistry:
     def closed(self) -> bool:
         return self._events.closed
 
+    @property
+    def generation(self) -> int:
+        return self._events.generation
+
+    @property
+    def refusing(self) -> bool:
+        return self._events.refuse
+
 
 def _searchable(item: Json) -> str:
     metadata = item.get("metadata", {})
     return f"{item['id']}\n{metadata.get('dc_title', '')}\n{metadata.get('dc_description', '')}".lower()
 
 
-def _satisfies(target: Json | None, constraint: str) -> bool | None:
+def satisfies(target: Json | None, constraint: str) -> bool | None:
+    """Whether ``target``'s version meets ``constraint`` (an npm-style range); None when it is absent."""
     if target is None:
         return None
     return bool(nodesemver.satisfies(target["version"], constraint))
@@ -310,6 +347,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, registry: FakeRegistry) -> None:
         header = self.headers.get("Last-Event-ID")
+        registry.resumed_from.append(header)
+        if registry.refusing:
+            body = json.dumps(_problem(503, "Service Unavailable", "starting")).encode()
+            self._send(503, body, "application/problem+json")
+            return
+        generation = registry.generation
         seen, backlog = registry.events_after(int(header) if header and header.isdigit() else None)
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
@@ -320,8 +363,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.wfile.write(b"retry: 500\n\n")
             self._write(backlog)
-            while not registry.closed:
+            while not registry.closed and registry.generation == generation:
                 seen, fresh = registry.wait_for_event(seen, timeout=0.5)
+                if registry.generation != generation:
+                    break  # dropped: what was published meanwhile is for the next stream
                 self._write(fresh)
                 if not fresh:
                     self.wfile.write(b": keep-alive\n\n")

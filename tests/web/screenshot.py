@@ -12,21 +12,26 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+
+if not __package__:  # run as a script: find `web.*` where pytest finds it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from playwright.sync_api import Browser, ViewportSize, sync_playwright
+
+from gitops_sync.core.loading import load_manifest
+from web.conftest import launch
+from web.fake_registry import FakeRegistry, Json, satisfies, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHORA_BASE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
 EXAMPLES = ROOT / "examples" / "capabilities"
-DEFAULT_SELECTION = "chora.devex.registry"
-SIZE = {"width": 1440, "height": 900}
+DEFAULT_SELECTION = "chora.awareness.sap_adoption_verification"
+SIZE: ViewportSize = {"width": 1440, "height": 900}
 
 
-def registry_from(directory: Path) -> Any:
+def registry_from(directory: Path) -> FakeRegistry:
     """A FakeRegistry holding every manifest in ``directory``, each with the state the page shows."""
-    from gitops_sync.core.loading import load_manifest
-    from web.fake_registry import FakeRegistry, _satisfies
-
-    items = {}
+    items: dict[str, Json] = {}
     for file in sorted(directory.glob("*.yaml")):
         manifest = load_manifest(file.name, file.read_bytes())
         items[manifest.id] = {
@@ -44,7 +49,7 @@ def registry_from(directory: Path) -> Any:
         unmet = [
             dependency
             for dependency in item["dependencies"]
-            if _satisfies(items.get(dependency["capability"]), dependency["version"]) is not True
+            if satisfies(items.get(dependency["capability"]), dependency["version"]) is not True
         ]
         item["state"] = "warning" if unmet else "ok"
         problems += [
@@ -61,13 +66,11 @@ def registry_from(directory: Path) -> Any:
 
 @contextmanager
 def stand_in(directory: Path) -> Iterator[str]:
-    from web.fake_registry import serving
-
     with serving(registry_from(directory)) as url:
         yield url
 
 
-def take(url: str, out: Path, select: str | None, browser: Any) -> None:
+def take(url: str, out: Path, select: str | None, browser: Browser) -> None:
     """Open ``url`` in ``browser``, wait for the table and the graph, and save a PNG at ``out``."""
     context = browser.new_context(viewport=SIZE, device_scale_factor=1)
     try:
@@ -85,12 +88,9 @@ def take(url: str, out: Path, select: str | None, browser: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT / "tests"))  # for `web.fake_registry`, as pytest finds it
-    from playwright.sync_api import sync_playwright
-
-    from web.conftest import launch
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="a running service's web view (default: the stand-in)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "web-view.png")
     parser.add_argument("--select", default=DEFAULT_SELECTION, help="capability to open ('' for none)")

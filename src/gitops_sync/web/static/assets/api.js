@@ -66,17 +66,21 @@ export async function listAll({ signal, onPage } = {}) {
 
 /**
  * Follow /v1/events. EventSource reconnects by itself and sends Last-Event-ID, so the server resumes
- * where the page left off; `onState` hears "live" or "reconnecting".
+ * where the page left off; `onState(state, {reconnected})` hears "live", "reconnecting" or "closed".
  */
 export function followEvents({ onChange, onSnapshot, onState }) {
   const source = new EventSource("v1/events");
-  source.addEventListener("open", () => onState("live"));
+  let opened = 0;
+  source.addEventListener("open", () => {
+    opened += 1;
+    onState("live", { reconnected: opened > 1 });
+  });
   source.addEventListener("error", () => onState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting"));
   source.addEventListener("change", (event) => {
     const data = parse(event.data);
-    if (data) onChange(data);
+    if (data) onChange(data, event.lastEventId);
   });
-  source.addEventListener("snapshot", (event) => onSnapshot(parse(event.data) ?? {}));
+  source.addEventListener("snapshot", (event) => onSnapshot(parse(event.data) ?? {}, event.lastEventId));
   return source;
 }
 

@@ -11,6 +11,7 @@ import { VirtualTable } from "./table.js";
 const STATUS_EVERY_MS = 10000;
 const FETCH_ONE_BY_ONE = 200; // a change naming more capabilities than this reloads the list instead
 const PARALLEL = 8;
+const EVENTS_RETRY_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,6 +26,7 @@ const view = {
   loading: null, // AbortController of the running full load
   detail: null, // AbortController of the running detail load
   queue: Promise.resolve(), // change events are applied one after the other, in order
+  eventId: "", // set once an event with an id arrived: from then on a reconnect resumes after it
 };
 
 const table = new VirtualTable($("table-scroll"), $("capabilities"), (id) => select(id, { focus: true }));
@@ -151,14 +153,35 @@ async function inParallel(values, work) {
   await Promise.all(workers);
 }
 
-function startEvents() {
-  view.liveState = "reconnecting";
+/**
+ * Follow /v1/events. EventSource itself reconnects after a dropped connection, resuming after the last
+ * event id; after an answer that is not a stream (a 502 from a proxy, a 503 while the service starts)
+ * it gives up, so a new one is made, and the page reloads what it may have missed meanwhile.
+ */
+function startEvents(recreated = false) {
+  view.events?.close();
+  view.eventId = "";
   view.events = followEvents({
-    onChange: (change) => enqueue(change),
-    onSnapshot: () => loadEverything(),
-    onState: (state) => {
+    onChange: (change, eventId) => {
+      view.eventId ||= eventId;
+      enqueue(change);
+    },
+    onSnapshot: (snapshot, eventId) => {
+      view.eventId ||= eventId;
+      // Nothing to catch up on when the page already shows this revision (or a later one).
+      if (view.ready && typeof snapshot.revision === "number" && snapshot.revision <= view.revision) return;
+      loadEverything();
+    },
+    onState: (state, { reconnected } = {}) => {
       view.liveState = state;
       if (view.ready) setLive(state, null);
+      if (state === "closed") {
+        setTimeout(() => startEvents(true), EVENTS_RETRY_MS);
+        return;
+      }
+      // Without an event id to resume from, the server cannot send what the page missed while away.
+      const missed = reconnected ? !view.eventId : recreated;
+      if (state === "live" && missed && view.ready) loadEverything();
     },
   });
 }
