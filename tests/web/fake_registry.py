@@ -362,6 +362,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             self.wfile.write(b"retry: 500\n\n")
+            if header is None:  # as the service: a reader that cannot resume starts from a snapshot
+                backlog = [("snapshot", {"revision": registry.revision})]
             self._write(backlog)
             while not registry.closed and registry.generation == generation:
                 seen, fresh = registry.wait_for_event(seen, timeout=0.5)

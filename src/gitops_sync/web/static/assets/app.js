@@ -26,6 +26,7 @@ const view = {
   loading: null, // AbortController of the running full load
   detail: null, // AbortController of the running detail load
   queue: Promise.resolve(), // change events are applied one after the other, in order
+  snapshot: 0, // the revision of a snapshot event that came while a load ran
   eventId: "", // set once an event with an id arrived: from then on a reconnect resumes after it
 };
 
@@ -58,6 +59,13 @@ async function loadEverything() {
     view.revision = revision;
     reorder();
     refreshTable();
+    if (view.snapshot > revision) {
+      // A snapshot came in while loading, newer than some pages: load again, from that revision on.
+      view.snapshot = 0;
+      loadEverything();
+      return;
+    }
+    view.snapshot = 0;
     view.ready = true;
     hideError();
     setLive(view.events ? view.liveState : "loading", null);
@@ -168,9 +176,14 @@ function startEvents(recreated = false) {
     },
     onSnapshot: (snapshot, eventId) => {
       view.eventId ||= eventId;
+      const revision = typeof snapshot.revision === "number" ? snapshot.revision : Number.POSITIVE_INFINITY;
+      if (!view.ready) {
+        // A load is running (the stream sends a snapshot on connecting): it decides when it ends.
+        view.snapshot = Math.max(view.snapshot, revision);
+        return;
+      }
       // Nothing to catch up on when the page already shows this revision (or a later one).
-      if (view.ready && typeof snapshot.revision === "number" && snapshot.revision <= view.revision) return;
-      loadEverything();
+      if (revision > view.revision) loadEverything();
     },
     onState: (state, { reconnected } = {}) => {
       view.liveState = state;

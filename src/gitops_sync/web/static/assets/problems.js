@@ -17,7 +17,7 @@ export function renderProblems(section, list, counter, problems) {
   const errors = problems.filter((problem) => problem.severity === "error").length;
   counter.textContent = problems.length === 0 ? "(none)" : `(${count(problems.length)}${errors ? `, ${count(errors)} error${errors === 1 ? "" : "s"}` : ""})`;
   if (problems.length === 0) {
-    fill(list, h("li", { class: "problem none" }, "No problems: every manifest loads and every dependency is satisfied."));
+    fill(list, h("li", { class: "problem none" }, "No problems: the last sync reported none."));
     return;
   }
   fill(
