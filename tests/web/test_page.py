@@ -340,7 +340,8 @@ def test_ten_thousand_capabilities_scroll_in_a_virtual_table_and_the_graph_waits
         )
         for n in range(10_000)
     ]
-    with serving(FakeRegistry(many)) as address:
+    registry = FakeRegistry(many)
+    with serving(registry) as address:
         page.goto(address)
         expect(page.locator("#shown")).to_have_text("10,000 capabilities", timeout=30_000)
         assert page.locator(ROWS).count() < 100  # only the rows in view are in the document
@@ -352,6 +353,7 @@ def test_ten_thousand_capabilities_scroll_in_a_virtual_table_and_the_graph_waits
         expect(page.locator("#shown")).to_have_text("10 of 10,000 capabilities")
         expect(page.locator("#graph-caption")).to_contain_text("Select a capability")
         expect(page.locator("#graph")).to_have_attribute("data-nodes", "0")
+        assert "/v1/graph" not in registry.requests  # fetched only once there is something to draw
 
         page.locator(ROWS, has_text="cap.04242").click()
         expect(page.locator("#graph")).to_have_attribute(

@@ -4,7 +4,7 @@
 import { ApiError, capabilityPath, followEvents, getJSON, listAll } from "./api.js";
 import { loadDetail, renderDetail } from "./detail.js";
 import { count, fill, h } from "./dom.js";
-import { GraphView } from "./graph.js";
+import { GraphView, WHOLE_GRAPH_LIMIT } from "./graph.js";
 import { renderProblems } from "./problems.js";
 import { VirtualTable } from "./table.js";
 
@@ -19,6 +19,7 @@ const view = {
   items: new Map(), // id -> capability, as /v1/capabilities answers
   ordered: [], // every capability sorted by id
   graph: { nodes: [], edges: [] },
+  graphStale: false, // true when the graph was not fetched (a large registry with nothing selected)
   revision: 0, // the registry revision the page shows; change events at or below it are already in
   ready: false, // false while the first (or a snapshot) load runs: events wait in `early`
   early: [],
@@ -81,6 +82,13 @@ async function loadEverything() {
 }
 
 async function loadGraph() {
+  if (view.items.size > WHOLE_GRAPH_LIMIT && view.selected === null) {
+    // Only a selection's neighbourhood is drawn at this size: fetch the graph when one is made.
+    view.graphStale = true;
+    refreshGraph();
+    return;
+  }
+  view.graphStale = false;
   try {
     view.graph = await getJSON("v1/graph");
     refreshGraph();
@@ -206,12 +214,18 @@ function reorder() {
   refreshTypes();
 }
 
+const searchable = new WeakMap(); // item -> its id, title and description in lower case
+
 function matches(item, words, type, state) {
   if (type && item.type !== type) return false;
   if (state && item.state !== state) return false;
   if (words.length === 0) return true;
-  const metadata = item.metadata ?? {};
-  const text = `${item.id}\n${metadata.dc_title ?? ""}\n${metadata.dc_description ?? ""}`.toLowerCase();
+  let text = searchable.get(item);
+  if (text === undefined) {
+    const metadata = item.metadata ?? {};
+    text = `${item.id}\n${metadata.dc_title ?? ""}\n${metadata.dc_description ?? ""}`.toLowerCase();
+    searchable.set(item, text);
+  }
   return words.every((word) => text.includes(word));
 }
 
@@ -244,7 +258,7 @@ function refreshGraph() {
     $("graph-caption").textContent = "The graph library did not load.";
     return;
   }
-  graph.draw(view.graph, view.selected);
+  graph.draw(view.graph, view.selected, view.items.size);
 }
 
 function refreshStatus(status) {
@@ -297,7 +311,8 @@ function select(id, { focus }) {
 function open(id, focus) {
   view.selected = id;
   table.select(id);
-  refreshGraph();
+  if (view.graphStale) loadGraph();
+  else refreshGraph();
   showDetail(id, { focus });
 }
 

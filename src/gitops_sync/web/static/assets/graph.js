@@ -74,13 +74,16 @@ export class GraphView {
     this.signature = "";
   }
 
-  /** Draw `graph` ({nodes, edges} as /v1/graph answers) around `selectedId` (null: nothing selected). */
-  draw(graph, selectedId) {
+  /**
+   * Draw `graph` ({nodes, edges} as /v1/graph answers) around `selectedId` (null: nothing selected);
+   * `total` is the registry's size, when the graph was not fetched because it is too large to draw.
+   */
+  draw(graph, selectedId, total = graph.nodes.length) {
     const whole = selectedId === null || !graph.nodes.some((node) => node.id === selectedId);
-    if (whole && graph.nodes.length > WHOLE_GRAPH_LIMIT) {
+    if (whole && Math.max(total, graph.nodes.length) > WHOLE_GRAPH_LIMIT) {
       this.clear();
       this.caption.textContent =
-        `${count(graph.nodes.length)} capabilities: the graph is drawn whole up to ${count(WHOLE_GRAPH_LIMIT)}. ` +
+        `${count(total)} capabilities: the graph is drawn whole up to ${count(WHOLE_GRAPH_LIMIT)}. ` +
         "Select a capability to draw its neighbourhood.";
       return;
     }
@@ -229,7 +232,9 @@ function layered(graph, selectedId) {
       const row = Math.floor(index / PER_ROW);
       const inRow = Math.min(PER_ROW, ids.length - row * PER_ROW);
       const column = index % PER_ROW;
-      positions[id] = { x: (column - (inRow - 1) / 2) * COLUMN, y: direction * (row + 1) * ROW };
+      // Rows after the first are shifted by half a column, so no edge from the centre runs through a node.
+      const shift = row % 2 === 1 ? COLUMN / 2 : 0;
+      positions[id] = { x: (column - (inRow - 1) / 2) * COLUMN + shift, y: direction * (row + 1) * ROW };
     });
   };
   place(above.reverse(), -1);

@@ -101,7 +101,7 @@ export class VirtualTable {
         class: `row${selected ? " selected" : ""}`,
         tabindex: active ? "0" : "-1",
         "aria-rowindex": String(index + 2),
-        "aria-selected": selected ? "true" : "false",
+        "aria-current": selected ? "true" : false,
         dataset: { index: String(index), id: item.id },
       },
       h("td", { class: "col-id", title: item.id }, item.id),
