@@ -85,6 +85,8 @@ class FakeRegistry:
         self.revision = 41
         self._events = _Events()
         self.requests: list[str] = []
+        self.unavailable = False
+        """While True, every API answer is 503 problem+json (as a replica whose catalog has not read etcd)."""
 
     # ---- edits, as the sync would make them --------------------------------------------------
 
@@ -121,6 +123,8 @@ class FakeRegistry:
     def answer(self, path: str, query: Mapping[str, list[str]]) -> tuple[int, Json]:
         """The status and JSON body for a GET of an API ``path`` (under ``/v1/``)."""
         with self._lock:
+            if self.unavailable:
+                return 503, _problem(503, "Not ready", "the catalog has not read etcd yet; try again shortly")
             parts = [unquote(part) for part in path.split("/")]
             whole: dict[str, Callable[[], Json]] = {
                 "capabilities": lambda: self._list(query),

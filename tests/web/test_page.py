@@ -393,3 +393,17 @@ def test_after_the_event_stream_is_refused_the_page_reconnects_and_reloads_what_
     expect(page.locator("#live")).to_have_text("Live", timeout=10_000)
     expect(page.locator(ROWS)).to_have_count(6)
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_an_api_that_is_not_ready_is_said_on_the_page_which_loads_once_it_answers(
+    page: Page, url: str, registry: FakeRegistry
+) -> None:
+    registry.unavailable = True
+    page.goto(url)
+    banner = page.get_by_role("alert")
+    expect(banner).to_contain_text("the catalog has not read etcd yet; try again shortly")
+    expect(banner).to_contain_text("Trying again")
+
+    registry.unavailable = False
+    expect(page.locator(ROWS)).to_have_count(len(SAMPLE), timeout=15_000)
+    expect(banner).to_be_hidden()
