@@ -7,31 +7,12 @@ distribution's package.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
-CHROMIUM = Path(os.environ.get("GITOPS_SYNC_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",  # root in CI containers, where Chromium's sandbox cannot start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def launch(playwright: Playwright) -> Browser:
-    """Chromium at CHROMIUM with the project's flags; fails saying how to install it when it is missing."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (or set GITOPS_SYNC_CHROMIUM)")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+from web.browsing import launch
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ if not __package__:  # run as a script: find `web.*` where pytest finds it
 from playwright.sync_api import Browser, ViewportSize, sync_playwright
 
 from gitops_sync.core.loading import load_manifest
-from web.conftest import launch
+from support import wait_for
+from web.browsing import launch, painted
 from web.fake_registry import FakeRegistry, Json, satisfies, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +81,8 @@ def take(url: str, out: Path, select: str | None, browser: Browser) -> None:
         page.wait_for_function("Number(document.getElementById('graph').dataset.nodes) > 0")
         if select:
             page.locator("#detail .edges").first.wait_for()
-        page.wait_for_timeout(300)  # the graph's first frame is drawn on the next animation frame
+        wait_for(lambda: painted(page) > 1_000, timeout=10)
+        page.wait_for_timeout(300)  # and settled: no frame half-drawn
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out))
     finally:

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from support import wait_for
+from web.browsing import painted
 from web.fake_registry import FakeRegistry, capability, serving
 
 SAMPLE = [
@@ -208,10 +210,15 @@ def test_the_keyboard_reaches_the_rows_opens_a_capability_and_escape_closes_it(p
     expect(page.locator(f"{ROWS}:focus")).to_have_attribute("data-id", IDS[2])
 
 
-def test_a_link_with_a_capability_in_the_fragment_opens_it(page: Page, url: str) -> None:
+def test_a_link_with_a_capability_in_the_fragment_opens_it_and_draws_its_neighbourhood(
+    page: Page, url: str
+) -> None:
     page.goto(f"{url}#ledger.core")
     expect(page.locator("#detail h2")).to_have_text("ledger.core")
     expect(page.locator("#detail .dependents li.edge")).to_have_count(2)
+    expect(page.locator("#graph")).to_have_attribute("data-nodes", "3")
+    # the panel opened after the graph's box was first measured: the drawing follows the new box
+    wait_for(lambda: painted(page) > 1_000, timeout=5)
 
 
 def test_the_graph_is_drawn_whole_and_around_the_selected_capability(page: Page, url: str) -> None:
@@ -229,6 +236,7 @@ def test_the_graph_is_drawn_whole_and_around_the_selected_capability(page: Page,
     assert box is not None
     assert box["width"] > 300
     assert box["height"] > 200
+    wait_for(lambda: painted(page) > 2_000, timeout=5)  # painted inside the box, not just counted
 
     page.locator(ROWS, has_text="payments.gateway").click()
     expect(graph).to_have_attribute("data-nodes", "3")  # billing.invoices -> payments.gateway -> ledger.core

@@ -72,6 +72,8 @@ export class GraphView {
     this.onSelect = onSelect;
     this.cy = null;
     this.signature = "";
+    // Cytoscape measures its container only on window resizes; the panels around it move without one.
+    new ResizeObserver(() => this.fit()).observe(container);
   }
 
   /**
@@ -95,6 +97,7 @@ export class GraphView {
       for (const element of elements) this.cy.getElementById(element.data.id).classes(element.classes);
     } else {
       this.signature = signature;
+      this.cy.resize();
       this.cy.elements().remove();
       this.cy.add(elements);
       this.cy.layout(layoutFor(part, whole, selectedId)).run();
@@ -130,8 +133,9 @@ export class GraphView {
 
   /** Fit the drawing into its box (after a resize, or on the "Fit" button). */
   fit() {
-    this.cy?.resize();
-    this.cy?.fit(undefined, 24);
+    if (!this.cy) return;
+    this.cy.resize();
+    this.cy.fit(undefined, 24);
   }
 
   clear() {
