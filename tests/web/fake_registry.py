@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import nodesemver
 
-from gitops_sync.web import ASSETS
+from gitops_sync.web import ASSETS, CONTENT_SECURITY_POLICY
 
 Json = dict[str, Any]
 MAX_LIMIT = 1000
@@ -338,10 +338,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found", "text/plain")
             return
         kind = mimetypes.guess_type(file.name)[0] or "text/plain"
-        self._send(200, file.read_bytes(), kind + ("; charset=utf-8" if kind.startswith("text/") else ""))
+        charset = "; charset=utf-8" if kind.startswith("text/") else ""
+        self._send(
+            200, file.read_bytes(), kind + charset, {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
+        )
 
-    def _send(self, status: int, body: bytes, kind: str) -> None:
+    def _send(self, status: int, body: bytes, kind: str, headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Registry-Revision", str(self.server.registry.revision))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from gitops_sync.web import CONTENT_SECURITY_POLICY
 from support import wait_for
 from web.browsing import painted
 from web.fake_registry import FakeRegistry, capability, serving
@@ -415,3 +416,22 @@ def test_an_api_that_is_not_ready_is_said_on_the_page_which_loads_once_it_answer
     registry.unavailable = False
     expect(page.locator(ROWS)).to_have_count(len(SAMPLE), timeout=15_000)
     expect(banner).to_be_hidden()
+
+
+def test_the_page_works_under_the_strict_content_security_policy_the_service_sends(
+    page: Page, url: str
+) -> None:
+    page.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation', (event) =>"
+        " window.violations.push(`${event.violatedDirective} ${event.sourceFile}:${event.lineNumber}`));"
+    )
+    response = page.goto(url)
+    assert response is not None
+    assert response.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    expect(page.locator(ROWS)).to_have_count(len(SAMPLE))
+    page.locator(ROWS, has_text="billing.invoices").click()
+    expect(page.locator("#detail .dependencies li.edge")).to_have_count(3)
+    expect(page.locator("#graph")).to_have_attribute("data-nodes", "4")
+
+    assert page.evaluate("window.violations") == []
