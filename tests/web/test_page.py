@@ -36,6 +36,7 @@ SAMPLE = [
         "2.5.0",
         title="Ledger",
         description="Double-entry bookkeeping for every money movement",
+        requires={"platform.conventions": "^2.0.0"},
     ),
     capability(
         "payments.gateway",
@@ -193,6 +194,27 @@ def test_a_click_opens_the_detail_panel_with_marked_dependencies_dependents_and_
     expect(page.locator(f"{ROWS}.selected")).to_have_attribute("data-id", "payments.gateway")
 
 
+def test_the_detail_panel_lists_indirect_dependencies_and_dependents_on_request(page: Page, url: str) -> None:
+    page.goto(f"{url}#billing.invoices")
+    detail = page.locator("#detail")
+    expect(detail.locator(".dependencies li.edge")).to_have_count(3)
+
+    detail.get_by_label("Include indirect dependencies and dependents").check()
+    indirect = detail.locator(".dependencies li.edge.indirect")
+    expect(indirect).to_have_count(1)  # billing.invoices -> ledger.core -> platform.conventions
+    expect(indirect).to_have_attribute("data-id", "platform.conventions")
+    expect(indirect).to_contain_text("indirect (2 steps)")
+    expect(indirect.locator(".mark")).to_have_text(re.compile("satisfied"))
+    expect(detail.locator(".dependencies h3")).to_contain_text("Dependencies (4) · 1 indirect")
+
+    detail.get_by_role("button", name="ledger.core").first.click()  # the choice stays while browsing
+    expect(detail.locator("h2")).to_have_text("ledger.core")
+    expect(detail.get_by_label("Include indirect dependencies and dependents")).to_be_checked()
+    expect(detail.locator(".dependents li.edge")).to_have_count(2)
+    detail.get_by_label("Include indirect dependencies and dependents").uncheck()
+    expect(detail.locator(".dependencies li.edge")).to_have_count(1)
+
+
 def test_the_keyboard_reaches_the_rows_opens_a_capability_and_escape_closes_it(page: Page, url: str) -> None:
     open_page(page, url)
     page.get_by_label("Search").focus()
@@ -217,7 +239,7 @@ def test_a_link_with_a_capability_in_the_fragment_opens_it_and_draws_its_neighbo
     page.goto(f"{url}#ledger.core")
     expect(page.locator("#detail h2")).to_have_text("ledger.core")
     expect(page.locator("#detail .dependents li.edge")).to_have_count(2)
-    expect(page.locator("#graph")).to_have_attribute("data-nodes", "3")
+    expect(page.locator("#graph")).to_have_attribute("data-nodes", "4")  # and platform.conventions
     # the panel opened after the graph's box was first measured: the drawing follows the new box
     wait_for(lambda: painted(page) > 1_000, timeout=5)
 
@@ -227,11 +249,11 @@ def test_the_graph_is_drawn_whole_and_around_the_selected_capability(page: Page,
     graph = page.locator("#graph")
 
     expect(graph.locator("canvas").first).to_be_attached()
-    # five capabilities, plus audit.trail drawn as missing; four dependency edges
+    # five capabilities, plus audit.trail drawn as missing; five dependency edges
     expect(graph).to_have_attribute("data-nodes", "6")
-    expect(graph).to_have_attribute("data-edges", "4")
+    expect(graph).to_have_attribute("data-edges", "5")
     expect(page.locator("#graph-caption")).to_have_text(
-        "6 capabilities and 4 dependencies, the whole registry."
+        "6 capabilities and 5 dependencies, the whole registry."
     )
     box = graph.bounding_box()
     assert box is not None

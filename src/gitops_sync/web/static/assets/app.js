@@ -24,6 +24,7 @@ const view = {
   ready: false, // false while the first (or a snapshot) load runs: events wait in `early`
   early: [],
   selected: null,
+  transitive: false, // the detail panel lists indirect dependencies and dependents too
   loading: null, // AbortController of the running full load
   detail: null, // AbortController of the running detail load
   queue: Promise.resolve(), // change events are applied one after the other, in order
@@ -267,6 +268,12 @@ function refreshStatus(status) {
   $("commit").title = status.commit ?? "";
   const cycle = status.last_cycle;
   $("last-cycle").textContent = cycle ? describeCycle(cycle) : "none yet";
+  $("last-cycle").title = cycle
+    ? ["trigger", "started_at", "finished_at", "created", "updated", "deleted", "unchanged", "errors"]
+        .filter((key) => cycle[key] !== undefined && cycle[key] !== null)
+        .map((key) => `${key}: ${cycle[key]}`)
+        .join("\n")
+    : "";
   const problems = Array.isArray(status.problems) ? status.problems : [];
   renderProblems($("problems"), $("problem-list"), $("problem-count"), problems);
 }
@@ -340,10 +347,16 @@ async function showDetail(id, { focus }) {
     document.body.classList.add("has-detail");
   }
   try {
-    const detail = await loadDetail(id, controller.signal);
+    const detail = await loadDetail(id, { signal: controller.signal, transitive: view.transitive });
     if (controller.signal.aborted) return;
     const scroll = panel.scrollTop;
-    fill(panel, renderDetail(detail, { onSelect: (other) => select(other, { focus: true }), onClose: close }));
+    const onTransitive = (checked) => {
+      view.transitive = checked;
+      showDetail(id, { focus: false });
+    };
+    const hadFocus = document.activeElement?.id === "transitive";
+    fill(panel, renderDetail(detail, { onSelect: (other) => select(other, { focus: true }), onClose: close, onTransitive }));
+    if (hadFocus) $("transitive").focus();
     panel.scrollTop = scroll;
   } catch (error) {
     if (controller.signal.aborted) return;

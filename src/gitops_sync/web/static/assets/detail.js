@@ -6,19 +6,23 @@ import { clip, h, satisfactionMark, stateBadge } from "./dom.js";
 
 const MAX_DEPTH = 4;
 
-/** The capability, its direct dependencies and its direct dependents, fetched together. */
-export async function loadDetail(id, signal) {
+/** The capability, its dependencies and its dependents (direct, or all of them), fetched together. */
+export async function loadDetail(id, { signal, transitive }) {
   const path = capabilityPath(id);
+  const query = transitive ? "?transitive=true" : "";
   const [item, dependencies, dependents] = await Promise.all([
     getJSON(path, { signal }),
-    getJSON(`${path}/dependencies`, { signal }),
-    getJSON(`${path}/dependents`, { signal }),
+    getJSON(`${path}/dependencies${query}`, { signal }),
+    getJSON(`${path}/dependents${query}`, { signal }),
   ]);
-  return { item, dependencies: dependencies.items, dependents: dependents.items };
+  return { item, transitive, dependencies: dependencies.items, dependents: dependents.items };
 }
 
-/** The panel's content for a loaded detail; `onSelect(id)` follows a link to another capability. */
-export function renderDetail(detail, { onSelect, onClose }) {
+/**
+ * The panel's content for a loaded detail; `onSelect(id)` follows a link to another capability,
+ * `onTransitive(checked)` asks for the detail again with (or without) the indirect ones.
+ */
+export function renderDetail(detail, { onSelect, onClose, onTransitive }) {
   const { item } = detail;
   const metadata = item.metadata ?? {};
   const description = metadata.dc_description;
@@ -40,6 +44,10 @@ export function renderDetail(detail, { onSelect, onClose }) {
     ),
     metadata.dc_title ? h("p", { class: "detail-title" }, String(metadata.dc_title)) : null,
     typeof description === "string" ? h("p", { class: "detail-description" }, clip(description, 2000)) : null,
+    h("label", { class: "toggle" },
+      h("input", { type: "checkbox", id: "transitive", checked: detail.transitive,
+        onchange: (event) => onTransitive(event.target.checked) }),
+      " Include indirect dependencies and dependents"),
     edgeSection("Dependencies", "dependencies", detail.dependencies, onSelect,
       "This capability depends on nothing."),
     edgeSection("Dependents", "dependents", detail.dependents, onSelect,
@@ -51,17 +59,19 @@ export function renderDetail(detail, { onSelect, onClose }) {
 }
 
 function edgeSection(title, name, entries, onSelect, none) {
-  const direct = entries.filter((entry) => (entry.depth ?? 1) === 1);
-  const bad = direct.filter((entry) => entry.satisfied !== true).length;
+  const ordered = [...entries].sort((a, b) => (a.depth ?? 1) - (b.depth ?? 1));
+  const bad = ordered.filter((entry) => entry.satisfied !== true).length;
+  const indirect = ordered.filter((entry) => (entry.depth ?? 1) > 1).length;
   const headingId = `${name}-heading`;
   return h(
     "section",
     { class: `edges ${name}`, "aria-labelledby": headingId },
-    h("h3", { id: headingId }, `${title} (${direct.length})`,
+    h("h3", { id: headingId }, `${title} (${ordered.length})`,
+      indirect ? h("span", { class: "count-indirect" }, ` \u00B7 ${indirect} indirect`) : null,
       bad ? h("span", { class: "count-bad" }, ` \u00B7 ${bad} not satisfied`) : null),
-    direct.length === 0
+    ordered.length === 0
       ? h("p", { class: "empty" }, none)
-      : h("ul", { class: "edge-list" }, direct.map((entry) => edgeRow(entry, name, onSelect))),
+      : h("ul", { class: "edge-list" }, ordered.map((entry) => edgeRow(entry, name, onSelect))),
   );
 }
 
@@ -71,13 +81,15 @@ function edgeRow(entry, name, onSelect) {
     : h("button", { type: "button", class: "edge-id link", onclick: () => onSelect(entry.id),
         title: `Show ${entry.id}` }, entry.id);
   const version = entry.version === null || entry.version === undefined ? "not registered" : `v${entry.version}`;
+  const depth = entry.depth ?? 1;
+  const through = depth > 1 ? `indirect (${depth} steps${entry.via ? `, via ${entry.via}` : ""}): ` : "";
   const wants = name === "dependencies"
-    ? `${entry.relationship}, wants ${entry.constraint}, has ${version}`
-    : `${entry.relationship}, wants ${entry.constraint} of this`;
+    ? `${through}${entry.relationship}, wants ${entry.constraint}, has ${version}`
+    : `${through}${entry.relationship}, wants ${entry.constraint} of ${depth > 1 ? "it" : "this"}`;
   const state = entry.satisfied === true ? "satisfied" : entry.present === false ? "missing" : entry.satisfied === false ? "unsatisfied" : "unknown";
   return h(
     "li",
-    { class: `edge ${state}`, dataset: { id: entry.id, satisfied: String(entry.satisfied) } },
+    { class: `edge ${state}${depth > 1 ? " indirect" : ""}`, dataset: { id: entry.id, depth: String(depth) } },
     target,
     h("span", { class: "edge-info" }, wants),
     satisfactionMark(entry),
