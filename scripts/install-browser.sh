@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the headless browser the web-view tests drive: Debian's `chromium` at /usr/bin/chromium.
-# Idempotent: does nothing when it is already there. Never downloads a browser build of its own
-# (no `playwright install`): only the distribution's package, through apt.
+# Installs the headless browser the web-view tests drive: Debian's `chromium` at /usr/bin/chromium
+# (or wherever GITOPS_SYNC_CHROMIUM says, as the tests do). Idempotent: does nothing when it is already
+# there. Never downloads a browser build of its own (no `playwright install`): only the distribution's
+# package, through apt.
 set -euo pipefail
 
-BROWSER=/usr/bin/chromium
+BROWSER="${GITOPS_SYNC_CHROMIUM:-/usr/bin/chromium}"
 
 if [[ -x "$BROWSER" ]]; then
     echo "install-browser: $BROWSER is already installed ($("$BROWSER" --version 2>/dev/null || echo 'version unknown'))"
