@@ -457,3 +457,12 @@ def test_the_page_works_under_the_strict_content_security_policy_the_service_sen
     expect(page.locator("#graph")).to_have_attribute("data-nodes", "4")
 
     assert page.evaluate("window.violations") == []
+
+
+def test_an_empty_registry_says_so(page: Page) -> None:
+    with serving(FakeRegistry([])) as address:
+        page.goto(address)
+        expect(page.locator("#no-match")).to_be_visible()
+        expect(page.locator("#no-match")).to_have_text("The registry holds no capabilities yet.")
+        expect(page.locator("#shown")).to_have_text("0 capabilities")
+        expect(page.locator("#problem-list")).to_contain_text("No problems")

@@ -59,8 +59,6 @@ async function loadEverything() {
     });
     view.items = fresh;
     view.revision = revision;
-    reorder();
-    refreshTable();
     if (view.snapshot > revision) {
       // A snapshot came in while loading, newer than some pages: load again, from that revision on.
       view.snapshot = 0;
@@ -69,6 +67,8 @@ async function loadEverything() {
     }
     view.snapshot = 0;
     view.ready = true;
+    reorder();
+    refreshTable();
     hideError();
     setLive(view.events ? view.liveState : "loading", null);
     await Promise.all([loadGraph(), loadStatus()]);
@@ -236,7 +236,9 @@ function refreshTable() {
   const state = $("state-filter").value;
   const shown = view.ordered.filter((item) => matches(item, words, type, state));
   table.setRows(shown);
-  $("no-match").hidden = shown.length > 0 || view.ordered.length === 0;
+  $("no-match").hidden = shown.length > 0 || !view.ready;
+  $("no-match").textContent =
+    view.ordered.length === 0 ? "The registry holds no capabilities yet." : "No capability matches the search and filters.";
   $("shown").textContent =
     shown.length === view.ordered.length
       ? `${count(shown.length)} capabilities`
