@@ -8,6 +8,7 @@ service's own loader) and a few problems; ``--url`` photographs a running servic
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -24,8 +25,15 @@ from web.browsing import launch, painted
 from web.fake_registry import FakeRegistry, Json, satisfies, serving
 
 ROOT = Path(__file__).resolve().parents[2]
-CHORA_BASE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
-EXAMPLES = ROOT / "examples" / "capabilities"
+CHORA_BASE = Path(
+    os.environ.get("CHORA_BASE_CORPUS", ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities")
+)
+"""The 48 real manifests, where they are checked out beside the repository (the default corpus)."""
+SAMPLES = next(
+    (path for path in (ROOT / "capabilities", ROOT / "examples" / "capabilities") if path.is_dir()),
+    ROOT / "capabilities",
+)
+"""The example manifests the project ships, used when the real corpus is not there."""
 DEFAULT_SELECTION = "chora.awareness.sap_adoption_verification"
 SIZE: ViewportSize = {"width": 1440, "height": 900}
 
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a running service's web view (default: the stand-in)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "web-view.png")
     parser.add_argument("--select", default=DEFAULT_SELECTION, help="capability to open ('' for none)")
-    parser.add_argument("--capabilities", type=Path, default=CHORA_BASE if CHORA_BASE.is_dir() else EXAMPLES)
+    parser.add_argument("--capabilities", type=Path, default=CHORA_BASE if CHORA_BASE.is_dir() else SAMPLES)
     options = parser.parse_args(argv)
     serving = nullcontext(options.url) if options.url else stand_in(options.capabilities)
     with serving as url, sync_playwright() as playwright:

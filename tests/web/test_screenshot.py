@@ -7,13 +7,12 @@ from pathlib import Path
 
 from playwright.sync_api import Browser
 
-from support import EXAMPLES
 from web.fake_registry import serving
-from web.screenshot import SIZE, registry_from, take
+from web.screenshot import SAMPLES, SIZE, registry_from, take
 
 
 def test_the_helper_writes_a_png_of_the_page_with_a_capability_open(browser: Browser, tmp_path: Path) -> None:
-    registry = registry_from(EXAMPLES)
+    registry = registry_from(SAMPLES)
     out = tmp_path / "docs" / "web-view.png"
 
     with serving(registry) as url:
@@ -27,11 +26,11 @@ def test_the_helper_writes_a_png_of_the_page_with_a_capability_open(browser: Bro
 
 
 def test_the_stand_in_holds_every_example_with_its_dependencies() -> None:
-    registry = registry_from(EXAMPLES)
+    registry = registry_from(SAMPLES)
 
     _, answer = registry.answer("capabilities", {"limit": ["1000"]})
     ids = [item["id"] for item in answer["items"]]
-    assert ids == sorted(path.stem for path in EXAMPLES.glob("*.yaml"))
+    assert ids == sorted(path.stem for path in SAMPLES.glob("*.yaml"))
     template = next(item for item in answer["items"] if item["id"] == "chora.devex.service_template")
     assert {
         "capability": "chora.platform.conventions",
