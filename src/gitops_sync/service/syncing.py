@@ -105,6 +105,8 @@ class CycleReport:
     held: frozenset[str] = field(default_factory=frozenset)
     revision: int = 0
     """The etcd revision the cycle read at."""
+    undecodable: tuple[bytes, ...] = ()
+    """Keys under the prefixes that are not UTF-8, left alone."""
 
     @property
     def synced(self) -> int:
@@ -176,6 +178,7 @@ class Syncer:
         """Told the revision of each transaction this service commits."""
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
+        self._undecodable: tuple[bytes, ...] = ()
         self._scanner = Scanner(settings.capabilities)
         self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
@@ -335,6 +338,7 @@ class Syncer:
             failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
             held=assembly.desired.held,
             revision=actual.revision,
+            undecodable=actual.undecodable,
         )
         self._log(report, assembly)
         self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
@@ -607,6 +611,14 @@ class Syncer:
                     len(self._foreign),
                     self.settings.prefix,
                     ", ".join(self._foreign),
+                )
+        if report.undecodable != self._undecodable:
+            self._undecodable = report.undecodable
+            if report.undecodable:
+                log.warning(
+                    "Leaving alone %d key(s) that are not UTF-8, so not this service's: %.300s",
+                    len(report.undecodable),
+                    ", ".join(repr(key[:80]) for key in report.undecodable[:5]),
                 )
         if assembly is not None:
             log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))

@@ -46,6 +46,7 @@ class Watcher:
         settings = syncer.settings
         self.syncer = syncer
         self.stop = stop or threading.Event()
+        syncer.store.stop_on(self.stop)  # a stop cuts requests in flight and their retries short
         self.wake = threading.Event()
         self.files = FileEvents(settings.capabilities, self.wake, self.stop)
         self.registry = RegistryEvents(syncer.store, settings.prefix, self.wake)
@@ -76,6 +77,7 @@ class Watcher:
             log.error("%s", exc)
             return 3
         finally:
+            self.stop.set()  # whatever ended the loop: the file-events thread ends with it
             self.registry.close()
             self.leadership.close()
             self.files.join()
