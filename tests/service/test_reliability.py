@@ -497,6 +497,56 @@ def test_watch_mode_waits_for_an_etcd_that_is_not_up_yet(tmp_path: Path, capabil
         server.stop()
 
 
+@pytest.mark.parametrize("outage", ["down", "frozen"])
+def test_sigterm_during_an_outage_stops_watch_mode_within_a_second(
+    private_etcd: EtcdProcess, capabilities: Path, tmp_path: Path, outage: str
+) -> None:
+    """etcd down (requests fail at once, the loop backs off) or frozen (a request waits for its
+    deadline): SIGTERM cuts the request in flight, its retries and the back-off short."""
+    with services(tmp_path) as start:
+        service = start(
+            *watch_args(capabilities, private_etcd, "--interval", "60"), env={"LOG_LEVEL": "debug"}
+        )
+        service.wait_for_log("Sync cycle complete", timeout=20)
+        if outage == "down":
+            private_etcd.stop()
+            bump(capabilities, REGISTRY, "1.10.0")
+            service.wait_for_log("retrying with back-off until it recovers", timeout=10)
+        else:
+            private_etcd.freeze()
+            bump(capabilities, REGISTRY, "1.10.0")
+            service.wait_for_log("File changes", timeout=5)  # the cycle now waits on etcd
+        signalled = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(timeout=10) == 0
+        took = time.monotonic() - signalled
+        private_etcd.thaw()
+    assert took < 1.0, service.text()
+    assert "Stopped" in service.text()
+
+
+@pytest.mark.parametrize("outage", ["down", "frozen"])
+def test_health_check_on_an_etcd_that_does_not_answer_exits_3_within_3_seconds(
+    private_etcd: EtcdProcess, tmp_path: Path, outage: str
+) -> None:
+    """Docker's HEALTHCHECK gives the command 5 s; the process start is part of the 3."""
+    if outage == "down":
+        private_etcd.stop()
+    else:
+        private_etcd.freeze()
+    try:
+        with services(tmp_path) as start:
+            started = time.monotonic()
+            check = start("--health-check", "--etcd-endpoints", private_etcd.endpoint)
+            code = check.process.wait(timeout=20)
+            took = time.monotonic() - started
+    finally:
+        private_etcd.thaw()
+    assert code == 3, check.text()
+    assert took < 3.0
+    assert f"etcd at {private_etcd.endpoint} is unreachable" in check.text()
+
+
 def test_a_leader_whose_key_is_deleted_campaigns_again(
     etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:

@@ -66,6 +66,8 @@ GRPC_OPTIONS: Final = [
 FIRST_ATTEMPT: Final = 0.5
 """Deadline of a request's first attempt; it doubles after each attempt that ran out of time (a
 slow etcd still gets the whole budget), and is never more than what is left of the budget."""
+LAST_ATTEMPT: Final = 0.25
+"""Deadline of the one attempt a request made while stopping gets (a leader stepping down)."""
 FIRST_PAUSE: Final = 0.05
 LAST_PAUSE: Final = 1.0
 """The back-off between rounds over every member, with jitter."""
@@ -478,7 +480,9 @@ class EtcdStore:
             index, member = self._choose(tried)
             tried.add(index)
             timeout = (
-                min(deadline, budget) if stopping else max(0.05, min(deadline, give_up - time.monotonic()))
+                min(LAST_ATTEMPT, budget)
+                if stopping
+                else max(0.05, min(deadline, give_up - time.monotonic()))
             )
             attempt = _Attempt(member, timeout, self._metadata(), None if stopping else stop)
             try:
