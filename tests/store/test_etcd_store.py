@@ -106,3 +106,30 @@ def _answers(store: EtcdStore) -> Callable[[], bool]:
             return False
 
     return check
+
+
+BIG = 1_400_000
+"""A value that fits one etcd request (1.5 MiB by default), and 48 of which do not fit one gRPC
+response (64 MiB)."""
+
+
+def test_reads_are_paged_by_size_so_huge_values_are_read_all_the_same(tmp_path: Path) -> None:
+    with EtcdProcess(tmp_path / "etcd") as server:
+        etcd = etcd3.client(host=server.host, port=server.client_port, timeout=10)
+        for i in range(50):
+            etcd.put(f"/p/caps/{i:02d}/metadata", b"m" * BIG)
+            etcd.put(f"/p/sync/managed/{i:02d}", b"r" * BIG)
+        etcd.put("/p/caps/small/type", b"service")
+
+        with EtcdStore(EtcdConnection(((server.host, server.client_port),))) as store:
+            state = store.read("/p/caps/", "/p/sync/")
+            assert len(state.capability_keys) == 51
+            assert len(state.records) == 50
+            assert all(record.value == b"r" * BIG for record in state.records.values())
+
+            keys = sorted(state.capability_keys)
+            values = store.values(keys, per_request=128)
+            assert values.keys() == set(keys)
+            assert values["/p/caps/07/metadata"].value == b"m" * BIG
+            assert values["/p/caps/small/type"].value == b"service"
+        etcd.close()

@@ -609,8 +609,8 @@ class EtcdStore:
                 raise _TokenExpired from exc
             if _NO_USER in detail:
                 raise StoreAccessDenied(
-                    f"{where} requires authentication ({action} refused without a user); pass --user, "
-                    "with the password in ETCD_PASSWORD or --password-file"
+                    f"{where} requires authentication: pass --user, with the password in "
+                    "ETCD_PASSWORD or --password-file"
                 ) from exc
             if code == grpc.StatusCode.PERMISSION_DENIED:
                 raise StoreAccessDenied(
