@@ -32,7 +32,9 @@ def bump(capabilities: Path, capability_id: str, version: str) -> None:
     manifest = capabilities / f"{capability_id}.yaml"
     text = manifest.read_text()
     old = text.split("dc_hasVersion: ", 1)[1].split("\n", 1)[0]
-    manifest.write_text(text.replace(f"dc_hasVersion: {old}", f"dc_hasVersion: {version}"))
+    staged = manifest.with_suffix(".tmp")  # written aside and renamed: never read half-written
+    staged.write_text(text.replace(f"dc_hasVersion: {old}", f"dc_hasVersion: {version}"))
+    staged.replace(manifest)
 
 
 class ConsistencyReader(threading.Thread):
@@ -336,15 +338,17 @@ def test_an_edit_reaches_etcd_within_the_election_when_the_raft_leader_fails(
 ) -> None:
     """SIGKILL of the raft leader while the service talks to a follower (which forwards writes to
     the dead leader, where they are lost), or SIGSTOP of the leader the service talks to (which
-    answers nothing, and keeps its connections open): the edit is in within 2.5 s."""
+    answers nothing, and keeps its connections open): the edit is in within the members' election
+    and a second. (Measured: 1.1 to 1.7 s, see test_failover_trials; it took 6 s when a request's
+    first attempt waited for the whole --etcd-timeout. The bound leaves room for a busy machine.)"""
     leader = raft_leader(cluster)
     follower = next(member for member in cluster.members if member is not leader)
     with services(tmp_path) as start:
         service = watching_service(start, capabilities, follower if how == "kill" else leader, cluster)
         fail(leader, how)
-        assert seconds_until_in_etcd(capabilities, cluster, "1.8.0", leader) < 2.5
+        assert seconds_until_in_etcd(capabilities, cluster, "1.8.0", leader) < 3.5
         recover(leader, how)
-        assert seconds_until_in_etcd(capabilities, cluster, "1.8.1", leader) < 2.5
+        assert seconds_until_in_etcd(capabilities, cluster, "1.8.1", leader) < 3.5
         log = service.text()
         assert " - ERROR - " not in log, log
         assert "Traceback" not in log

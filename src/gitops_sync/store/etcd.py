@@ -20,6 +20,7 @@ itself, sends the token as metadata and renews it when etcd says it expired.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import threading
 import time
@@ -39,6 +40,7 @@ from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.settings import EtcdConnection
 
 T = TypeVar("T")
+log = logging.getLogger("gitops-sync")
 
 PAGE_SIZE: Final = 1000
 """Keys per read request with values, at most: 1,000 records are well within the receive limit."""
@@ -62,10 +64,13 @@ GRPC_OPTIONS: Final = [
     ("grpc.keepalive_timeout_ms", 2000),
     ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.min_sent_ping_interval_without_data_ms", 5000),
+    ("grpc.http2.ping_timeout_ms", 2000),
 ]
 FIRST_ATTEMPT: Final = 0.5
-"""Deadline of a request's first attempt; it doubles after each attempt that ran out of time (a
-slow etcd still gets the whole budget), and is never more than what is left of the budget."""
+"""Deadline of each attempt in a request's first round over the members; it doubles for each
+round after one in which an attempt ran out of time (a slow etcd still gets the budget), and is
+never more than what is left of the budget."""
 LAST_ATTEMPT: Final = 0.25
 """Deadline of the one attempt a request made while stopping gets (a leader stepping down)."""
 FIRST_PAUSE: Final = 0.05
@@ -378,17 +383,17 @@ class EtcdStore:
             key=start, range_end=prefix_range_end(start), start_revision=start_revision
         )
 
-        def open_stream(attempt: _Attempt) -> tuple[Any, str]:
+        def open_stream(attempt: _Attempt) -> tuple[Any, _Member]:
             # "hasleader": etcd ends the watch when its member loses the cluster's leader, instead
             # of keeping a watch on a member cut off from the others silent.
             metadata = (*attempt.metadata, ("hasleader", "true"))
             stream = attempt.member.watch.Watch(
                 iter([etcdrpc.WatchRequest(create_request=create)]), metadata=metadata
             )
-            return stream, attempt.member.target
+            return stream, attempt.member
 
-        stream, target = self._call("watch", open_stream)
-        where = f"etcd at {target}"
+        stream, member = self._call("watch", open_stream)
+        where = f"etcd at {member.target}"
 
         def follow() -> None:
             try:
@@ -414,6 +419,7 @@ class EtcdStore:
                 if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
                     return  # cancelled by us
                 code = exc.code().name if isinstance(exc, grpc.Call) else "error"
+                self._failed(member)  # so that the watch is opened on another member next
                 callback(StoreUnavailable(f"watch of {prefix} on {where} broke ({code})"))
                 return
             callback(StoreUnavailable(f"watch of {prefix} on {where} ended"))
@@ -475,7 +481,7 @@ class EtcdStore:
         give_up = time.monotonic() + budget
         deadline, pause = FIRST_ATTEMPT, FIRST_PAUSE
         tried: set[int] = set()
-        renewed = False
+        renewed = timed_out = False
         while True:
             index, member = self._choose(tried)
             tried.add(index)
@@ -485,6 +491,7 @@ class EtcdStore:
                 else max(0.05, min(deadline, give_up - time.monotonic()))
             )
             attempt = _Attempt(member, timeout, self._metadata(), None if stopping else stop)
+            began = time.monotonic()
             try:
                 with self._translated(action, member):
                     if self.connection.user is not None and self._token is None:
@@ -500,17 +507,24 @@ class EtcdStore:
                 tried.discard(index)
                 continue
             except StoreUnavailable as exc:
-                self._failed(index, member)
-                if isinstance(exc, _TimedOut):
-                    deadline *= 2
+                self._failed(member)
+                timed_out |= isinstance(exc, _TimedOut)
+                log.debug(
+                    "%s on %s failed after %.2fs: %s", action, member.target, time.monotonic() - began, exc
+                )
                 if stopping or stop.is_set() or time.monotonic() >= give_up:
                     raise _plain(exc) from exc.__cause__
-                if len(tried) == len(self._members()):
+                if len(tried) == len(self._members()):  # a round over every member: back off
                     wait = min(pause * random.uniform(1, 2), give_up - time.monotonic())  # noqa: S311
                     if wait > 0 and stop.wait(wait):
                         raise _plain(exc) from exc.__cause__
                     pause = min(pause * 2, LAST_PAUSE)
+                    # Every member slow: give the next round longer. Not sooner: while a raft
+                    # leader is lost, a write a member forwarded to it is lost too, and the next
+                    # member, asked soon, may already know the new leader.
+                    deadline *= 2 if timed_out else 1
                     tried.clear()
+                    timed_out = False
 
     def _members(self) -> list[_Member]:
         with self._lock:
@@ -553,11 +567,13 @@ class EtcdStore:
         )
         return index, members[index]
 
-    def _failed(self, index: int, member: _Member) -> None:
+    def _failed(self, member: _Member) -> None:
+        """Pass ``member`` over for a while, and move on from it if requests go to it first."""
         member.failed_at = time.monotonic()
         with self._lock:
-            if self._current == index:
-                self._current = (index + 1) % len(self.connection.endpoints)
+            members = self._members_instance or []
+            if self._current < len(members) and members[self._current] is member:
+                self._current = (self._current + 1) % len(members)
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         token = self._token
