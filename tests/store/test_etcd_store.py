@@ -146,10 +146,13 @@ class LosingProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self.losing = threading.Event()
+        self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
         self._listener.close()
+        for opened in self._sockets:
+            opened.close()
 
     def _accept(self) -> None:
         while True:
@@ -158,6 +161,7 @@ class LosingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self._port))
+            self._sockets += [client, upstream]
             for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(target=self._pump, args=(source, sink, answers), daemon=True).start()
 
@@ -168,6 +172,8 @@ class LosingProxy:
                     sink.sendall(data)
         except OSError:
             pass
+        finally:
+            sink.close()  # and the pump the other way ends too
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ there) is sent again within a second, not after the whole budget. Reads are page
 revision, by count and by size, so a large registry (or a huge value) is read consistently and
 under gRPC's message limit.
 
-python3-etcd3's own client is not used for requests (DESIGN.md section 7): its multi-endpoint
-client refuses a failed member for ``time_retry`` seconds, blames the member in use for another's
-failure, and returns to dead members; its per-request deadline is the whole budget; and it sends
-credentials as call credentials, which a plain-text channel refuses. So this module authenticates
-itself, sends the token as metadata and renews it when etcd says it expired.
+python3-etcd3's own client is not used for requests: its multi-endpoint client refuses a failed
+member for ``time_retry`` seconds, blames the member in use for another's failure, and returns to
+dead members; its per-request deadline is the whole budget; and it sends credentials as call
+credentials, which a plain-text channel refuses. So this module authenticates itself, sends the
+token as metadata and renews it when etcd says it expired.
 """
 
 from __future__ import annotations
