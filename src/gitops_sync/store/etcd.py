@@ -68,16 +68,24 @@ GRPC_OPTIONS: Final = [
     ("grpc.http2.ping_timeout_ms", 2000),
 ]
 FIRST_ATTEMPT: Final = 0.5
-"""Deadline of each attempt in a request's first round over the members; it doubles for each
-round after one in which an attempt ran out of time (a slow etcd still gets the budget), and is
-never more than what is left of the budget."""
+"""Deadline of an attempt; after :data:`ELECTION`, it doubles for each round over the members in
+which an attempt ran out of time (a slow etcd still gets the budget). Never more than what is
+left of the budget."""
 LAST_ATTEMPT: Final = 0.25
 """Deadline of the one attempt a request made while stopping gets (a leader stepping down)."""
 FIRST_PAUSE: Final = 0.05
 LAST_PAUSE: Final = 1.0
 """The back-off between rounds over every member, with jitter."""
 FAILED_MEMBER_PAUSE: Final = 2.0
-"""How long a member that failed is passed over while another has not failed."""
+"""How long a member that failed is passed over while another has not failed, and one that is
+silent while another is not."""
+PROBE_DEADLINE: Final = 0.2
+"""How long a member whose attempt timed out has to answer a status request (which any live
+member answers at once, leader or not) to count as alive."""
+ELECTION: Final = 2.0
+"""How long a request keeps its short attempt deadline: about the longest raft election with
+etcd's default timings. Until it ends, a write forwarded to the lost leader is lost; short
+attempts find the new leader sooner."""
 _STOP_POLL: Final = 0.05
 _UNAVAILABLE_CODES: Final = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _UNAVAILABLE_DETAILS: Final = (
@@ -134,6 +142,9 @@ class _Member:
     maintenance: Any
     auth: Any
     failed_at: float = -FAILED_MEMBER_PAUSE
+    silent_at: float = -FAILED_MEMBER_PAUSE
+    """When a member whose attempt timed out did not answer a status request either: frozen,
+    or cut off, not merely waiting for a raft leader."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,12 +489,14 @@ class EtcdStore:
         stop = self._stop
         stopping = stop.is_set()
         budget = self.connection.timeout
-        give_up = time.monotonic() + budget
+        started = time.monotonic()
+        give_up = started + budget
         deadline, pause = FIRST_ATTEMPT, FIRST_PAUSE
         tried: set[int] = set()
         renewed = timed_out = False
         while True:
-            index, member = self._choose(tried)
+            index = self._candidates(tried)[0]
+            member = self._members()[index]
             tried.add(index)
             timeout = (
                 min(LAST_ATTEMPT, budget)
@@ -508,21 +521,22 @@ class EtcdStore:
                 continue
             except StoreUnavailable as exc:
                 self._failed(member)
-                timed_out |= isinstance(exc, _TimedOut)
+                if isinstance(exc, _TimedOut):
+                    timed_out = True
+                    if not stopping and not self._answers(member):
+                        member.silent_at = time.monotonic()
                 log.debug(
                     "%s on %s failed after %.2fs: %s", action, member.target, time.monotonic() - began, exc
                 )
                 if stopping or stop.is_set() or time.monotonic() >= give_up:
                     raise _plain(exc) from exc.__cause__
-                if len(tried) == len(self._members()):  # a round over every member: back off
+                if not self._candidates(tried):  # a round over every member: back off
                     wait = min(pause * random.uniform(1, 2), give_up - time.monotonic())  # noqa: S311
                     if wait > 0 and stop.wait(wait):
                         raise _plain(exc) from exc.__cause__
                     pause = min(pause * 2, LAST_PAUSE)
-                    # Every member slow: give the next round longer. Not sooner: while a raft
-                    # leader is lost, a write a member forwarded to it is lost too, and the next
-                    # member, asked soon, may already know the new leader.
-                    deadline *= 2 if timed_out else 1
+                    if timed_out and time.monotonic() - started >= ELECTION:
+                        deadline *= 2  # not a lost leader: etcd is slow
                     tried.clear()
                     timed_out = False
 
@@ -554,18 +568,29 @@ class EtcdStore:
             auth=etcdrpc.AuthStub(channel),
         )
 
-    def _choose(self, tried: set[int]) -> tuple[int, _Member]:
-        """The member for the next attempt: the current one, else the next in turn that this
-        request has not tried, preferring one that has not failed lately."""
+    def _candidates(self, tried: set[int]) -> list[int]:
+        """The members a request's round may still try, best first: the current member, then the
+        others in turn, those that have not failed lately first. A silent member is left out while
+        another is not silent."""
         members = self._members()
         now = time.monotonic()
         with self._lock:
             order = [(self._current + step) % len(members) for step in range(len(members))]
-        untried = [index for index in order if index not in tried] or order
-        index = next(
-            (index for index in untried if now - members[index].failed_at >= FAILED_MEMBER_PAUSE), untried[0]
-        )
-        return index, members[index]
+        silent = {index for index in order if now - members[index].silent_at < FAILED_MEMBER_PAUSE}
+        if len(silent) == len(order):
+            silent = set()
+        left = [index for index in order if index not in tried and index not in silent]
+        return sorted(left, key=lambda index: now - members[index].failed_at < FAILED_MEMBER_PAUSE)
+
+    def _answers(self, member: _Member) -> bool:
+        """Whether ``member`` answers a status request in time; only asked with several members."""
+        if len(self.connection.endpoints) == 1:
+            return True
+        try:
+            member.maintenance.Status(etcdrpc.StatusRequest(), timeout=PROBE_DEADLINE)
+        except grpc.RpcError as exc:
+            return not (isinstance(exc, grpc.Call) and exc.code() in _UNAVAILABLE_CODES)
+        return True
 
     def _failed(self, member: _Member) -> None:
         """Pass ``member`` over for a while, and move on from it if requests go to it first."""
