@@ -44,6 +44,9 @@ log = logging.getLogger("gitops-sync")
 
 PAGE_SIZE: Final = 1000
 """Keys per read request with values, at most: 1,000 records are well within the receive limit."""
+FIRST_PAGE_SIZE: Final = 100
+"""Keys in the first page of a read with values; later pages are sized by the bytes per key so
+far (up to :data:`PAGE_SIZE`). A page too slow or too large to answer is asked for in quarters."""
 KEYS_PAGE_SIZE: Final = 10_000
 """Keys per read request without values, at most."""
 RESPONSE_BYTES: Final = 8 * 1024 * 1024
@@ -266,15 +269,21 @@ class EtcdStore:
         found: dict[str, KeyState] = {}
         start, size = 0, max(1, per_request)
         while start < len(keys):
-            chunk = keys[start : start + size]
 
-            def get(attempt: _Attempt, chunk: Sequence[str] = chunk) -> tuple[dict[str, KeyState], int]:
-                return _get_many(attempt, chunk)
+            def get(attempt: _Attempt, start: int = start) -> tuple[dict[str, KeyState], int, int]:
+                nonlocal size
+                chunk = keys[start : start + size]
+                try:
+                    return (*_get_many(attempt, chunk), len(chunk))
+                except grpc.RpcError as exc:
+                    if _timed_out(exc):
+                        size = max(1, size // 4)  # the next attempt asks for less
+                    raise
 
-            states, received = self._call("read", get)
+            states, received, count = self._call("read", get)
             found.update(states)
-            start += len(chunk)
-            size = _next_page(size, received, len(chunk), per_request)
+            start += count
+            size = _next_page(size, received, count, per_request)
         return found
 
     def get_at_head(self, key: str) -> tuple[KeyState | None, int]:
@@ -450,7 +459,7 @@ class EtcdStore:
         found: dict[str, KeyState] = {}
         undecodable: list[bytes] = []
         most = KEYS_PAGE_SIZE if keys_only else PAGE_SIZE
-        limit = most
+        limit = most if keys_only else FIRST_PAGE_SIZE
         while True:
 
             def page(attempt: _Attempt, start: bytes = start, revision: int | None = revision) -> Any:
@@ -462,6 +471,8 @@ class EtcdStore:
                     try:
                         return attempt.unary(attempt.member.kv.Range, request)
                     except grpc.RpcError as exc:
+                        if _timed_out(exc):
+                            limit = max(1, limit // 4)  # the next attempt asks for less
                         if limit == 1 or not _too_large(exc):
                             raise
                         limit = max(1, limit // 4)
@@ -680,6 +691,10 @@ def _decoded(key: bytes) -> str | None:
         return key.decode()
     except UnicodeDecodeError:
         return None
+
+
+def _timed_out(exc: grpc.RpcError) -> bool:
+    return isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def _too_large(exc: grpc.RpcError) -> bool:
