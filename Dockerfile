@@ -5,10 +5,14 @@
 #       -e ETCD_HOST=etcd1 gitops-sync --capabilities /app/capabilities --watch
 #
 # Only the package sources are copied into the image (no .git, no .env, no
-# local config), and the final stage holds just the installed virtualenv.
+# local config; .dockerignore keeps .venv, .local and caches out of the build
+# context), and the final stage holds just the installed virtualenv.
+
+# The base image, pinned by version and digest (docker buildx imagetools inspect python:3.11.15-slim).
+ARG PYTHON_IMAGE=python:3.11.15-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 
 # ---- build stage: install the project into an isolated virtualenv ----------
-FROM python:3.11-slim AS build
+FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -23,7 +27,7 @@ COPY src/ ./src/
 RUN pip install .
 
 # ---- runtime stage ----------------------------------------------------------
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -31,6 +35,11 @@ ENV PATH="/opt/venv/bin:$PATH" \
     ETCD_HOST=etcd1 \
     ETCD_PORT=2379 \
     LOG_LEVEL=info
+
+# git and ssh for --git-url (the Git source runs the git command line); gnupg for --git-gpg-keyring.
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends git openssh-client gnupg \
+ && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 gitops \
  && useradd --system --uid 10001 --gid gitops --no-create-home \

@@ -14,11 +14,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## run: start a local etcd on 127.0.0.1:2379 (unless one listens there) and sync examples/ in watch mode
+## run: start a local etcd on 127.0.0.1:2379 (unless one listens there) and sync capabilities/ in watch mode
 run: install
-	$(BIN)/python scripts/run-local.py
+	@$(BIN)/python scripts/run-local.py
 
-## test: lint, type-check, check the layering, then every test (integration tests start their own etcd)
+## test: lint, type-check, check the layering, then every test (integration tests start their own etcd);
+## the interop tests need the chora-base corpus: $CHORA_BASE_CORPUS, else ../shared/fixtures/chora-base
 test: install lint
 	$(BIN)/pytest
 

@@ -9,6 +9,7 @@ gives the same bytes.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -16,9 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-REAL_CORPUS: Final = (
-    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chora-base" / "capabilities"
-)
+
+def _real_corpus() -> Path | None:
+    configured = os.environ.get("CHORA_BASE_CORPUS")
+    if configured:
+        path = Path(configured).expanduser()
+        return path / "capabilities" if (path / "capabilities").is_dir() else path
+    beside = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "chora-base" / "capabilities"
+    return beside if beside.is_dir() else None
+
+
+REAL_CORPUS: Final = _real_corpus()
+"""The real chora-base corpus: ``$CHORA_BASE_CORPUS``, else beside the repository (as on CI), else None
+(the benchmark then generates its 48 manifests too)."""
 VERSION_LINE: Final = re.compile(rb"^(  dc_hasVersion: )'?(\d+)\.(\d+)\.(\d+)'?[ \t]*$", re.MULTILINE)
 """The metadata's version line, as both the generator and the real corpus write it."""
 
@@ -145,8 +156,10 @@ def generate(directory: Path, count: int, seed: int = 5) -> Corpus:
     return Corpus(directory, tuple(files), files, count, real=False)
 
 
-def copy_real(directory: Path, source: Path = REAL_CORPUS) -> Corpus:
+def copy_real(directory: Path, source: Path | None = REAL_CORPUS) -> Corpus:
     """Copy the real corpus; its files with a ``dc_hasVersion`` line are the editable ones."""
+    if source is None:
+        raise FileNotFoundError("no chora-base corpus: set CHORA_BASE_CORPUS")
     shutil.copytree(source, directory)
     paths = sorted(path for path in directory.iterdir() if path.suffix in (".yaml", ".yml"))
     editable = {path: path.stem for path in paths if VERSION_LINE.search(path.read_bytes())}

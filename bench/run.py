@@ -4,7 +4,8 @@ Issue 5: how fast and how lean a sync is, each size against its own throwaway et
 
     .venv/bin/python bench/run.py [--sizes 48,1000,10000] [--runs N] [--out bench/results/latest.json]
 
-For each size it generates the manifests (the real 48-file corpus for 48), starts its own etcd and
+For each size it generates the manifests (the real 48-file chora-base corpus for 48 when it is found:
+`$CHORA_BASE_CORPUS` or ../shared, see bench/corpus.py), starts its own etcd and
 measures, as medians over the runs:
 
 - cold sync into an empty etcd, and the warm restart right after it (nothing changed), each as the
@@ -176,7 +177,7 @@ def plan_for(size: int, options: argparse.Namespace) -> Plan:
         edits=20 if large else 30,
         batch_runs=runs,
         baseline_runs=1 if large else runs if size < MEDIUM else min(runs, BASELINE_RUNS),
-        real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS.is_dir(),
+        real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS is not None,
     )
 
 
@@ -234,7 +235,7 @@ class Session:
         result: dict[str, Any] = {
             "size": plan.size,
             "manifests": manifests.count,
-            "corpus": "real (/work/shared/fixtures/chora-base)" if manifests.real else "generated",
+            "corpus": "real (chora-base)" if manifests.real else "generated",
             "corpus_bytes": sum(path.stat().st_size for path in manifests.directory.iterdir()),
             "runs": plan.runs,
             "etcd_version": str(self.client.status().version),

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real etcd server per test session, emptied before each test that uses it."""
+"""Shared fixtures: a real etcd server per test session, emptied before each test that uses it; the
+project's example manifests; the real chora-base corpus for the interop tests, when it is here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,30 @@ import pytest
 
 from gitops_sync.cli import main
 from gitops_sync.testing import EtcdProcess
-from support import CHORA_BASE, Cli, Result
+from support import CAPABILITIES, CHORA_BASE_VARIABLE, Cli, Result, chora_base_corpus
+
+CHORA_BASE = chora_base_corpus()
+INTEROP_SKIP = (
+    f"interop: no chora-base corpus; set {CHORA_BASE_VARIABLE}=/path/to/chora-base/capabilities "
+    "(or check chora-base out beside this repository as ../shared/fixtures/chora-base) to run them"
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of the real corpus is an interop test: ``-m interop`` runs just those."""
+    for item in items:
+        if "chora_base" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.interop)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Every interop test skipped for want of the corpus is reported at one place, so the summary
+    says in one line how many were skipped and why (pytest would list each test on its own line)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and call.when == "setup" and CHORA_BASE is None and item.get_closest_marker("interop"):
+        report.longrepr = (__file__, None, INTEROP_SKIP)  # type: ignore[assignment]  # no line: one place
 
 
 @pytest.fixture(scope="session")
@@ -35,8 +59,18 @@ def etcd(etcd_server: EtcdProcess) -> Iterator[etcd3.MultiEndpointEtcd3Client]:
 
 @pytest.fixture
 def capabilities(tmp_path: Path) -> Path:
-    """A private, editable copy of the 48 real chora-base manifests."""
+    """A private, editable copy of the project's example manifests (``capabilities/``)."""
     target = tmp_path / "capabilities"
+    shutil.copytree(CAPABILITIES, target)
+    return target
+
+
+@pytest.fixture
+def chora_base(tmp_path: Path) -> Path:
+    """A private, editable copy of the real chora-base manifests; skips the test if they are not here."""
+    if CHORA_BASE is None:
+        pytest.skip(INTEROP_SKIP)
+    target = tmp_path / "chora-base"
     shutil.copytree(CHORA_BASE, target)
     return target
 

@@ -1,8 +1,9 @@
-"""Helpers the tests share: where the fixtures are, and how to look at etcd and wait on it."""
+"""Helpers the tests share: where the manifests are, and how to look at etcd and wait on it."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,8 +20,15 @@ from gitops_sync.store.etcd import GRPC_OPTIONS
 from gitops_sync.testing import EtcdProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-CHORA_BASE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
-EXAMPLES = ROOT / "examples" / "capabilities"
+CAPABILITIES = ROOT / "capabilities"
+"""The example manifests the project ships (``make run`` syncs them): what most tests sync."""
+EXAMPLE_IDS = tuple(sorted(path.stem for path in CAPABILITIES.glob("*.yaml")))
+"""Their capability ids (each file is named after its id)."""
+DANGLING_ID = "chora.platform.vault"
+"""The id :func:`add_dangling_reference` makes a manifest require."""
+CHORA_BASE_VARIABLE = "CHORA_BASE_CORPUS"
+CHORA_BASE_BESIDE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
+"""Where CI checks the real corpus out, beside the repository."""
 PREFIX = "/chora/capabilities/"
 LONG_AFTER_NS = 10 * 10**9
 """For ``scanning.RACY_NS``: scan as if long after the files were written, so the scanner trusts
@@ -146,10 +154,40 @@ def files_opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return opened
 
 
-def renamed_copies(directory: Path, copies: int) -> None:
-    """Write the 48 real manifests into ``directory`` ``copies`` times over, each under a new name
-    and id (``{id}_copy{n}``), for tests that need many files."""
+def add_dangling_reference(capabilities: Path) -> str:
+    """Point one ``requires`` of the examples in ``capabilities`` at an id no manifest defines (a
+    warning, an error with ``--strict``); returns where: ``{file name}:{line}``."""
+    manifest = capabilities / "chora.observability.alert_router.yaml"
+    text = manifest.read_text()
+    text = text.replace("capability: chora.platform.config_store", f"capability: {DANGLING_ID}")
+    manifest.write_text(text)
+    return f"{manifest.name}:{text[: text.index(DANGLING_ID)].count(chr(10)) + 1}"
+
+
+def chora_base_corpus() -> Path | None:
+    """The real chora-base manifests for the interop tests: ``$CHORA_BASE_CORPUS`` (a directory of
+    manifests, or a chora-base checkout with a ``capabilities/`` in it), else the copy beside the
+    repository that CI has, else None. A variable naming nothing is an error, not a skip."""
+    configured = os.environ.get(CHORA_BASE_VARIABLE)
+    if configured:
+        path = Path(configured).expanduser()
+        if not any(path.glob("*.yaml")) and (path / "capabilities").is_dir():
+            path = path / "capabilities"
+        if not any(path.glob("*.yaml")):
+            msg = f"${CHORA_BASE_VARIABLE}={configured} holds no *.yaml manifests"
+            raise FileNotFoundError(msg)
+        return path
+    return CHORA_BASE_BESIDE if CHORA_BASE_BESIDE.is_dir() else None
+
+
+def renamed_copies(directory: Path, copies: int) -> int:
+    """Write the example manifests into ``directory`` ``copies`` times over, each set under new names
+    and ids (``{id}_copy{n}``, its dependencies renamed alike, so each set is valid on its own), for
+    tests that need many files; returns how many files it wrote."""
+    ids = "|".join(re.escape(capability_id) for capability_id in EXAMPLE_IDS)
+    any_id = re.compile(rf"(?:{ids})(?!\w)")
     for copy in range(copies):
-        for path in CHORA_BASE.glob("*.yaml"):
-            text = path.read_text().replace(path.stem, f"{path.stem}_copy{copy}")
+        for path in CAPABILITIES.glob("*.yaml"):
+            text = any_id.sub(lambda found: f"{found[0]}_copy{copy}", path.read_text())  # noqa: B023
             (directory / f"{path.stem}_copy{copy}.yaml").write_text(text)
+    return copies * len(EXAMPLE_IDS)

@@ -1,6 +1,6 @@
 """gitops-sync: keeps an etcd v3 capability registry in step with a Git directory of manifests.
 
-The package is laid out as its architecture (DESIGN.md section 5); imports point one way:
+The package is laid out as its architecture (docs/architecture.md, "Layers"); imports point one way:
 
     cli -> service -> sources / store -> core -> model
 

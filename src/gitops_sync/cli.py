@@ -13,13 +13,30 @@ from gitops_sync import __version__, logs
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
 from gitops_sync.service.running import ExitCode, Mode, run
-from gitops_sync.settings import ETCD_MAX_TXN_OPS, EtcdConnection, Settings
+from gitops_sync.settings import (
+    ETCD_MAX_TXN_OPS,
+    INTERVAL_RANGE,
+    LEASE_TTL_RANGE,
+    MAX_TXN_OPS_RANGE,
+    TIMEOUT_RANGE,
+    EtcdConnection,
+    GitRemote,
+    Settings,
+    default_git_cache,
+)
+
+DEFAULT_CAPABILITIES = Path("capabilities")
+DEFAULT_PORT = 2379
+DEFAULT_INTERVAL = 60.0
+DEFAULT_LEASE_TTL = 10
+WATCH_ONLY = ("--interval", "--lease-ttl")
+"""Options that only watch mode uses: given to another mode, they are refused, not ignored."""
 
 EPILOG = """\
 environment:
-  LOG_LEVEL       debug, info (default), warning or error
+  LOG_LEVEL       debug, info (default), warning (or warn), error (or err), critical
   ETCD_HOST       default for --etcd-host
-  ETCD_PORT       default for --etcd-port
+  ETCD_PORT       default for --etcd-port (1 to 65535)
   ETCD_ENDPOINTS  default for --etcd-endpoints
   ETCD_USER       default for --user
   ETCD_PASSWORD   the etcd password (or --password-file)
@@ -32,6 +49,21 @@ exit codes:
 """
 
 
+class _Given(argparse.Action):
+    """Stores the value, and that it was given (``--capabilities`` and ``--git-url`` exclude each
+    other, but ``--capabilities`` has a default)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gitops-sync",
@@ -40,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.set_defaults(capabilities_given=False)
     parser.add_argument(
         "--capabilities",
         type=Path,
-        default=Path("capabilities"),
+        action=_Given,
+        default=DEFAULT_CAPABILITIES,
         metavar="DIR",
-        help="directory of *.yaml / *.yml manifests (default: capabilities/)",
+        help="directory of *.yaml / *.yml manifests (default: capabilities/); or see --git-url",
     )
     etcd = parser.add_argument_group("etcd")
     etcd.add_argument(
@@ -56,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     etcd.add_argument(
         "--etcd-port",
         type=int,
-        default=_env_int("ETCD_PORT", 2379),
-        help="etcd client port (default: $ETCD_PORT or 2379)",
+        metavar="PORT",
+        help=f"etcd client port, 1 to 65535 (default: $ETCD_PORT or {DEFAULT_PORT})",
     )
     etcd.add_argument(
         "--etcd-endpoints",
@@ -71,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="deadline for each etcd request, retried on other members within it (default: 5)",
+        help="deadline for each etcd request, retried on other members within it; "
+        f"{TIMEOUT_RANGE[0]:g} to {TIMEOUT_RANGE[1]:g} (default: 5)",
     )
     etcd.add_argument(
         "--cacert", type=Path, metavar="FILE", help="CA bundle to verify etcd's TLS certificate"
@@ -92,19 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     etcd.add_argument(
         "--prefix",
         default=DEFAULT_PREFIX,
-        help=f"key prefix of the capability registry (default: {DEFAULT_PREFIX})",
+        help=f"key prefix of the capability registry, starting and ending with / (default: {DEFAULT_PREFIX})",
     )
     etcd.add_argument(
         "--sync-prefix",
         default=DEFAULT_SYNC_PREFIX,
-        help=f"key prefix of the service's own bookkeeping (default: {DEFAULT_SYNC_PREFIX})",
+        help=f"key prefix of the service's own bookkeeping, starting and ending with / (default: "
+        f"{DEFAULT_SYNC_PREFIX})",
     )
     etcd.add_argument(
         "--max-txn-ops",
         type=int,
         default=ETCD_MAX_TXN_OPS,
         metavar="N",
-        help=f"operations per etcd transaction; match etcd's --max-txn-ops (default: {ETCD_MAX_TXN_OPS})",
+        help=f"operations per etcd transaction, {MAX_TXN_OPS_RANGE[0]} to {MAX_TXN_OPS_RANGE[1]:,}; match "
+        f"etcd's --max-txn-ops (default: {ETCD_MAX_TXN_OPS})",
     )
 
     modes = parser.add_argument_group("modes (default: sync once and exit)").add_mutually_exclusive_group()
@@ -122,8 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     modes.add_argument(
         "--validate",
-        action="store_true",
-        help="check the manifests without etcd: print each problem as path:line: severity: message",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="check the manifests (of DIR, else of --capabilities) without etcd: print each problem "
+        "as path:line: severity: message",
     )
     modes.add_argument(
         "--print-schema", action="store_true", help="print the JSON Schema of a capability manifest"
@@ -131,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lease-ttl",
         type=int,
-        default=10,
         metavar="SECONDS",
-        help="with --watch: the leader's lease; another replica takes over within it (default: 10)",
+        help="with --watch: the leader's lease; another replica takes over within it; "
+        f"{LEASE_TTL_RANGE[0]} to {LEASE_TTL_RANGE[1]:,} (default: {DEFAULT_LEASE_TTL})",
     )
     parser.add_argument(
         "--strict",
@@ -143,9 +183,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--interval",
         type=float,
-        default=60.0,
         metavar="SECONDS",
-        help="with --watch: full resync at least this often (default: 60)",
+        help=f"with --watch: full resync at least this often; {INTERVAL_RANGE[0]:g} to "
+        f"{INTERVAL_RANGE[1]:,g} (default: {DEFAULT_INTERVAL:g})",
+    )
+
+    git = parser.add_argument_group("a Git remote as the source (instead of --capabilities)")
+    git.add_argument("--git-url", metavar="URL", help="https://, ssh://, git@host:path or file:// remote")
+    git.add_argument(
+        "--git-ref", metavar="REF", help="branch, tag or full commit id (default: the remote's HEAD)"
+    )
+    git.add_argument(
+        "--git-path",
+        default="capabilities",
+        metavar="DIR",
+        help="the manifests' directory inside the repository (default: capabilities)",
+    )
+    git.add_argument(
+        "--git-cache",
+        type=Path,
+        metavar="DIR",
+        help="where fetched commits and checkouts are kept (default: $XDG_CACHE_HOME/gitops-sync, "
+        "else ~/.cache/gitops-sync)",
+    )
+    git.add_argument(
+        "--git-token-file", type=Path, metavar="FILE", help="HTTPS access token (TOKEN or USER:TOKEN)"
+    )
+    git.add_argument("--git-ssh-key-file", type=Path, metavar="FILE", help="SSH private key (a deploy key)")
+    git.add_argument(
+        "--git-known-hosts-file",
+        type=Path,
+        metavar="FILE",
+        help="the SSH server's host keys, checked strictly (needed with --git-ssh-key-file)",
+    )
+    git.add_argument(
+        "--git-allowed-signers",
+        type=Path,
+        metavar="FILE",
+        help="apply only commits signed by an SSH key in this file (git's allowed signers format)",
+    )
+    git.add_argument(
+        "--git-gpg-keyring",
+        type=Path,
+        metavar="FILE",
+        help="apply only commits signed by a key in this GnuPG keyring",
+    )
+    git.add_argument(
+        "--git-webhook-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="secret of the push hook (POST /hooks/git on --http): GitHub's or GitLab's",
+    )
+    git.add_argument(
+        "--git-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="the most one fetch may take (default: 120)",
     )
 
     prune = parser.add_argument_group("pruning capabilities whose manifest is gone")
@@ -155,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=50,
         metavar="N",
-        help="delete nothing if more than N capabilities would be deleted at once (default: 50)",
+        help="delete nothing if more than N (0 or more) capabilities would be deleted at once (default: 50)",
     )
     prune.add_argument(
         "--allow-empty",
@@ -165,19 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or not value.strip():
+def _env_port(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"gitops-sync: error: {name}={value!r} is not a number") from None
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        msg = f"{name}={value!r} is not a port number (1 to 65535)"
+        raise ConfigurationError(msg)
+    return int(value)
 
 
 def settings_from(options: argparse.Namespace) -> Settings:
+    if not options.watch:
+        given = [name for name in WATCH_ONLY if getattr(options, name[2:].replace("-", "_")) is not None]
+        if given:
+            verb, it = ("applies", "it") if len(given) == 1 else ("apply", "them")
+            msg = f"{' and '.join(given)} only {verb} with --watch; add --watch or leave {it} out"
+            raise ConfigurationError(msg)
     return Settings(
-        capabilities=options.capabilities,
+        capabilities=_capabilities(options),
+        git=_git_remote(options),
         etcd=EtcdConnection(
             endpoints=_endpoints(options),
             timeout=options.etcd_timeout,
@@ -187,10 +288,10 @@ def settings_from(options: argparse.Namespace) -> Settings:
             user=options.user,
             password=_password(options),
         ),
-        lease_ttl=options.lease_ttl,
+        lease_ttl=DEFAULT_LEASE_TTL if options.lease_ttl is None else options.lease_ttl,
         prefix=options.prefix,
         sync_prefix=options.sync_prefix,
-        interval=options.interval,
+        interval=DEFAULT_INTERVAL if options.interval is None else options.interval,
         dry_run=options.dry_run,
         prune=not options.no_prune,
         max_prune=options.max_prune,
@@ -200,9 +301,58 @@ def settings_from(options: argparse.Namespace) -> Settings:
     )
 
 
+def _git_remote(options: argparse.Namespace) -> GitRemote | None:
+    git_options = [
+        f"--{name.replace('_', '-')}"
+        for name in (
+            "git_ref",
+            "git_cache",
+            "git_token_file",
+            "git_ssh_key_file",
+            "git_known_hosts_file",
+            "git_allowed_signers",
+            "git_gpg_keyring",
+            "git_webhook_secret_file",
+        )
+        if getattr(options, name) is not None
+    ]
+    if options.git_url is None:
+        if git_options:
+            raise ConfigurationError(f"{', '.join(git_options)} need(s) --git-url")
+        return None
+    if options.capabilities_given:
+        raise ConfigurationError("--capabilities and --git-url exclude each other: pass one source")
+    return GitRemote(
+        url=options.git_url,
+        ref=options.git_ref,
+        path=options.git_path,
+        cache=options.git_cache or default_git_cache(),
+        token_file=options.git_token_file,
+        ssh_key_file=options.git_ssh_key_file,
+        known_hosts_file=options.git_known_hosts_file,
+        allowed_signers=options.git_allowed_signers,
+        gpg_keyring=options.git_gpg_keyring,
+        webhook_secret_file=options.git_webhook_secret_file,
+        timeout=options.git_timeout,
+    )
+
+
+def _capabilities(options: argparse.Namespace) -> Path:
+    """``--validate DIR`` names the directory as ``--capabilities DIR`` does; both must agree."""
+    directory: Path = options.capabilities
+    if options.validate:
+        named = Path(options.validate)
+        if directory != DEFAULT_CAPABILITIES and named.resolve() != directory.resolve():
+            msg = f"--validate {named} and --capabilities {directory} name two directories; give one"
+            raise ConfigurationError(msg)
+        directory = named
+    return directory
+
+
 def _endpoints(options: argparse.Namespace) -> tuple[tuple[str, int], ...]:
     if not options.etcd_endpoints:
-        return ((options.etcd_host, options.etcd_port),)
+        port = _env_port("ETCD_PORT", DEFAULT_PORT) if options.etcd_port is None else options.etcd_port
+        return ((options.etcd_host, port),)
     endpoints = []
     for item in options.etcd_endpoints.split(","):
         text = item.strip().removeprefix("http://").removeprefix("https://")
@@ -231,7 +381,7 @@ def mode_of(options: argparse.Namespace) -> Mode:
         return "list"
     if options.health_check:
         return "health-check"
-    if options.validate:
+    if options.validate is not None:
         return "validate"
     if options.print_schema:
         return "print-schema"
@@ -244,7 +394,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(os.environ.get("LOG_LEVEL"))
         settings = settings_from(options)
         mode = mode_of(options)
-        if mode in ("sync", "watch", "validate") and not settings.capabilities.is_dir():
+        if (
+            mode in ("sync", "watch", "validate")
+            and settings.git is None
+            and not settings.capabilities.is_dir()
+        ):
             raise ConfigurationError(
                 f"capabilities directory {settings.capabilities} does not exist or is not a "
                 "directory; pass --capabilities DIR"

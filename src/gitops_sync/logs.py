@@ -10,7 +10,17 @@ from gitops_sync.errors import ConfigurationError
 
 FORMAT: Final = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 DATE_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
-LEVELS: Final = ("debug", "info", "warning", "error")
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "err": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+"""``LOG_LEVEL``'s values, any case: Python's level names and the aliases other tools use."""
 
 
 class _Formatter(logging.Formatter):
@@ -34,12 +44,15 @@ def configure(level_name: str | None) -> None:
     for the whole process, and records no longer say which thread, process or line made them."""
     level = (level_name or "info").strip().lower()
     if level not in LEVELS:
-        raise ConfigurationError(f"LOG_LEVEL={level_name!r} is not one of {', '.join(LEVELS)}")
+        raise ConfigurationError(
+            f"LOG_LEVEL={level_name!r} is not one of debug, info, warning (warn), error (err), "
+            "critical (fatal)"
+        )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(FORMAT, DATE_FORMAT))
     logger = logging.getLogger("gitops-sync")
     logger.handlers[:] = [handler]
-    logger.setLevel(level.upper())
+    logger.setLevel(LEVELS[level])
     logger.propagate = False
     # The format shows none of these, and finding them is a third of what each line costs (the
     # logging HOWTO's "Optimization" section).

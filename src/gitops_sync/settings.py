@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import math
+import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
+from urllib.parse import urlsplit
 
 from gitops_sync.errors import ConfigurationError
-from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
+from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX, OPS_PER_CAPABILITY, leader_key
 
 ETCD_MAX_REQUEST_BYTES: Final = 1_572_864
 """etcd's default ``--max-request-bytes`` (1.5 MiB)."""
 ETCD_MAX_TXN_OPS: Final = 128
 """etcd's default ``--max-txn-ops``."""
-OPS_PER_CAPABILITY: Final = 5
-"""Four keys and the bookkeeping record, changed together."""
+FENCE_OPS: Final = 1
+"""A leader's writes compare its leader key too."""
+TIMEOUT_RANGE: Final = (0.1, 600.0)
+"""``--etcd-timeout``, seconds: long enough for one request, short enough to notice an outage."""
+INTERVAL_RANGE: Final = (0.1, 86_400.0)
+"""``--interval``, seconds: from a tenth of a second to a day."""
+LEASE_TTL_RANGE: Final = (2, 3_600)
+"""``--lease-ttl``, seconds: etcd refuses shorter leases; a longer one would leave the registry
+without a writer for over an hour after a leader dies."""
+MAX_TXN_OPS_RANGE: Final = (OPS_PER_CAPABILITY + FENCE_OPS, 100_000)
+"""``--max-txn-ops``: one capability's changes and a leader's fence, up to far beyond any etcd's own
+limit."""
+
+
+def out_of_range(name: str, value: float, bounds: tuple[float, float], unit: str = "") -> str | None:
+    """The message for a number that is not finite or not within ``bounds`` (inclusive), else None."""
+    low, high = bounds
+    if math.isfinite(value) and low <= value <= high:
+        return None
+    return f"{name} must be from {low:g} to {high:g}{unit}, not {value!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +62,8 @@ class EtcdConnection:
                 (not self.endpoints, "no etcd endpoint given"),
                 (
                     any(not 0 < port < 65536 for _, port in self.endpoints),
-                    f"not a port in {self.label}",
+                    f"not a port (1 to 65535) in {self.label}",
                 ),
-                (self.timeout <= 0, "--etcd-timeout must be more than 0 seconds"),
                 ((self.cert is None) != (self.key is None), "--cert and --key go together"),
                 (self.cert is not None and self.cacert is None, "--cert needs --cacert (TLS)"),
                 (
@@ -51,6 +74,8 @@ class EtcdConnection:
             )
             if failed
         ]
+        timeout = out_of_range("--etcd-timeout", self.timeout, TIMEOUT_RANGE, " seconds")
+        problems.extend([timeout] if timeout else [])
         problems.extend(
             f"{name} {path} is not a readable file"
             for name, path in (("--cacert", self.cacert), ("--cert", self.cert), ("--key", self.key))
@@ -71,9 +96,142 @@ class EtcdConnection:
         return self.cacert is not None
 
 
+_SCP_LIKE: Final = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)[^\s]+$")
+"""``git@host:path``, which git reads as SSH."""
+_REF: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,255}$")
+"""A branch, tag or commit as given to ``git fetch``: no option, no range, no white space."""
+
+
+def default_git_cache() -> Path:
+    """``$XDG_CACHE_HOME/gitops-sync``, else ``~/.cache/gitops-sync``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gitops-sync"
+
+
+@dataclass(frozen=True, slots=True)
+class GitRemote:
+    """Where the manifests come from when they come from Git: a remote, a ref, a directory in it."""
+
+    url: str
+    ref: str | None = None
+    """A branch, tag or commit; None: the remote's HEAD."""
+    path: str = "capabilities"
+    """The manifests' directory inside the repository (``.``: its root)."""
+    cache: Path = field(default_factory=default_git_cache)
+    """Holds a directory per remote and ref: the fetched objects and the checkouts."""
+    token_file: Path | None = None
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+    allowed_signers: Path | None = None
+    """Apply only commits signed by an SSH key in this file (git's ``gpg.ssh.allowedSignersFile``)."""
+    gpg_keyring: Path | None = None
+    """Apply only commits signed by a GnuPG key in this keyring."""
+    webhook_secret_file: Path | None = None
+    """The push hook's secret (GitHub's webhook secret, or GitLab's secret token)."""
+    timeout: float = 120.0
+    """The most one git command (a fetch) may take."""
+
+    def __post_init__(self) -> None:
+        scheme = self.scheme
+        host = urlsplit(self.url).hostname if "://" in self.url else None
+        problems = [
+            message
+            for failed, message in (
+                (
+                    scheme not in ("https", "http", "ssh", "file"),
+                    f"--git-url {self.url!r}: use https://, ssh://, git@host:path or file://",
+                ),
+                (
+                    "://" in self.url and urlsplit(self.url).password is not None,
+                    "--git-url must not hold a password or token; put the token in --git-token-file",
+                ),
+                (
+                    self.ref is not None and not _REF.match(self.ref),
+                    f"--git-ref {self.ref!r} is not a branch, tag or commit name",
+                ),
+                (
+                    not _relative_path(self.path),
+                    f"--git-path {self.path!r} must be a directory inside the repository "
+                    "(relative, without '..')",
+                ),
+                (
+                    self.token_file is not None and scheme not in ("https", "http"),
+                    "--git-token-file is for https:// remotes; for SSH use --git-ssh-key-file",
+                ),
+                (
+                    self.token_file is not None and scheme == "http" and not _loopback(host),
+                    "--git-token-file with an http:// remote would send the token in the clear; use https://",
+                ),
+                (
+                    self.ssh_key_file is not None and scheme != "ssh",
+                    "--git-ssh-key-file is for ssh:// and git@host:path remotes",
+                ),
+                (
+                    self.ssh_key_file is not None and self.known_hosts_file is None,
+                    "--git-ssh-key-file needs --git-known-hosts-file: the server's host key is "
+                    "checked strictly, never accepted on first sight",
+                ),
+                (
+                    self.allowed_signers is not None and self.gpg_keyring is not None,
+                    "--git-allowed-signers and --git-gpg-keyring exclude each other",
+                ),
+                (self.timeout <= 0, "--git-timeout must be more than 0 seconds"),
+            )
+            if failed
+        ]
+        problems.extend(
+            f"{name} {path} is not a readable file"
+            for name, path in (
+                ("--git-token-file", self.token_file),
+                ("--git-ssh-key-file", self.ssh_key_file),
+                ("--git-known-hosts-file", self.known_hosts_file),
+                ("--git-allowed-signers", self.allowed_signers),
+                ("--git-gpg-keyring", self.gpg_keyring),
+                ("--git-webhook-secret-file", self.webhook_secret_file),
+            )
+            if path is not None and not (path.is_file() and os.access(path, os.R_OK))
+        )
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+
+    @property
+    def scheme(self) -> str:
+        """The transport: ``https``, ``http``, ``ssh`` or ``file`` (anything else is refused)."""
+        if "://" in self.url:
+            return urlsplit(self.url).scheme.lower()
+        return "ssh" if _SCP_LIKE.match(self.url) else ""
+
+    @property
+    def label(self) -> str:
+        """The remote and ref as messages name them (the URL holds no secret: see above)."""
+        return f"{self.url} {self.ref or 'HEAD'}"
+
+    @property
+    def workspace(self) -> Path:
+        """This remote's and ref's own directory in the cache."""
+        key = hashlib.sha256(f"{self.url}\n{self.ref or ''}".encode()).hexdigest()[:16]
+        return self.cache / key
+
+
+def _relative_path(path: str) -> bool:
+    pure = PurePosixPath(path)
+    return bool(path) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in path
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     capabilities: Path = Path("capabilities")
+    git: GitRemote | None = None
+    """The Git remote the manifests come from; None: they are read from ``capabilities``."""
     etcd: EtcdConnection = EtcdConnection()
     prefix: str = DEFAULT_PREFIX
     sync_prefix: str = DEFAULT_SYNC_PREFIX
@@ -89,30 +247,52 @@ class Settings:
     lease_ttl: int = 10
     """In watch mode: how long a leader's lease lasts; another replica takes over within it."""
 
+    @property
+    def change_budget(self) -> tuple[int, int]:
+        """Operations and bytes the changes in one transaction may take: etcd's limits, less what a
+        leader's fence takes. Reserved in every mode, so a manifest that loads (``--validate``
+        too) can always be written."""
+        fence_bytes = 2 * len(leader_key(self.sync_prefix).encode()) + 32
+        return self.max_txn_ops - FENCE_OPS, self.max_txn_bytes - fence_bytes
+
     def __post_init__(self) -> None:
         problems = [
             message
             for failed, message in (
-                (not self.prefix.endswith("/"), f"--prefix {self.prefix!r} must end with '/'"),
                 (
-                    not self.sync_prefix.endswith("/"),
-                    f"--sync-prefix {self.sync_prefix!r} must end with '/'",
+                    not (self.prefix.startswith("/") and self.prefix.endswith("/")),
+                    f"--prefix {self.prefix!r} must start and end with '/' (like {DEFAULT_PREFIX})",
+                ),
+                (
+                    not (self.sync_prefix.startswith("/") and self.sync_prefix.endswith("/")),
+                    f"--sync-prefix {self.sync_prefix!r} must start and end with '/' (like "
+                    f"{DEFAULT_SYNC_PREFIX})",
                 ),
                 (
                     self.prefix.startswith(self.sync_prefix) or self.sync_prefix.startswith(self.prefix),
                     f"--prefix {self.prefix!r} and --sync-prefix {self.sync_prefix!r} must not "
                     "overlap: consumers must see only capability keys under the prefix",
                 ),
-                (self.interval <= 0, "--interval must be more than 0 seconds"),
-                (self.lease_ttl < 2, "--lease-ttl must be at least 2 seconds"),
                 (self.max_prune < 0, "--max-prune must be 0 or more"),
                 (
-                    self.max_txn_ops < OPS_PER_CAPABILITY,
-                    f"--max-txn-ops must be at least {OPS_PER_CAPABILITY}: one capability "
-                    f"changes {OPS_PER_CAPABILITY} keys at once",
+                    self.max_txn_ops < OPS_PER_CAPABILITY + FENCE_OPS,
+                    f"--max-txn-ops must be at least {OPS_PER_CAPABILITY + FENCE_OPS}: one capability "
+                    f"changes {OPS_PER_CAPABILITY} keys at once, and a leader's writes compare its "
+                    "leader key too",
                 ),
             )
             if failed
         ]
+        problems.extend(
+            message
+            for message in (
+                out_of_range("--interval", self.interval, INTERVAL_RANGE, " seconds"),
+                out_of_range("--lease-ttl", self.lease_ttl, LEASE_TTL_RANGE, " seconds"),
+                None
+                if self.max_txn_ops < OPS_PER_CAPABILITY + FENCE_OPS  # said above, with why
+                else out_of_range("--max-txn-ops", self.max_txn_ops, MAX_TXN_OPS_RANGE),
+            )
+            if message
+        )
         if problems:
             raise ConfigurationError("; ".join(problems))

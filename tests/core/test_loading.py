@@ -1,11 +1,11 @@
-"""Loading manifests: the 48 real chora-base files, both layouts, the defaults, every error a user causes."""
+"""Loading manifests: the example files, both layouts, the defaults, every error a user causes (the real
+chora-base corpus is in ``tests/interop``)."""
 
 from __future__ import annotations
 
 import itertools
 import time
 import tracemalloc
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,19 +15,14 @@ from hypothesis import strategies as st
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.manifests import Dependency, Manifest
+from support import CAPABILITIES
 
-CHORA_BASE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "chora-base" / "capabilities"
-)
-RICH = (
-    "chora.awareness.capability_registry_discovery",
-    "chora.awareness.namespace_resolution",
-    "chora.awareness.sap_adoption_verification",
-)
+RICH = "chora.observability.incident_response"
+"""No type block, a top-level ``chora_version``, and three kinds of relation."""
 
 
-def load_real(capability_id: str) -> Manifest:
-    path = CHORA_BASE / f"{capability_id}.yaml"
+def load_example(capability_id: str) -> Manifest:
+    path = CAPABILITIES / f"{capability_id}.yaml"
     return load_manifest(path.name, path.read_bytes())
 
 
@@ -44,74 +39,56 @@ def load_error(text: str | bytes, source: str = "bad.yaml") -> ManifestError:
     return error
 
 
-# --- the real manifests -------------------------------------------------------------------------
+# --- the example manifests ---------------------------------------------------------------------
 
 
-def test_all_real_manifests_load() -> None:
-    paths = sorted(CHORA_BASE.glob("*.yaml"))
-    assert len(paths) == 48
+def test_all_example_manifests_load() -> None:
+    paths = sorted(CAPABILITIES.glob("*.yaml"))
     manifests = [load_manifest(path.name, path.read_bytes()) for path in paths]
 
     assert [m.id + ".yaml" for m in manifests] == [path.name for path in paths]
     assert [m.source for m in manifests] == [path.name for path in paths]
-    types = [m.type for m in manifests]
-    assert types.count("service") == 9
-    assert types.count("pattern") == 39
     for manifest in manifests:
         assert manifest.metadata["dc_identifier"] == manifest.id
-        assert manifest.version in {"1.0.0", "1.1.0", "1.2.0", "2.0.0"}
+        assert manifest.type == str(manifest.metadata["dc_type"]).lower()
         assert all(dep.capability.startswith("chora.") for dep in manifest.dependencies)
+    assert {m.type for m in manifests} == {"service", "pattern"}
 
 
-@pytest.mark.parametrize("capability_id", RICH)
-def test_rich_manifests_take_type_from_dc_type_and_version_from_chora_version(capability_id: str) -> None:
-    manifest = load_real(capability_id)
+def test_rich_manifest_takes_type_from_dc_type_and_version_from_chora_version() -> None:
+    manifest = load_example(RICH)
     assert manifest.type == "pattern"
-    assert manifest.version == "1.0.0"
+    assert manifest.version == "1.2.0"
     assert "dc_hasVersion" not in manifest.metadata
 
 
-def test_registry_service_matches_its_file() -> None:
-    manifest = load_real("chora.devex.registry")
+def test_flat_service_matches_its_file() -> None:
+    manifest = load_example("chora.platform.config_store")
     assert manifest.type == "service"
-    assert manifest.version == "1.0.0"
+    assert manifest.version == "1.4.0"
+    assert manifest.dependencies == (Dependency("chora.platform.conventions", "prerequisite", "~2.3"),)
+    assert manifest.metadata["dc_date"] == "2025-10-14"
+    assert manifest.metadata["dc_subject"] == ["configuration", "key-value", "live-reload"]
+
+
+def test_nested_service_matches_its_file() -> None:
+    manifest = load_example("chora.platform.event_bus")
+    assert manifest.type == "service"
+    assert manifest.version == "0.6.2"
     assert manifest.dependencies == (
-        Dependency("chora.infrastructure.sap_framework", "prerequisite", "^1.0.0"),
-        Dependency("chora.devex.interface_design", "runtime", "^1.0.0"),
+        Dependency("chora.platform.config_store", "runtime", "^1.2.0"),
+        Dependency("chora.platform.conventions", "prerequisite", "^2.0.0"),
     )
-    assert manifest.metadata["dc_date"] == "2025-11-15"
-    assert manifest.metadata["dc_subject"] == [
-        "service-mesh",
-        "registry",
-        "discovery",
-        "capability-server",
-        "health-monitoring",
-    ]
 
 
 def test_rich_manifest_dependencies_include_every_relation_kind_in_file_order() -> None:
-    manifest = load_real("chora.awareness.capability_registry_discovery")
+    manifest = load_example(RICH)
     assert manifest.dependencies == (
-        Dependency("chora.devex.registry", "prerequisite"),
-        Dependency("chora.infrastructure.sap_framework", "prerequisite"),
-        Dependency("chora.awareness.agent_awareness", "extends"),
-        Dependency("chora.awareness.task_tracking", "optional"),
-        Dependency("chora.awareness.namespace_resolution", "optional"),
+        Dependency("chora.observability.metrics_gateway", "prerequisite", "^2.0.0"),
+        Dependency("chora.observability.telemetry_schema", "prerequisite", "~1.0"),
+        Dependency("chora.platform.conventions", "extends", "^2.3.0"),
+        Dependency("chora.platform.event_bus", "optional", ">=0.5.0"),
     )
-
-
-def test_rich_manifest_keeps_each_entrys_own_relationship() -> None:
-    manifest = load_real("chora.awareness.sap_adoption_verification")
-    assert [(d.capability, d.relationship) for d in manifest.dependencies] == [
-        ("chora.infrastructure.sap_framework", "prerequisite"),
-        ("chora.awareness.agent_awareness", "prerequisite"),
-        ("chora.quality.link_validation_reference_management", "prerequisite"),
-        ("chora.awareness.dogfooding_patterns", "complements"),
-        ("chora.awareness.sap_generation", "complements"),
-        ("chora.devex.ci_cd_workflows", "enhances"),
-    ]
-    assert {d.version for d in manifest.dependencies} == {"*"}
-    assert manifest.metadata["chora_version"] == "1.0.0"
 
 
 # --- layouts and defaults -----------------------------------------------------------------------

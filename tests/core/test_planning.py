@@ -6,14 +6,17 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.planning import PrunePolicy, plan
-from gitops_sync.core.rendering import desire, encode_record
+from gitops_sync.core.rendering import desire, encode_record, is_record
+from gitops_sync.core.validating import schema
 from gitops_sync.model.keys import (
     CAPABILITY_FIELDS,
+    CAPABILITY_ID,
     DEFAULT_PREFIX,
     DEFAULT_SYNC_PREFIX,
     capability_key,
@@ -510,8 +513,21 @@ def test_the_plan_never_touches_unmanaged_or_held_ids(scene: Scene) -> None:
     assert set(result.foreign) == present - scene.actual.records.keys() - desired - scene.desired.held
     assert not touched & set(result.foreign)
 
+    # Only what a record this service wrote vouches for may be pruned; the rest is reported.
+    candidates = sorted(scene.actual.records.keys() - desired - scene.desired.held)
+    gone = [
+        capability_id for capability_id in candidates if is_record(scene.actual.records[capability_id].value)
+    ]
+    assert list(result.unproven) == [
+        capability_id for capability_id in candidates if capability_id not in gone
+    ]
+    # A delete takes only the keys written with the record or before it.
+    for change in result.of_kind("delete"):
+        written = scene.actual.records[change.capability_id].mod_revision
+        for key in change.deletes:
+            if key in scene.actual.capability_keys:
+                assert scene.actual.capability_keys[key].mod_revision <= written
     # Pruning is all or nothing.
-    gone = sorted(scene.actual.records.keys() - desired - scene.desired.held)
     deleted = [change.capability_id for change in result.of_kind("delete")]
     if result.prune_refusal is None:
         assert deleted == gone
@@ -560,3 +576,58 @@ def test_every_change_touches_only_its_own_capability(scene: Scene) -> None:
     assert len(touched_anywhere) == len(set(touched_anywhere))
     changed = {change.capability_id for change in result.changes}
     assert result.unchanged == scene.desired.capabilities.keys() - changed
+
+
+def test_nothing_is_pruned_while_a_file_does_not_load() -> None:
+    """Its id is unknown: it may define the capability that looks gone (a rename and a typo)."""
+    kept, gone = desired_capability("chora.test.kept"), desired_capability("chora.test.gone")
+    desired = DesiredState({kept.id: kept}, unloadable=("renamed.yaml",))
+    result = make_plan(desired, stored(kept, gone))
+    assert result.of_kind("delete") == ()
+    assert result.withheld_deletes == ("chora.test.gone",)
+    assert result.prune_refusal is not None
+    assert "1 manifest file(s) do not load (renamed.yaml)" in result.prune_refusal
+
+
+@pytest.mark.parametrize(
+    ("capability_id", "record"),
+    [
+        pytest.param("chora.test.gone", b"garbage", id="garbage"),
+        pytest.param("chora.test.gone", b'{"source":"x.yaml"}', id="no-hash"),
+        pytest.param("chora.test.gone", b"", id="empty"),
+        pytest.param("", None, id="empty-id"),
+        pytest.param("chora.test.gone/metadata", None, id="not-an-id"),
+    ],
+)
+def test_a_record_this_service_did_not_write_vouches_for_nothing(
+    capability_id: str, record: bytes | None
+) -> None:
+    gone = desired_capability("chora.test.gone")
+    value = gone.record if record is None else record
+    actual = RegistryState(
+        revision=10,
+        capability_keys={f"{PREFIX}{capability_id}/metadata": KeyState(b"{}", 5)},
+        records={capability_id: KeyState(value, 5)},
+    )
+    result = make_plan(desired_state(desired_capability("chora.test.kept")), actual)
+    assert result.of_kind("delete") == ()
+    assert result.unproven == (capability_id,)
+    assert result.prune_refusal is None
+
+
+def test_prune_leaves_keys_written_after_the_record() -> None:
+    gone = desired_capability("chora.test.gone")
+    actual = stored(gone, revision=10)
+    edited = f"{PREFIX}chora.test.gone/version"
+    actual = RegistryState(
+        revision=12,
+        capability_keys={**actual.capability_keys, edited: KeyState(b"9.9.9", 12)},
+        records=actual.records,
+    )
+    (delete,) = make_plan(desired_state(), actual).of_kind("delete")
+    assert edited not in delete.deletes
+    assert len(delete.deletes) == 4  # three keys and the record
+
+
+def test_the_id_pattern_is_the_schemas() -> None:
+    assert schema()["definitions"]["identifier"]["pattern"] == CAPABILITY_ID.pattern

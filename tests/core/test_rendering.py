@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gitops_sync.core.batching import change_size
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import (
     RENDERING,
@@ -16,12 +17,12 @@ from gitops_sync.core.rendering import (
     desire,
     encode_record,
     render_values,
-    request_size,
 )
 from gitops_sync.core.validating import schema_text
 from gitops_sync.errors import ManifestError
-from gitops_sync.model.keys import DEFAULT_PREFIX
+from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX, managed_key
 from gitops_sync.model.manifests import Dependency
+from gitops_sync.model.plans import Change
 from gitops_sync.model.registry import ManagedRecord
 from gitops_sync.model.sources import SourceFile
 
@@ -62,17 +63,17 @@ def test_the_schema_is_the_one_of_this_rendering() -> None:
     """Changing what the schema accepts? Bump RENDERING too, or a restarted service trusts records and
     marks made under the old rules: a file they now refuse would stay in etcd until it changes. A
     change that accepts and refuses the same documents (a rule written another way) only updates
-    the digest."""
-    assert RENDERING == 1
+    the digest. (Rendering 2 refuses versions and ranges over 256 characters.)"""
+    assert RENDERING == 2
     assert hashlib.sha256(schema_text().encode()).hexdigest() == (
-        "5066ae621a296492d7aad7f8f4b56fe7fb8b02a695bfc99d33890c20c5130f57"
+        "6ba0c8a89f3ccdfa707a98d85cea710d34ad5ef4648cb0f126c73558f9ae5567"
     )
 
 
 def test_golden_keys_and_bytes() -> None:
-    """The bytes of rendering 1. Changing them? Bump RENDERING too, or a restarted service trusts
-    records and marks of the old bytes and leaves them in etcd until each file changes."""
-    assert RENDERING == 1
+    """The bytes of renderings 1 and 2. Changing them? Bump RENDERING too, or a restarted service
+    trusts records and marks of the old bytes and leaves them in etcd until each file changes."""
+    assert RENDERING == 2
     values = rendered(GOLDEN)
     assert values == {
         "/chora/capabilities/chora.test.golden/metadata": (
@@ -165,7 +166,7 @@ def test_record_round_trip() -> None:
     encoded = encode_record(record)
     assert encoded == (
         b'{"dependencies":[["chora.test.base","prerequisite","^1.0.0","requires",12],'
-        b'["chora.test.x","optional","*","optional",null]],"rendering":1,'
+        b'["chora.test.x","optional","*","optional",null]],"rendering":2,'
         b'"source":"chora.test.golden.yaml",'
         b'"source_sha256":"' + b"a" * 64 + b'","type":"service","version":"2.1.0"}'
     )
@@ -256,10 +257,15 @@ def test_desire_renders_values_and_the_record_of_them() -> None:
     ]
 
 
-def test_desire_refuses_a_capability_over_the_request_limit() -> None:
+def test_desire_refuses_a_capability_whose_largest_write_is_over_the_request_limit() -> None:
+    """The keys and the record together, each compared: what the sync's batches will send."""
     source = source_file("huge.yaml", GOLDEN)
     manifest = load_manifest(source.name, source.data)
-    size = request_size(render_values(manifest, DEFAULT_PREFIX))
+    capability = desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=1_500_000)
+    assert capability.values is not None
+    record_key = managed_key(DEFAULT_SYNC_PREFIX, capability.id)
+    puts = (*capability.values.items(), (record_key, capability.record))
+    size = change_size(Change(capability.id, "create", puts=puts, expected=tuple((k, 0) for k, _ in puts)))
 
     assert desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=size).id == manifest.id
     with pytest.raises(ManifestError) as caught:
@@ -268,6 +274,8 @@ def test_desire_refuses_a_capability_over_the_request_limit() -> None:
     assert str(caught.value).startswith("huge.yaml: ")
     assert f"{size:,} bytes" in caught.value.message
     assert "move bulky content out of the manifest" in caught.value.message
+    with pytest.raises(ManifestError, match="5 operations"):
+        desire(manifest, source, prefix=DEFAULT_PREFIX, max_ops=4, max_request_bytes=size)
 
 
 def test_desire_refuses_a_manifest_whose_keys_outgrow_one_etcd_request() -> None:
@@ -277,5 +285,5 @@ def test_desire_refuses_a_manifest_whose_keys_outgrow_one_etcd_request() -> None
     source = source_file("bulky.yaml", text)
     assert len(source.data) < 1024 * 1024
     manifest = load_manifest(source.name, source.data)
-    with pytest.raises(ManifestError, match=r"^bulky\.yaml: renders to 2,10\d,\d{3} bytes"):
+    with pytest.raises(ManifestError, match=r"^bulky\.yaml: renders to .* 2,10\d,\d{3} bytes"):
         desire(manifest, source, prefix=DEFAULT_PREFIX, max_request_bytes=1_572_864)

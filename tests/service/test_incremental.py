@@ -33,9 +33,21 @@ from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
-from support import CHORA_BASE, LONG_AFTER_NS, PREFIX, files_opened, keys_under, renamed_copies, value_of
+from support import (
+    CAPABILITIES,
+    EXAMPLE_IDS,
+    LONG_AFTER_NS,
+    PREFIX,
+    add_dangling_reference,
+    files_opened,
+    keys_under,
+    renamed_copies,
+    value_of,
+)
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
+"""A service at 1.4.0 that others require at ^1.0.0 and ^1.2.0."""
+COUNT = len(EXAMPLE_IDS)
 
 
 class CountingStore(EtcdStore):
@@ -87,7 +99,7 @@ def test_a_quiet_cycle_reads_neither_files_nor_etcd(
         report = syncer.run_cycle(registry_unchanged=True)
 
     assert store.reads == 1
-    assert report.skipped == 48
+    assert report.skipped == COUNT
     assert keys_under(etcd, "/chora/") == before
 
 
@@ -98,7 +110,7 @@ def test_an_edit_with_a_quiet_registry_is_written_without_reading_etcd(
     with CountingStore(settings.etcd) as store:
         syncer = Syncer(settings, store)
         syncer.run_cycle()
-        for version in ("1.1.0", "1.2.0"):  # the second builds on the view the first left
+        for version in ("1.5.0", "1.6.0"):  # the second builds on the view the first left
             manifest.write_text(
                 re.sub(r"dc_hasVersion: \S+", f"dc_hasVersion: {version}", manifest.read_text())
             )
@@ -108,7 +120,7 @@ def test_an_edit_with_a_quiet_registry_is_written_without_reading_etcd(
         assert store.reads == 1
         full = Syncer(settings, store).run_cycle()  # a fresh read agrees: nothing left to do
     assert full.synced == 0
-    assert full.skipped == 48
+    assert full.skipped == COUNT
 
 
 def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
@@ -121,7 +133,7 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
     """Three ways to parse many files: a first sync into this etcd scans and parses them in
     workers, reading each file once; a sync after another one scans them here and parses them in
     workers; and few files are parsed here. All three write the same keys."""
-    many_copies(capabilities, monkeypatch)
+    many = many_copies(capabilities, monkeypatch)
     reads = files_read(monkeypatch)
     after = dataclasses.replace(settings, prefix="/after/capabilities/", sync_prefix="/after/sync/")
     etcd.put("/after/sync/status", b"{}")  # as any sync before leaves one
@@ -134,22 +146,23 @@ def test_many_files_are_parsed_in_worker_processes_with_the_same_result(
         monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
         alone = Syncer(sequential, store).run_cycle()
 
-    assert first.synced == again.synced == alone.synced == 240
-    assert (first_reads, again_reads) == (240, 480)
+    assert first.synced == again.synced == alone.synced == many
+    assert (first_reads, again_reads) == (many, 2 * many)
     assert "Drift" not in caplog.text  # a first sync writes; it restores nothing
     written = {
         prefix: {key.removeprefix(prefix): value for key, (value, _) in keys_under(etcd, prefix).items()}
         for prefix in (PREFIX, "/after/capabilities/", "/seq/capabilities/")
     }
-    assert len(written[PREFIX]) == 960
+    assert len(written[PREFIX]) == 4 * many
     assert written[PREFIX] == written["/after/capabilities/"] == written["/seq/capabilities/"]
 
 
-def many_copies(capabilities: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """48 real manifests and 4 x 48 renamed copies: 240 to parse, by one worker and this process."""
+def many_copies(capabilities: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The examples and 29 renamed copies of them (240 files): parsed by one worker and this
+    process; returns how many files there are."""
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    renamed_copies(capabilities, 4)
+    return COUNT + renamed_copies(capabilities, 29)
 
 
 def files_read(monkeypatch: pytest.MonkeyPatch) -> Synchronized[int]:
@@ -174,7 +187,7 @@ def test_a_restart_after_a_first_sync_that_stopped_early_parses_what_no_record_v
 ) -> None:
     """A first sync leaves its status last: killed before, it leaves records and no status. The
     restart must not take it for a first sync into this etcd and parse every file again."""
-    many_copies(capabilities, monkeypatch)
+    many = many_copies(capabilities, monkeypatch)
     with EtcdStore(settings.etcd) as store:
         Syncer(settings, store).run_cycle()
         etcd.delete("/chora/sync/status")
@@ -182,8 +195,8 @@ def test_a_restart_after_a_first_sync_that_stopped_early_parses_what_no_record_v
         reads = files_read(monkeypatch)
         report = Syncer(settings, store).run_cycle()
 
-    assert reads.value == 240 + 1  # every file scanned, and the one no record vouches for parsed
-    assert (report.synced, report.skipped) == (0, 240)
+    assert reads.value == many + 1  # every file scanned, and the one no record vouches for parsed
+    assert (report.synced, report.skipped) == (0, many)
 
 
 def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed(
@@ -205,7 +218,7 @@ def test_the_garbage_collector_runs_again_after_every_cycle_even_one_that_failed
         monkeypatch.setattr(syncer, "_apply", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         syncer._view = None
         (settings.capabilities / "new.yaml").write_text(
-            (CHORA_BASE / f"{REGISTRY}.yaml").read_text().replace(REGISTRY, "chora.devex.new")
+            (CAPABILITIES / f"{REGISTRY}.yaml").read_text().replace(REGISTRY, "chora.platform.new")
         )
         with pytest.raises(KeyboardInterrupt):
             syncer.run_cycle()
@@ -279,7 +292,7 @@ def test_after_a_failed_cycle_the_next_one_reads_everything_again(
         reads = store.reads
         syncer.run_cycle(registry_unchanged=True)  # the watch has nothing new to say by now
 
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
     assert store.reads == reads + 1
 
 
@@ -296,10 +309,10 @@ def test_a_cycle_after_one_told_it_was_the_last_reads_everything_again(
 
         again = syncer.run_cycle(registry_unchanged=True)  # as if no one had written since
 
-    assert (first.synced, first.errors) == (48, 0)
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert (first.synced, first.errors) == (COUNT, 0)
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
     assert store.reads == reads + 1
-    assert (again.synced, again.skipped) == (1, 47)
+    assert (again.synced, again.skipped) == (1, COUNT - 1)
 
 
 def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
@@ -310,7 +323,7 @@ def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
     with CountingStore(settings.etcd) as store:
         syncer = Syncer(settings, store)
         syncer.run_cycle()
-        registry.write_text(re.sub(r"dc_hasVersion: \S+", "dc_hasVersion: 1.1.0", registry.read_text()))
+        registry.write_text(re.sub(r"dc_hasVersion: \S+", "dc_hasVersion: 1.5.0", registry.read_text()))
         copy = capabilities / "copy.yaml"  # claims the registry's id too: both are held
         copy.write_text(registry.read_text())
         gone.unlink()
@@ -322,16 +335,16 @@ def test_told_which_files_changed_a_cycle_syncs_them_as_a_full_cycle_would(
         assert store.reads == 1
         assert report.deleted == 1
         assert REGISTRY in report.held
-        assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"  # last good state kept
+        assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"  # last good state kept
         assert keys_under(etcd, f"{PREFIX}{gone.stem}/") == {}
 
         copy.unlink()
         report = syncer.run_cycle(changed_files={copy.name}, registry_unchanged=True)
         assert report.synced == 1
-        assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.1.0"
+        assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.5.0"
 
         full = Syncer(settings, store).run_cycle()  # a fresh read agrees: nothing left to do
-    assert (full.synced, full.deleted, full.skipped, full.errors) == (0, 0, 47, 0)
+    assert (full.synced, full.deleted, full.skipped, full.errors) == (0, 0, COUNT - 1, 0)
 
 
 def test_after_a_restart_keys_edited_by_hand_are_still_put_back(
@@ -350,7 +363,7 @@ def test_after_a_restart_keys_edited_by_hand_are_still_put_back(
 
     assert report.synced == 1
     assert restarted.drift_restored == 1
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/type") == b"service"
 
 
@@ -378,7 +391,7 @@ def test_a_key_edited_while_only_the_record_is_written_is_not_vouched_for(
     with EtcdStore(settings.etcd) as store:
         Syncer(settings, store).run_cycle()  # a restart, trusting what the records vouch for
 
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
 
 def test_a_broken_file_keeps_its_capability_even_with_a_record_of_an_older_format(
@@ -394,7 +407,7 @@ def test_a_broken_file_keeps_its_capability_even_with_a_record_of_an_older_forma
 
     assert REGISTRY in report.held
     assert report.deleted == 0
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
 
 def test_a_file_that_changed_while_being_read_is_read_again_next_cycle(
@@ -419,7 +432,7 @@ def test_a_file_that_changed_while_being_read_is_read_again_next_cycle(
 
     assert [p.source for p in first.problems if p.severity == "error"] == [f"{REGISTRY}.yaml"]
     assert second.ok
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
 
 def test_events_never_postpone_the_interval_resync(settings: Settings) -> None:
@@ -497,6 +510,7 @@ def test_a_restart_after_a_clean_sync_reads_and_parses_nothing(
     caplog: pytest.LogCaptureFixture,
     last: bool,
 ) -> None:
+    where = add_dangling_reference(settings.capabilities)  # a warning, which a restart reports again
     with EtcdStore(settings.etcd) as store:
         Syncer(settings, store).run_cycle(last=last)
     before = keys_under(etcd, "/chora/")
@@ -506,10 +520,10 @@ def test_a_restart_after_a_clean_sync_reads_and_parses_nothing(
         report = Syncer(settings, store).run_cycle()  # a new process starts like this
 
     assert store.reads == 0
-    assert (report.synced, report.skipped, report.errors) == (0, 48, 0)
+    assert (report.synced, report.skipped, report.errors) == (0, COUNT, 0)
     assert keys_under(etcd, "/chora/") == before  # the status included
-    # What the full cycle reported is reported again: the corpus's one dangling reference.
-    assert caplog.text.count("sap_adoption_verification.yaml:56: dc_relation.requires:") == 2
+    # What the full cycle reported is reported again: the one dangling reference.
+    assert caplog.text.count(f"{where}: dc_relation.requires:") == 2
 
 
 def test_after_an_upgrade_that_renders_differently_a_restart_renders_everything_once(
@@ -535,8 +549,8 @@ def test_after_an_upgrade_that_renders_differently_a_restart_renders_everything_
         upgraded = Syncer(settings, store).run_cycle()
         again = Syncer(settings, store).run_cycle()
 
-    assert len(parsed) == 48  # once each, by the first start of the new version
-    assert (upgraded.synced, again.synced, again.skipped) == (0, 0, 48)
+    assert len(parsed) == COUNT  # once each, by the first start of the new version
+    assert (upgraded.synced, again.synced, again.skipped) == (0, 0, COUNT)
     assert keys_under(etcd, PREFIX) == capability_keys  # same bytes: no capability key written
     records = keys_under(etcd, "/chora/sync/managed/")
     assert {json.loads(value)["rendering"] for value, _ in records.values()} == {rendering.RENDERING}
@@ -558,9 +572,9 @@ def test_any_write_to_etcd_since_the_last_sync_makes_a_restart_look_at_everythin
         assert store.reads == 1
 
     assert restored.synced == 1
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
     assert value_of(etcd, f"{PREFIX}{REGISTRY}/type") == b"service"
-    assert again.skipped == 48
+    assert again.skipped == COUNT
 
 
 def test_a_write_by_someone_else_during_a_sync_leaves_no_mark_a_restart_trusts(
@@ -568,7 +582,7 @@ def test_a_write_by_someone_else_during_a_sync_leaves_no_mark_a_restart_trusts(
 ) -> None:
     """A sync that wrote one capability while someone edited another must not tell the next start
     that etcd was left as the files want it."""
-    other = "chora.awareness.sap_adoption_verification"
+    other = "chora.observability.telemetry_schema"
 
     class RacedStore(EtcdStore):
         def commit(self, changes, fence=None):  # type: ignore[no-untyped-def]
@@ -580,7 +594,7 @@ def test_a_write_by_someone_else_during_a_sync_leaves_no_mark_a_restart_trusts(
     manifest = capabilities / f"{REGISTRY}.yaml"
     with EtcdStore(settings.etcd) as store:
         Syncer(settings, store).run_cycle()
-    manifest.write_text(manifest.read_text().replace("1.0.0", "1.1.0", 1))
+    manifest.write_text(manifest.read_text().replace("1.4.0", "1.5.0", 1))
     with RacedStore(settings.etcd) as raced:
         assert Syncer(settings, raced).run_cycle().synced == 1
     with EtcdStore(settings.etcd) as store:
@@ -593,6 +607,7 @@ def test_a_write_by_someone_else_during_a_sync_leaves_no_mark_a_restart_trusts(
 def test_a_restart_with_other_settings_looks_at_everything(
     settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:
+    add_dangling_reference(settings.capabilities)
     with EtcdStore(settings.etcd) as store:
         Syncer(settings, store).run_cycle()
         strict = Syncer(dataclasses.replace(settings, strict=True), store).run_cycle()
@@ -640,7 +655,7 @@ def test_a_restart_after_a_write_elsewhere_in_etcd_writes_nothing(
 
         report = Syncer(settings, store).run_cycle()
 
-    assert report.skipped == 48
+    assert report.skipped == COUNT
     assert keys_under(etcd, "/chora/") == before  # not even the status, to renew the mark
 
 
@@ -670,7 +685,8 @@ def test_a_sync_with_many_warnings_leaves_no_mark(
     settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The mark repeats the warnings; with thousands, the status would not fit one etcd request."""
-    monkeypatch.setattr(syncing, "MARK_WARNINGS", 0)  # the corpus has one
+    add_dangling_reference(settings.capabilities)  # one warning
+    monkeypatch.setattr(syncing, "MARK_WARNINGS", 0)
     with CountingStore(settings.etcd) as store:
         Syncer(settings, store).run_cycle()
         Syncer(settings, store).run_cycle()

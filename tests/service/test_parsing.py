@@ -19,10 +19,10 @@ from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing
 from gitops_sync.settings import Settings
 from gitops_sync.sources.scanning import Scanner
-from support import renamed_copies
+from support import EXAMPLE_IDS, renamed_copies
 
-COPIES = 6
-"""48 real manifests, 6 times over under other names: 288 files, several shares each process."""
+COPIES = 36
+"""The example manifests 36 times over under other names (288 files): several shares each process."""
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_workers_render_every_file_as_one_process_would_in_order(
     parallel = in_parallel(settings, scanner, sources, job)
 
     assert from_workers, "the worker did none of the work"
-    assert len(parallel) == 48 * COPIES + 1
+    assert len(parallel) == len(EXAMPLE_IDS) * COPIES + 1
     assert parallel == one_by_one(settings, scanner, sources)
     assert sum("broken.yaml" in result for result in parallel) == 1
 

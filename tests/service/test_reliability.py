@@ -21,14 +21,25 @@ from gitops_sync.service.syncing import Syncer
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore, Fence
 from gitops_sync.testing import EtcdCluster, EtcdProcess
-from support import PREFIX, ServiceProcess, plain_client, services, value_of, wait_for, watch_args
+from support import (
+    EXAMPLE_IDS,
+    PREFIX,
+    ServiceProcess,
+    plain_client,
+    renamed_copies,
+    services,
+    value_of,
+    wait_for,
+    watch_args,
+)
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
+COUNT = len(EXAMPLE_IDS)
 
 
 def bump(capabilities: Path, capability_id: str, version: str) -> None:
     """Change a manifest's version: its metadata and version keys change together. (Stay within
-    1.x: other manifests require ^1.0.0 of these.)"""
+    1.x and at 1.2 or above: other manifests require ^1.0.0 and ^1.2.0 of the registry.)"""
     manifest = capabilities / f"{capability_id}.yaml"
     text = manifest.read_text()
     old = text.split("dc_hasVersion: ", 1)[1].split("\n", 1)[0]
@@ -91,16 +102,19 @@ def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
             "--etcd-endpoints",
             private_etcd.endpoint,
         )
-        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         reader.start()
 
         private_etcd.stop()
-        for capability_id in ("chora.devex.registry", "chora.react.testing", "chora.react.linting"):
+        for capability_id in (REGISTRY, "chora.devex.service_template", "chora.observability.alert_router"):
             bump(capabilities, capability_id, "1.3.0")
         time.sleep(10)  # the outage the service must ride out
         private_etcd.start()
 
-        wait_for(lambda: value_of(client, f"{PREFIX}chora.react.linting/version") == b"1.3.0", timeout=10)
+        wait_for(
+            lambda: value_of(client, f"{PREFIX}chora.observability.alert_router/version") == b"1.3.0",
+            timeout=10,
+        )
         assert value_of(client, f"{PREFIX}{REGISTRY}/version") == b"1.3.0"
         bump(capabilities, REGISTRY, "1.3.1")  # and it keeps following edits
         wait_for(lambda: value_of(client, f"{PREFIX}{REGISTRY}/version") == b"1.3.1", timeout=2)
@@ -146,9 +160,9 @@ def test_a_concurrent_writer_is_detected_and_git_wins(
         report = Syncer(settings, store).run_cycle(last=last)
 
     assert "Conflict (attempt 1 of 3)" in caplog.text
-    assert report.synced == 48
+    assert report.synced == COUNT
     assert report.failed == ()
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
 
 def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
@@ -157,8 +171,11 @@ def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
     etcd: etcd3.MultiEndpointEtcd3Client,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    count = COUNT + renamed_copies(capabilities, 5)  # 48 capabilities
     connection = EtcdConnection(((etcd_server.host, etcd_server.client_port),))
-    settings = Settings(capabilities=capabilities, etcd=connection, max_txn_ops=10)  # 2 per transaction
+    settings = Settings(
+        capabilities=capabilities, etcd=connection, max_txn_ops=11
+    )  # 2 per transaction, and room for a fence
     caplog.set_level(logging.INFO, "gitops-sync")
 
     class RacedStore(EtcdStore):
@@ -176,11 +193,11 @@ def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
         report = Syncer(settings, store).run_cycle()
 
     assert caplog.text.count("Conflict (attempt 1 of 3)") == 1
-    assert report.synced == 48
+    assert report.synced == count
     synced = [line for line in caplog.text.splitlines() if "Synced: " in line]
-    assert len(synced) == 48  # each capability written once, the raced one after re-planning
-    assert store.commits == 24 + 1 + 1  # the batches, the raced one again, the status
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert len(synced) == count  # each capability written once, the raced one after re-planning
+    assert store.commits == count // 2 + 1 + 1  # the batches, the raced one again, the status
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
 
 def test_a_transaction_that_lost_its_race_changes_nothing(
@@ -233,7 +250,7 @@ def test_a_cluster_member_down_or_a_rolling_restart_fails_no_cycle(
 ) -> None:
     with services(tmp_path) as start:
         service = start("--capabilities", str(capabilities), "--watch", "--etcd-endpoints", cluster.endpoints)
-        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         version = 0
 
         def edit_arrives() -> None:
@@ -422,7 +439,7 @@ def test_two_replicas_elect_one_writer_and_hand_over_when_it_dies(
     args = watch_args(capabilities, etcd_server, "--lease-ttl", "3")
     with services(tmp_path) as start:
         first = start(*args)
-        first.wait_for_log("Sync complete: 48 synced", timeout=20)
+        first.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         second = start(*args)
         second.wait_for_log("Standing by:", timeout=20)
         assert "Leading as" in first.text()
@@ -466,12 +483,12 @@ def test_a_restarted_replica_writes_nothing_when_nothing_changed(
     args = watch_args(capabilities, etcd_server)
     with services(tmp_path) as start:
         first = start(*args)
-        first.wait_for_log("Sync complete: 48 synced", timeout=20)
+        first.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         first.process.send_signal(signal.SIGTERM)
         first.process.wait(timeout=10)
         before = {meta.key: meta.mod_revision for _, meta in etcd.get_prefix("/chora/capabilities/")}
         again = start(*args)
-        again.wait_for_log("Sync complete: 0 synced, 48 skipped", timeout=20)
+        again.wait_for_log(f"Sync complete: 0 synced, {COUNT} skipped", timeout=20)
         after = {meta.key: meta.mod_revision for _, meta in etcd.get_prefix("/chora/capabilities/")}
     assert after == before
 
@@ -492,7 +509,7 @@ def test_watch_mode_waits_for_an_etcd_that_is_not_up_yet(tmp_path: Path, capabil
             service.wait_for_log("retrying with back-off until it recovers", timeout=10)
             time.sleep(2)  # several retries go by, quietly
             server.start()
-            service.wait_for_log("Sync complete: 48 synced", timeout=35)
+            service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=35)
             service.wait_for_log("Recovered: the sync cycle completed again", timeout=5)  # logged next
             log = service.text()
             assert log.count(" - ERROR - ") == 1
@@ -558,7 +575,7 @@ def test_a_leader_whose_key_is_deleted_campaigns_again(
     the leader must notice, lead again, and keep syncing."""
     with services(tmp_path) as start:
         service = start(*watch_args(capabilities, etcd_server, "--lease-ttl", "3"))
-        service.wait_for_log("Sync complete: 48 synced", timeout=20)
+        service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         etcd.delete("/chora/sync/leader")
         service.wait_for_log("Lost the leadership", timeout=5)
         service.wait_for_log("Leading as", timeout=5, times=2)

@@ -15,7 +15,9 @@ import pytest
 from gitops_sync.testing import EtcdProcess
 from support import PREFIX, ServiceProcess, services, value_of, wait_for, watch_args
 
-REGISTRY = "chora.devex.registry"
+REGISTRY = "chora.platform.config_store"
+OTHER = "chora.devex.service_template"
+"""A pattern no other manifest depends on."""
 
 
 Watcher = ServiceProcess
@@ -25,7 +27,7 @@ Watcher = ServiceProcess
 def watcher(
     etcd_server: EtcdProcess, capabilities: Path, tmp_path: Path, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> Iterator[Callable[..., ServiceProcess]]:
-    """Start ``gitops-sync --watch`` on the copied corpus and wait for its first cycle."""
+    """Start ``gitops-sync --watch`` on the copied examples and wait for its first cycle."""
     with services(tmp_path) as start_service:
 
         def start(*extra: str) -> ServiceProcess:
@@ -40,18 +42,16 @@ def test_an_edit_reaches_etcd_within_a_second(
     watcher: Callable[..., Watcher], capabilities: Path, etcd: etcd3.MultiEndpointEtcd3Client
 ) -> None:
     running = watcher("--interval", "60")
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
     manifest = capabilities / f"{REGISTRY}.yaml"
 
-    manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 1.3.0"))
+    manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.5.0"))
     started = time.monotonic()
-    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.3.0", timeout=1.0)
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.5.0", timeout=1.0)
     elapsed = time.monotonic() - started
 
     assert elapsed < 1.0
-    running.wait_for_log(
-        "Synced: chora.devex.registry (service)", timeout=2, times=2
-    )  # logged after the write
+    running.wait_for_log(f"Synced: {REGISTRY} (service)", timeout=2, times=2)  # logged after the write
 
 
 def test_a_deleted_and_a_new_file_are_followed(
@@ -62,9 +62,9 @@ def test_a_deleted_and_a_new_file_are_followed(
     wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/type") is None, timeout=2)
 
     (capabilities / "chora.devex.extra.yml").write_text(
-        (capabilities / "chora.react.linting.yaml")
+        (capabilities / f"{OTHER}.yaml")
         .read_text()
-        .replace("dc_identifier: chora.react.linting", "dc_identifier: chora.devex.extra")
+        .replace(f"dc_identifier: {OTHER}", "dc_identifier: chora.devex.extra")
     )
     wait_for(lambda: value_of(etcd, f"{PREFIX}chora.devex.extra/type") == b"pattern", timeout=2)
 
@@ -74,7 +74,7 @@ def test_the_interval_resync_puts_back_hand_edits(
 ) -> None:
     watcher("--interval", "0.3")
     etcd.put(f"{PREFIX}{REGISTRY}/version", "0.0.1")
-    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0", timeout=3)
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0", timeout=3)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -97,11 +97,11 @@ def test_a_broken_file_in_watch_mode_is_reported_and_the_service_keeps_going(
     manifest = capabilities / f"{REGISTRY}.yaml"
     manifest.write_text("metadata: [unclosed\n")
     wait_for(lambda: f"Invalid manifest {REGISTRY}.yaml:2" in running.text(), timeout=2)
-    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0"
+    assert value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0"
 
-    other = capabilities / "chora.react.testing.yaml"
-    other.write_text(other.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 2.0.0"))
-    wait_for(lambda: value_of(etcd, f"{PREFIX}chora.react.testing/version") == b"2.0.0", timeout=2)
+    other = capabilities / f"{OTHER}.yaml"
+    other.write_text(other.read_text().replace("dc_hasVersion: 1.1.0", "dc_hasVersion: 2.0.0"))
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{OTHER}/version") == b"2.0.0", timeout=2)
     assert running.process.poll() is None
 
 
@@ -116,7 +116,7 @@ def test_a_replaced_directory_is_watched_again(
     wait_for(lambda: "was replaced; watching the new directory" in running.text(), timeout=5)
 
     manifest = capabilities / f"{REGISTRY}.yaml"
-    manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 4.0.0"))
+    manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 4.0.0"))
     # an edit right after the swap may land before the new watch is armed: the watch then wakes
     # the loop once, as soon as it is in place
     wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"4.0.0", timeout=2)
@@ -128,7 +128,7 @@ def test_hand_edits_in_etcd_are_put_back_within_a_second(
     running = watcher("--interval", "60")  # only the etcd watch can wake it in time
 
     etcd.put(f"{PREFIX}{REGISTRY}/version", "6.6.6")
-    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.0.0", timeout=1)
+    wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/version") == b"1.4.0", timeout=1)
     etcd.delete(f"{PREFIX}{REGISTRY}/dependencies")
     wait_for(lambda: value_of(etcd, f"{PREFIX}{REGISTRY}/dependencies"), timeout=1)
     etcd.put(f"{PREFIX}team.other.thing/type", "service")

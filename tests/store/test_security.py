@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from gitops_sync.testing import EtcdProcess, ServerTLS, etcd_binary
-from support import CHORA_BASE, PREFIX, Cli, services, value_of, wait_for
+from support import CAPABILITIES, EXAMPLE_IDS, PREFIX, Cli, services, value_of, wait_for
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - a test password
 ROOT_PASSWORD = "root-secret-4711"  # noqa: S105
@@ -55,7 +55,7 @@ def test_tls_with_client_certificates(
     )
 
     assert result.code == 0, result.err
-    assert "Sync complete: 48 synced, 0 skipped, 0 errors" in result.err
+    assert f"Sync complete: {len(EXAMPLE_IDS)} synced, 0 skipped, 0 errors" in result.err
     client = etcd3.client(
         host=tls_etcd.host,
         port=tls_etcd.client_port,
@@ -64,7 +64,7 @@ def test_tls_with_client_certificates(
         cert_cert=str(tls.client_cert),
         timeout=5,
     )
-    assert value_of(client, f"{PREFIX}chora.devex.registry/type") == b"service"
+    assert value_of(client, f"{PREFIX}chora.platform.config_store/type") == b"service"
 
 
 @pytest.mark.parametrize(
@@ -150,8 +150,8 @@ def test_a_prefix_limited_user_syncs_and_no_secret_is_logged(
     )
 
     assert result.code == 0, result.err
-    assert "Sync complete: 48 synced, 0 skipped, 0 errors" in result.err
-    assert value_of(root_client, f"{PREFIX}chora.devex.registry/version") == b"1.0.0"
+    assert f"Sync complete: {len(EXAMPLE_IDS)} synced, 0 skipped, 0 errors" in result.err
+    assert value_of(root_client, f"{PREFIX}chora.platform.config_store/version") == b"1.4.0"
     assert PASSWORD not in result.err + result.out
 
 
@@ -221,8 +221,8 @@ def test_watch_mode_under_the_role_outlives_its_auth_token(
 ) -> None:
     capabilities = tmp_path / "capabilities"
     capabilities.mkdir()
-    manifest = capabilities / "chora.devex.registry.yaml"
-    manifest.write_bytes((CHORA_BASE / "chora.devex.registry.yaml").read_bytes())
+    manifest = capabilities / "chora.platform.config_store.yaml"
+    manifest.write_bytes((CAPABILITIES / manifest.name).read_bytes())
     with services(tmp_path) as start:
         service = start(
             "--capabilities",
@@ -239,9 +239,9 @@ def test_watch_mode_under_the_role_outlives_its_auth_token(
         service.wait_for_log("Sync complete: 1 synced", timeout=20)
         time.sleep(3)  # longer than the 2 s auth token: the next requests must renew it
 
-        manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.0.0", "dc_hasVersion: 1.0.1"))
+        manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.4.1"))
         wait_for(
-            lambda: value_of(as_root(auth_etcd), f"{PREFIX}chora.devex.registry/version") == b"1.0.1",
+            lambda: value_of(as_root(auth_etcd), f"{PREFIX}chora.platform.config_store/version") == b"1.4.1",
             timeout=5,
         )
         assert " - ERROR - " not in service.text()

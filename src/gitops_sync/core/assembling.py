@@ -92,12 +92,8 @@ def assemble(
         else:
             found[found_capability.id].append(found_capability)
 
-    held = {
-        capability_id
-        for problem in problems
-        if problem.severity == "error"
-        for capability_id in records.ids_naming(problem.source)
-    }
+    unloadable = sorted({problem.source for problem in problems if problem.severity == "error"})
+    held = {capability_id for source in unloadable for capability_id in records.ids_naming(source)}
     capabilities: dict[str, DesiredCapability] = {}
     for capability_id, claims in found.items():
         if capability_id in held:
@@ -127,10 +123,12 @@ def assemble(
                     "defined by one file (rename or remove one); etcd keeps its last good state",
                 )
             )
-    problems.extend(_relation_problems(capabilities, held, relations or RelationChecks(strict=strict)))
+    problems.extend(
+        _relation_problems(capabilities, held, unloadable, relations or RelationChecks(strict=strict))
+    )
     problems.sort(key=lambda p: (p.source, p.line or 0, p.message))
     return Assembly(
-        desired=DesiredState(capabilities, frozenset(held)),
+        desired=DesiredState(capabilities, frozenset(held), tuple(unloadable)),
         problems=tuple(problems),
         reused=frozenset(reused & capabilities.keys()),
         drifted=frozenset(drifted & capabilities.keys()),
@@ -176,10 +174,13 @@ def find_reusable(
 
 
 def _relation_problems(
-    capabilities: dict[str, DesiredCapability], held: set[str], relations: RelationChecks
+    capabilities: dict[str, DesiredCapability],
+    held: set[str],
+    unloadable: Sequence[str],
+    relations: RelationChecks,
 ) -> list[Problem]:
     """Cross-manifest problems; a capability with an error joins ``held`` and leaves ``capabilities``."""
-    problems = relations.check(capabilities, held)
+    problems = relations.check(capabilities, held, unloadable)
     errors = {problem.source for problem in problems if problem.severity == "error"}
     if errors:
         held.update(capability.id for capability in capabilities.values() if capability.source in errors)

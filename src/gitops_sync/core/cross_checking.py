@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import TYPE_CHECKING
 
 from gitops_sync.model.plans import DesiredCapability
-from gitops_sync.model.problems import Problem
+from gitops_sync.model.problems import Problem, printable
 
 if TYPE_CHECKING:
     import nodesemver
@@ -26,11 +26,17 @@ RANGE_EXAMPLES = "^1.0.0, ~1.2, >=1.0.0 <2.0.0 or *"
 
 
 def check_relations(
-    capabilities: Mapping[str, DesiredCapability], also_known: Set[str], *, strict: bool
+    capabilities: Mapping[str, DesiredCapability],
+    also_known: Set[str],
+    unloadable: Sequence[str] = (),
+    *,
+    strict: bool,
 ) -> list[Problem]:
     """Problems of every capability's relations to the others. ``also_known``: ids that exist in
-    etcd (held at their last good state) but are not in ``capabilities`` this cycle."""
-    return RelationChecks(strict=strict).check(capabilities, also_known)
+    etcd (held at their last good state) but are not in ``capabilities`` this cycle.
+    ``unloadable``: files that do not load; a dependency on the id a file is named after is
+    told that its manifest is invalid, not that none defines it."""
+    return RelationChecks(strict=strict).check(capabilities, also_known, unloadable)
 
 
 class RelationChecks:
@@ -47,6 +53,8 @@ class RelationChecks:
         self.strict = strict
         self._capabilities: Mapping[str, DesiredCapability] = {}
         self._also_known: frozenset[str] = frozenset()
+        self._broken: dict[str, str] = {}
+        """By id, the file named after it that does not load."""
         self._own: dict[str, list[Problem]] = {}
         """Each capability's dependency and file-name problems, for those with any."""
         self._names: dict[str, tuple[str, ...]] = {}
@@ -56,10 +64,17 @@ class RelationChecks:
         self._requires: dict[str, list[str]] = {}
         self._cycles: list[list[str]] = []
 
-    def check(self, capabilities: Mapping[str, DesiredCapability], also_known: Set[str]) -> list[Problem]:
+    def check(
+        self,
+        capabilities: Mapping[str, DesiredCapability],
+        also_known: Set[str],
+        unloadable: Sequence[str] = (),
+    ) -> list[Problem]:
         also_known = frozenset(also_known)
+        broken = {_stem(name): name for name in unloadable}
         changed = self._changed(capabilities, also_known)
-        self._capabilities, self._also_known = dict(capabilities), also_known
+        changed.update(broken.keys() ^ self._broken.keys())
+        self._capabilities, self._also_known, self._broken = dict(capabilities), also_known, broken
         edges_changed = False
         for capability_id in changed:
             edges_changed |= self._follow(capability_id, capabilities.get(capability_id))
@@ -70,7 +85,7 @@ class RelationChecks:
             capability = capabilities.get(capability_id)
             own = (
                 [
-                    *_dependency_problems(capability, capabilities, also_known, strict=self.strict),
+                    *_dependency_problems(capability, capabilities, also_known, broken, strict=self.strict),
                     *_name_problems(capability),
                 ]
                 if capability is not None
@@ -126,6 +141,7 @@ def _dependency_problems(
     capability: DesiredCapability,
     capabilities: Mapping[str, DesiredCapability],
     also_known: Set[str],
+    broken: Mapping[str, str],
     *,
     strict: bool,
 ) -> Iterator[Problem]:
@@ -133,22 +149,25 @@ def _dependency_problems(
         where = f"dc_relation.{dependency.kind}: {dependency.capability}"
         target = capabilities.get(dependency.capability)
         if target is None and dependency.capability not in also_known:
+            invalid = broken.get(dependency.capability)
             yield Problem(
                 capability.source,
-                f"{where} is not defined by any manifest; add its manifest or fix the id",
+                f"{where} is not defined by any manifest; add its manifest or fix the id"
+                if invalid is None
+                else f"{where}: its manifest {printable(invalid)} is invalid (see its error); fix that file",
                 dependency.line,
                 "error" if strict else "warning",
             )
         if dependency.version == "*":
             continue
-        if not _is_range(dependency.version):
+        if not is_range(dependency.version):
             yield Problem(
                 capability.source,
                 f"{where}: version {dependency.version!r} is not a SemVer range; write one like "
                 f"{RANGE_EXAMPLES}",
                 dependency.line,
             )
-        elif target is not None and not _satisfies(target.version, dependency.version):
+        elif target is not None and not satisfies(target.version, dependency.version):
             yield Problem(
                 capability.source,
                 f"{where}: version {dependency.version!r} is not satisfied by its version "
@@ -157,15 +176,22 @@ def _dependency_problems(
             )
 
 
-def _is_range(constraint: str) -> bool:
+def is_range(constraint: str) -> bool:
+    """An npm-style range (``^1.0.0``, ``~1.2``, ``>=1 <2``, ``*``) of at most 256 characters."""
     return _range(constraint) is not None
 
 
 @functools.lru_cache(maxsize=65536)
-def _satisfies(version: str, constraint: str) -> bool:
-    tested = _range(constraint)
+def satisfies(version: str, constraint: str) -> bool:
+    """Whether ``version`` is in the range ``constraint`` (pre-releases included); False if it is none."""
+    tested = _range(constraint) if len(version) <= MAX_RANGE_LENGTH else None
     # Pre-releases count: the registry checks consistency, it does not pick versions to install.
     return tested is not None and bool(tested.test(version, include_prerelease=True))
+
+
+MAX_RANGE_LENGTH = 256
+"""The longest constraint parsed (the schema's limit, and npm's): longer ones are not ranges, as
+parsing time grows with the square of the length."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -173,6 +199,8 @@ def _range(constraint: str) -> nodesemver.Range | None:
     """The constraint, parsed once: a registry has few distinct ones, and parsing is most of a test."""
     import nodesemver  # noqa: PLC0415 - imported on first use, as most registries have no ranges to check
 
+    if len(constraint) > MAX_RANGE_LENGTH:
+        return None
     try:
         return nodesemver.make_range(constraint, loose=False)
     except ValueError:  # not a range (as nodesemver.valid_range and satisfies see it)
@@ -197,9 +225,13 @@ def _cycle_problems(
             )
 
 
+def _stem(name: str) -> str:
+    """A file's name without its directory and suffix: the id it is named after."""
+    return name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 def _name_problems(capability: DesiredCapability) -> Iterator[Problem]:
-    stem = capability.source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    if stem != capability.id:
+    if _stem(capability.source) != capability.id:
         yield Problem(
             capability.source,
             f"the file name does not match its dc_identifier {capability.id}; rename it to "

@@ -3,7 +3,7 @@
 No file can crash, hang or trick the loader: size, encoding, nesting and alias expansion are bounded
 before anything walks the document, every YAML construction error carries its line, and the
 structure is checked against the published schema (:mod:`gitops_sync.core.validating`) before any
-field is read. Both layouts of DESIGN.md section 2 load: the flat one in use (type block and
+field is read. Both layouts (docs/architecture.md, "Manifests") load: the flat one in use (type block and
 ``dc_relation`` at the top level) and the nested one (``spec.chora_*``, ``metadata.dc_relation``).
 """
 

@@ -9,19 +9,22 @@ from __future__ import annotations
 from collections.abc import Set
 from dataclasses import dataclass
 
+from gitops_sync.core.rendering import is_record, with_commit, without_commit
 from gitops_sync.model.keys import (
     CAPABILITY_FIELDS,
     capability_key,
     capability_keys,
+    is_capability_id,
     managed_key,
 )
 from gitops_sync.model.plans import Change, ChangeKind, DesiredCapability, DesiredState, Plan
+from gitops_sync.model.problems import printable
 from gitops_sync.model.registry import RegistryState
 
 
 @dataclass(frozen=True, slots=True)
 class PrunePolicy:
-    """When capabilities whose manifest is gone may be deleted (DESIGN.md section 3)."""
+    """When capabilities whose manifest is gone may be deleted (docs/architecture.md, "Prune")."""
 
     enabled: bool = True
     max_deletes: int = 50
@@ -37,6 +40,7 @@ def plan(
     prune: PrunePolicy,
     only: Set[str] | None = None,
     present: Set[str] | None = None,
+    commit: str | None = None,
 ) -> Plan:
     """The changes, one per capability, that make ``actual`` match ``desired``.
 
@@ -44,18 +48,21 @@ def plan(
     hold exactly their desired values (they did after its last cycle, and nobody wrote since).
     ``present``: the ids with a key under the prefix, when the caller keeps them up to date;
     otherwise they are found among all keys of ``actual``.
+    ``commit``: the Git commit the files are at; each record written carries it.
     """
     considered = desired.capabilities.keys() if only is None else only & desired.capabilities.keys()
     changes = [
         change
         for capability_id in sorted(considered)
-        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix))
+        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix, commit))
     ]
     unchanged = desired.capabilities.keys() - {change.capability_id for change in changes}
 
-    gone = sorted(
-        actual.records.keys() - desired.capabilities.keys() - desired.held,
-    )
+    gone: list[str] = []
+    unproven: list[str] = []
+    for capability_id in sorted(actual.records.keys() - desired.capabilities.keys() - desired.held):
+        owned = is_capability_id(capability_id) and is_record(actual.records[capability_id].value)
+        (gone if owned else unproven).append(capability_id)
     refusal = _prune_refusal(gone, desired, prune)
     if refusal is None:
         changes.extend(_delete(capability_id, actual, prefix, sync_prefix) for capability_id in gone)
@@ -69,6 +76,7 @@ def plan(
         withheld_deletes=tuple(gone) if refusal else (),
         prune_refusal=refusal,
         foreign=tuple(sorted(foreign)),
+        unproven=tuple(unproven),
     )
 
 
@@ -84,12 +92,15 @@ def keys_by_id(actual: RegistryState, prefix: str) -> dict[str, int]:
     return counts
 
 
-def _upsert(capability: DesiredCapability, actual: RegistryState, sync_prefix: str) -> Change | None:
+def _upsert(
+    capability: DesiredCapability, actual: RegistryState, sync_prefix: str, commit: str | None
+) -> Change | None:
     """The writes that give ``capability`` its values, with its record.
 
     The record is written with every write of the keys, and the transaction expects each of the
     four keys at the revision read, also those it does not write: the record vouches for all four
-    (see :class:`ManagedRecord`), so none may have changed unseen in between.
+    (see :class:`ManagedRecord`), so none may have changed unseen in between. The record carries
+    the commit that wrote it; a record that differs only in its commit is unchanged.
     """
     if capability.values is None:
         return None  # taken from etcd, which holds it as it should be
@@ -106,9 +117,9 @@ def _upsert(capability: DesiredCapability, actual: RegistryState, sync_prefix: s
             fields.append(key.rpartition("/")[2])  # the key is ``{prefix}{id}/{field}``
     record_key = managed_key(sync_prefix, capability.id)
     record = actual.records.get(capability.id)
-    if not puts and record is not None and record.value == capability.record:
+    if not puts and record is not None and without_commit(record.value or b"") == capability.record:
         return None
-    puts.append((record_key, capability.record))
+    puts.append((record_key, with_commit(capability.record, commit)))
     expected.append((record_key, record.mod_revision if record else 0))
     kind: ChangeKind = "record" if not fields else "create" if existing == 0 else "update"
     return Change(
@@ -122,11 +133,17 @@ def _upsert(capability: DesiredCapability, actual: RegistryState, sync_prefix: s
 
 
 def _delete(capability_id: str, actual: RegistryState, prefix: str, sync_prefix: str) -> Change:
-    """Delete exactly this capability's keys and its record; never a prefix."""
-    keys = [key for key in capability_keys(prefix, capability_id) if key in actual.capability_keys]
+    """Delete exactly this capability's keys and its record; never a prefix. Only keys the record
+    accounts for: written with it or before it (a key written since is someone else's, left alone)."""
+    written = actual.records[capability_id].mod_revision
+    keys = [
+        key
+        for key in capability_keys(prefix, capability_id)
+        if (state := actual.capability_keys.get(key)) is not None and state.mod_revision <= written
+    ]
     expected = [(key, actual.capability_keys[key].mod_revision) for key in keys]
     record_key = managed_key(sync_prefix, capability_id)
-    expected.append((record_key, actual.records[capability_id].mod_revision))
+    expected.append((record_key, written))
     return Change(
         capability_id=capability_id,
         kind="delete",
@@ -144,6 +161,13 @@ def _prune_refusal(gone: list[str], desired: DesiredState, prune: PrunePolicy) -
     count = f"{len(gone)} capabilit{'y' if len(gone) == 1 else 'ies'}"
     if not prune.enabled:
         return f"pruning is off (--no-prune); {count} without a manifest kept"
+    if desired.unloadable:
+        files = ", ".join(printable(name) for name in desired.unloadable[:5])
+        more = f" and {len(desired.unloadable) - 5} more" if len(desired.unloadable) > 5 else ""
+        return (
+            f"{len(desired.unloadable)} manifest file(s) do not load ({files}{more}), and any of them "
+            f"may define what looks gone; {count} kept until every file loads"
+        )
     if not desired.capabilities and not desired.held and not prune.allow_empty:
         return (
             f"the capabilities directory yields no manifests; refusing to delete {count} "

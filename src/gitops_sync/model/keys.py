@@ -1,18 +1,29 @@
 """The etcd key layout: the public capability keys and the service's own bookkeeping keys.
 
-Consumers read ``{prefix}{id}/{field}`` for the four fields below (DESIGN.md section 2). The service
+Consumers read ``{prefix}{id}/{field}`` for the four fields below (docs/architecture.md). The service
 records what it manages under a separate prefix, so listing the capability prefix shows exactly four
 keys per capability.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
+CAPABILITY_ID: Final = re.compile(r"^chora\.[a-z_]+\.[a-z0-9_]{1,50}$")
+"""What a capability id looks like; the schema's ``identifier`` says the same (a test checks)."""
+
 CAPABILITY_FIELDS: Final = ("metadata", "type", "version", "dependencies")
+OPS_PER_CAPABILITY: Final = len(CAPABILITY_FIELDS) + 1
+"""A capability's keys and its bookkeeping record, changed together in one transaction."""
 
 DEFAULT_PREFIX: Final = "/chora/capabilities/"
 DEFAULT_SYNC_PREFIX: Final = "/chora/sync/"
+
+
+def is_capability_id(text: str) -> bool:
+    """A well-formed id: the only kind the service ever writes, so the only kind it may prune."""
+    return CAPABILITY_ID.fullmatch(text) is not None
 
 
 def capability_key(prefix: str, capability_id: str, field: str) -> str:

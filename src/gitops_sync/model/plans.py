@@ -33,6 +33,8 @@ class DesiredState:
     capabilities: Mapping[str, DesiredCapability]
     held: frozenset[str] = frozenset()
     """Ids whose keys must stay as they are: their file failed to load, or the id is claimed twice."""
+    unloadable: tuple[str, ...] = ()
+    """Files that did not load: what they define is unknown, so nothing may look gone meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,9 @@ class Plan:
     """Why deletions were held back, in words for the log."""
     foreign: tuple[str, ...] = field(default=())
     """Ids under the prefix that this service does not manage and leaves alone."""
+    unproven: tuple[str, ...] = ()
+    """Ids with a bookkeeping key that is not a record this service wrote (or not a valid id):
+    it vouches for nothing, so they are never pruned."""
 
     @property
     def is_empty(self) -> bool:

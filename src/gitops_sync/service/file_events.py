@@ -16,12 +16,15 @@ from typing import Final
 
 import watchfiles
 
+from gitops_sync.model.problems import printable
 from gitops_sync.sources.scanning import is_manifest_name
 
 log = logging.getLogger("gitops-sync")
 
 ARMED_CHECK_MS: Final = 500
 """A new watch wakes the loop once after this long, to catch what changed while it was set up."""
+RETRY_SECONDS: Final = 0.5
+"""How soon a watch that failed is set up again."""
 GROUP_EVENTS_MS: Final = 20
 """A burst of file events (a checkout) is handled as one change once it has been quiet this long;
 also how often the watch looks for events, so it bounds the delay an edit waits."""
@@ -58,12 +61,24 @@ class FileEvents:
         return None if changed is None else frozenset(changed)
 
     def follow_replacement(self) -> None:
-        current = _identity(self._directory)
-        if current is not None and current != self._watched:
-            log.info("%s was replaced; watching the new directory", self._directory)
-            self._watched = current
-            self._note(None)
+        """Re-arm on the directory's path if it now leads elsewhere (the watch thread checks this
+        itself twice a second; the loop asks after each cycle too)."""
+        if self._replaced():
             self._rearm.set()
+
+    def _replaced(self) -> bool:
+        """Whether the path now leads to another directory: removed and re-created, renamed over,
+        or a symlink swapped to a new target (git-sync's ``current``, a ConfigMap's ``..data``).
+        Then every file is looked at, and the loop woken."""
+        current = _identity(self._directory)
+        with self._lock:
+            if current is None or current == self._watched:
+                return False
+            self._watched = current
+        log.info("%s was replaced; watching the new directory", self._directory)
+        self._note(None)
+        self._wake.set()
+        return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -81,8 +96,10 @@ class FileEvents:
                     recursive=False,
                     raise_interrupt=False,
                 ):
+                    if self._replaced():
+                        break  # and watch the new directory
                     if changes:
-                        log.debug("File changes: %s", sorted(path for _, path in changes))
+                        log.debug("File changes: %s", printable(str(sorted(path for _, path in changes))))
                         self._note({Path(path).name for _, path in changes})
                     elif armed:
                         continue
@@ -92,11 +109,13 @@ class FileEvents:
                         self._note(None)
                     armed = True
                     self._wake.set()
-            except OSError as exc:
-                # Gone for now (a checkout in progress, say); the periodic resync reports it.
-                log.debug("Cannot watch %s (%s); trying again", self._directory, exc)
+            except (OSError, RuntimeError) as exc:
+                # Gone for now (a checkout in progress, say), or an event watchfiles cannot report
+                # (a file name that is not UTF-8): look at every file, and watch again.
+                log.debug("Cannot watch %s (%s); trying again", self._directory, printable(str(exc)))
                 self._note(None)
-                self._stop.wait(1.0)
+                self._wake.set()
+                self._stop.wait(RETRY_SECONDS)
 
     def _note(self, names: set[str] | None) -> None:
         with self._lock:

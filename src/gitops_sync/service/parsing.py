@@ -94,7 +94,15 @@ def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
     from gitops_sync.core.loading import load_manifest  # noqa: PLC0415
 
     manifest = load_manifest(source.name, source.data)
-    return desire(manifest, source, prefix=settings.prefix, max_request_bytes=settings.max_txn_bytes)
+    max_ops, max_bytes = settings.change_budget
+    return desire(
+        manifest,
+        source,
+        prefix=settings.prefix,
+        sync_prefix=settings.sync_prefix,
+        max_ops=max_ops,
+        max_request_bytes=max_bytes,
+    )
 
 
 def prepare() -> None:

@@ -1,4 +1,4 @@
-"""What each mode of the command does, and the exit codes of DESIGN.md section 4."""
+"""What each mode of the command does, and the exit codes the README lists."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Final, Literal, TextIO
 from gitops_sync.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from gitops_sync.model.keys import split_capability_key
 from gitops_sync.model.plans import Plan
-from gitops_sync.service.syncing import CycleReport, Syncer, check_directory
+from gitops_sync.service.syncing import CycleReport, Syncer, check_directory, source_for
 from gitops_sync.settings import Settings
 from gitops_sync.store.etcd import EtcdStore
 
@@ -70,12 +70,11 @@ def sync_once(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:
 
 def validate_directory(settings: Settings, out: TextIO) -> ExitCode:
     """Print every problem as ``path:line: error|warning: message``; exit 1 if any is an error."""
-    count, problems = check_directory(settings)
+    source = source_for(settings)
+    count, problems = check_directory(settings, source)
     for problem in problems:
-        line = f":{problem.line}" if problem.line else ""
-        print(
-            f"{settings.capabilities / problem.source}{line}: {problem.severity}: {problem.message}", file=out
-        )
+        where = problem.source if settings.git is not None else str(settings.capabilities / problem.source)
+        print(dataclasses.replace(problem, source=where), file=out)
     errors = sum(problem.severity == "error" for problem in problems)
     warnings = len(problems) - errors
     print(
@@ -122,6 +121,10 @@ def print_plan(report: CycleReport, out: TextIO) -> None:
     """The dry run's account of what a sync would write; nothing has been written."""
     plan: Plan = report.plan
     print("Dry run: nothing is written to etcd.", file=out)
+    if report.commit is not None:
+        print(f"Commit: {report.commit}", file=out)
+    if report.source_problem is not None:
+        print(f"Not at the remote's latest commit: {report.source_problem}", file=out)
     for change in plan.changes:
         if change.kind == "create":
             print(f"  create {change.capability_id} ({change.type})", file=out)

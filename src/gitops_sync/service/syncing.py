@@ -12,7 +12,7 @@ import functools
 import gc
 import json
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence, Set
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,16 +20,16 @@ from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from gitops_sync import __version__
-from gitops_sync.core.assembling import Assembly, assemble, find_reusable, remembered_for
+from gitops_sync.core.assembling import Assembly, Desire, assemble, find_reusable, remembered_for
 from gitops_sync.core.batching import batches
 from gitops_sync.core.convergence import Converged, digest, files_digest
 from gitops_sync.core.cross_checking import RelationChecks
 from gitops_sync.core.planning import PrunePolicy, plan
 from gitops_sync.core.rendering import RENDERING, to_json
 from gitops_sync.errors import ManifestError, SourceChanged, StoreConflict, StoreError
-from gitops_sync.model.keys import status_key
-from gitops_sync.model.plans import Change, DesiredCapability, Plan
-from gitops_sync.model.problems import Problem
+from gitops_sync.model.keys import managed_prefix, status_key
+from gitops_sync.model.plans import Change, DesiredCapability, DesiredState, Plan
+from gitops_sync.model.problems import Problem, printable
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service.parsing import (
@@ -42,7 +42,8 @@ from gitops_sync.service.parsing import (
 )
 from gitops_sync.service.view import RegistryView
 from gitops_sync.settings import Settings
-from gitops_sync.sources.git import head_commit
+from gitops_sync.sources.origins import DirectorySource, Source, Update
+from gitops_sync.sources.remotes import GitSource
 from gitops_sync.sources.scanning import Scan, Scanner
 from gitops_sync.store.etcd import EtcdStore, Fence
 
@@ -107,6 +108,10 @@ class CycleReport:
     """The etcd revision the cycle read at."""
     undecodable: tuple[bytes, ...] = ()
     """Keys under the prefixes that are not UTF-8, left alone."""
+    commit: str | None = None
+    """The Git commit the manifests were read at, if known."""
+    source_problem: str | None = None
+    """Why the manifests are not at the remote's latest commit (a failed fetch, a refused commit)."""
 
     @property
     def synced(self) -> int:
@@ -122,30 +127,80 @@ class CycleReport:
 
     @property
     def errors(self) -> int:
-        return sum(p.severity == "error" for p in self.problems) + len(self.failed)
+        return (
+            sum(p.severity == "error" for p in self.problems)
+            + len(self.failed)
+            + (self.source_problem is not None)
+        )
 
     @property
     def ok(self) -> bool:
         return self.errors == 0
 
 
-def check_directory(settings: Settings) -> tuple[int, tuple[Problem, ...]]:
+def source_for(settings: Settings) -> Source:
+    """The Git remote of ``--git-url``, else the directory of ``--capabilities``."""
+    if settings.git is not None:
+        return GitSource(settings.git, settings.interval)
+    return DirectorySource(settings.capabilities)
+
+
+def check_directory(settings: Settings, source: Source | None = None) -> tuple[int, tuple[Problem, ...]]:
     """Every problem of the manifests in the directory, as a sync would see them; no etcd needed.
 
     Returns the number of manifest files and the problems, sorted by file and line.
     """
-    scanner = Scanner(settings.capabilities)
+    source = source or source_for(settings)
+    source.update(lambda: None)
+    scanner = Scanner(source.directory)
     files, rendered = scan_and_render_in_parallel(settings, scanner) or (scanner.scan(), {})
+    desire = functools.partial(_desired, rendered, settings, scanner.read)
+    return len(files.files) + len(files.problems), check_files(settings, files.files, files.problems, desire)
+
+
+def check_files(
+    settings: Settings, sources: Sequence[SourceFile], unreadable: Sequence[Problem], desire: Desire
+) -> tuple[Problem, ...]:
+    """Every problem of these manifest files (and ``unreadable``, those that could not be read), as
+    a sync would see them with nothing in etcd yet; sorted by file and line."""
     nothing = RegistryState(revision=0, capability_keys={}, records={})
-    assembly = assemble(
-        files.files,
-        files.problems,
-        nothing,
-        prefix=settings.prefix,
-        desire=functools.partial(_desired, rendered, settings, scanner.read),
-        strict=settings.strict,
+    return assemble(
+        sources, unreadable, nothing, prefix=settings.prefix, desire=desire, strict=settings.strict
+    ).problems
+
+
+def plan_against(
+    settings: Settings,
+    store: EtcdStore,
+    view: RegistryView,
+    desired: DesiredState,
+    ids: Set[str],
+    *,
+    commit: str | None = None,
+) -> Plan:
+    """The plan of a cycle: ``desired`` against etcd as ``view`` holds it, comparing only the desired
+    capabilities ``ids`` (etcd holds the others as desired), its records naming ``commit``. The
+    values the plan compares with are read first, where the view has only their keys; nothing is
+    written."""
+    capabilities = desired.capabilities
+    keys = view.without_values(
+        key
+        for capability_id in ids
+        if (values := capabilities[capability_id].values) is not None
+        for key in values
     )
-    return len(files.files) + len(files.problems), assembly.problems
+    if keys:
+        view.fill(keys, store.values(keys, per_request=settings.max_txn_ops))
+    return plan(
+        desired,
+        view.state,
+        prefix=settings.prefix,
+        sync_prefix=settings.sync_prefix,
+        prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
+        only=ids,
+        present=view.present,
+        commit=commit,
+    )
 
 
 def _desired(
@@ -167,9 +222,14 @@ def _desired(
 class Syncer:
     """Runs sync cycles against one store, remembering parsed files between cycles."""
 
-    def __init__(self, settings: Settings, store: EtcdStore) -> None:
+    def __init__(self, settings: Settings, store: EtcdStore, source: Source | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.source = source or source_for(settings)
+        """Where the manifests come from; asked for an update at the start of every cycle."""
+        self.update = Update(commit=None)
+        """The source's answer this cycle."""
+        self._reported_problem: str | None = None
         self.fence: Fence | None = None
         """Set while leading a group of replicas: writes go through only while the lease holds."""
         self.drift_restored = 0
@@ -178,8 +238,9 @@ class Syncer:
         """Told the revision of each transaction this service commits."""
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
+        self._unproven: tuple[str, ...] = ()
         self._undecodable: tuple[bytes, ...] = ()
-        self._scanner = Scanner(settings.capabilities)
+        self._scanner = Scanner(self.source.directory)
         self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
         """By file name, the content hash and capability of the files whose capability etcd held
@@ -226,6 +287,9 @@ class Syncer:
         capabilities: 0.24 CPU-seconds and 5 MB of peak memory less). Should a cycle follow after
         all, it starts as after a failed one: it trusts only a mark that still stands, or reads etcd.
         """
+        self.update = self.source.update(self.applied_commit)
+        if self.update.moved:
+            changed_files = None  # another tree: look at every file
         try:
             with collector_paused():
                 report = self._run_cycle(changed_files, registry_unchanged=registry_unchanged, last=last)
@@ -261,6 +325,7 @@ class Syncer:
             and self._last is not None
             and not self._last.failed
             and not self._status_pending
+            and self.update.problem == self._reported_problem
         ):
             report = self._last
             self._log(report, None)
@@ -307,15 +372,13 @@ class Syncer:
                 if differing is not None
                 else assembly.desired.capabilities.keys() - {c.id for c in reusable.values()}
             )
-            self._read_values(view, assembly, unvouched)
-            planned = plan(
+            planned = plan_against(
+                settings,
+                self.store,
+                view,
                 assembly.desired,
-                actual,
-                prefix=settings.prefix,
-                sync_prefix=settings.sync_prefix,
-                prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
-                only=unvouched,
-                present=view.present,
+                unvouched,
+                commit=self.update.commit if isinstance(self.source, GitSource) else None,
             )
             if settings.dry_run:
                 break
@@ -339,6 +402,8 @@ class Syncer:
             held=assembly.desired.held,
             revision=actual.revision,
             undecodable=actual.undecodable,
+            commit=self.update.commit,
+            source_problem=self.update.problem,
         )
         self._log(report, assembly)
         self._last = dataclasses.replace(report, plan=dataclasses.replace(planned, changes=()), applied=())
@@ -412,7 +477,8 @@ class Syncer:
             and converged.settings == self._fingerprint
             and converged.stands(status.mod_revision, head)
             # A new commit that changed no manifest still goes into the status.
-            and recorded.get("commit") == head_commit(settings.capabilities)
+            and recorded.get("commit") == self.update.commit
+            and self.update.problem is None
         ):
             return converged, head
         return self.store.read(settings.prefix, settings.sync_prefix)
@@ -420,7 +486,11 @@ class Syncer:
     def _report_converged(self, converged: Converged, head: int) -> CycleReport:
         """The cycle a restart need not run: the last clean sync's result, as that cycle logged it."""
         report = CycleReport(
-            plan=Plan(), problems=converged.warnings, desired=converged.capabilities, revision=head
+            plan=Plan(),
+            problems=converged.warnings,
+            desired=converged.capabilities,
+            revision=head,
+            commit=self.update.commit,
         )
         log.info("Found %d capability manifest(s)", converged.capabilities)
         log.debug(
@@ -443,6 +513,7 @@ class Syncer:
             or report.held
             or plan.withheld_deletes
             or plan.foreign
+            or plan.unproven
             or len(report.problems) > MARK_WARNINGS
         ):
             return None
@@ -475,19 +546,6 @@ class Syncer:
             and source.name not in reusable
             and remembered_for(self._settled, source) is None
         ]
-
-    def _read_values(self, view: RegistryView, assembly: Assembly, ids: Collection[str]) -> None:
-        """Read the values the plan compares with: of the keys of the capabilities it considers,
-        those read without values (etcd was read keys only)."""
-        capabilities = assembly.desired.capabilities
-        keys = view.without_values(
-            key
-            for capability_id in ids
-            if (values := capabilities[capability_id].values) is not None
-            for key in values
-        )
-        if keys:
-            view.fill(keys, self.store.values(keys, per_request=self.settings.max_txn_ops))
 
     def _differing(self, assembly: Assembly) -> set[str]:
         """The desired capabilities etcd may not hold: all but those it held after the last cycle."""
@@ -546,11 +604,8 @@ class Syncer:
                 self.on_commit(revision)
             return revision
 
-        groups = batches(
-            planned.changes,
-            max_ops=self.settings.max_txn_ops - (fence is not None),
-            max_bytes=self.settings.max_txn_bytes,
-        )
+        max_ops, max_bytes = self.settings.change_budget
+        groups = batches(planned.changes, max_ops=max_ops, max_bytes=max_bytes)
         failure: StoreError | None = None
         pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="commit")
         try:
@@ -596,9 +651,9 @@ class Syncer:
     def _log(self, report: CycleReport, assembly: Assembly | None) -> None:
         for problem in report.problems:
             if problem.severity == "error":
-                log.error("Invalid manifest %s: %s", problem.location, problem.message)
+                log.error("Invalid manifest %s: %s", problem.location, problem.text)
             else:
-                log.warning("Manifest %s: %s", problem.location, problem.message)
+                log.warning("Manifest %s: %s", problem.location, problem.text)
         if report.held:
             log.warning("Kept the last good state in etcd of: %s", ", ".join(sorted(report.held)))
         if report.plan.prune_refusal:
@@ -610,7 +665,18 @@ class Syncer:
                     "Leaving alone %d capabilit(y/ies) under %s not managed by gitops-sync: %s",
                     len(self._foreign),
                     self.settings.prefix,
-                    ", ".join(self._foreign),
+                    printable(", ".join(self._foreign)),
+                )
+        if report.plan.unproven != self._unproven:
+            self._unproven = report.plan.unproven
+            if self._unproven:
+                log.warning(
+                    "Not pruning %d capabilit(y/ies) whose key under %s is not a record gitops-sync "
+                    "wrote (hand-written or damaged; it vouches for nothing): %s. Delete those keys if "
+                    "gitops-sync does not manage them",
+                    len(self._unproven),
+                    managed_prefix(self.settings.sync_prefix),
+                    printable(", ".join(self._unproven)),
                 )
         if report.undecodable != self._undecodable:
             self._undecodable = report.undecodable
@@ -630,9 +696,10 @@ class Syncer:
         differs from the last, or when the cycle wrote and can leave a new mark (its writes ended
         the last one). Never only to renew a mark: a cycle that changed nothing writes nothing. (A
         mark that no longer stands never misleads: any write to etcd, or a changed file, ends it.)"""
+        self._reported_problem = report.source_problem
         errors = [str(problem) for problem in report.problems if problem.severity == "error"]
         status: dict[str, object] = {
-            "commit": head_commit(self.settings.capabilities),
+            "commit": report.commit,
             "capabilities": report.desired,
             "errors": errors[:STATUS_LISTS],
             "error_count": len(errors),
@@ -641,6 +708,8 @@ class Syncer:
             "drift_restored": self.drift_restored,
             "converged": converged.as_json() if converged is not None else None,
         }
+        if report.source_problem is not None:
+            status["source_error"] = report.source_problem
         previous = _status_in(actual.status)
         renewed = converged is not None and transactions > 0
         if previous is not None and _lasting(previous) == _lasting(status) and not renewed:
@@ -657,6 +726,12 @@ class Syncer:
                 self._view.set_status(value, revision)
         except StoreError as exc:  # the capabilities are in; the next cycle records the result
             log.warning("Could not record the sync status: %s", exc)
+
+    def applied_commit(self) -> str | None:
+        """The commit etcd's status records as applied (by any replica)."""
+        status, _ = self.store.get_at_head(status_key(self.settings.sync_prefix))
+        commit = (_status_in(status) or {}).get("commit")
+        return commit if isinstance(commit, str) else None
 
 
 def _status_in(state: KeyState | None) -> dict[str, object] | None:

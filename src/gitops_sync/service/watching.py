@@ -50,7 +50,9 @@ class Watcher:
         self.stop = stop or threading.Event()
         syncer.store.stop_on(self.stop)  # a stop cuts requests in flight and their retries short
         self.wake = threading.Event()
-        self.files = FileEvents(settings.capabilities, self.wake, self.stop)
+        source = syncer.source
+        self.files = FileEvents(source.directory, self.wake, self.stop) if source.file_events else None
+        source.attach(self.wake)
         self.registry = RegistryEvents(syncer.store, settings.prefix, self.wake)
         self.leadership = Leadership(syncer.store, settings.sync_prefix, settings.lease_ttl, self.wake)
         syncer.on_commit = self.registry.note_own
@@ -63,9 +65,10 @@ class Watcher:
         """Sync until SIGINT/SIGTERM (or ``stop``); returns the exit code."""
         settings = self.syncer.settings
         log.info("Starting watch mode (interval: %gs)", settings.interval)
-        log.info("Watching: %s", settings.capabilities)
+        log.info("Watching: %s", self.syncer.source.label)
         log.info("Press Ctrl+C to stop")
-        self.files.start()
+        if self.files is not None:
+            self.files.start()
         try:
             with StopOnSignals(self.stop, self.wake):
                 while not self.stop.is_set():
@@ -74,7 +77,7 @@ class Watcher:
                         break
                     log.info("--- Sync cycle complete. Next sync in %gs ---", settings.interval)
                     parsing.prepare()  # once, while idle: a start may have parsed nothing
-                    self.wake.wait(settings.interval)
+                    self._idle()
         except StoreAccessDenied as exc:
             log.error("%s", exc)
             return 3
@@ -82,7 +85,8 @@ class Watcher:
             self.stop.set()  # whatever ended the loop: the file-events thread ends with it
             self.registry.close()
             self.leadership.close()
-            self.files.join()
+            if self.files is not None:
+                self.files.join()
         log.info("Stopped")
         return 0
 
@@ -93,7 +97,7 @@ class Watcher:
             return None
         woken = self.wake.is_set()
         self.wake.clear()
-        changed_files = self.files.take()
+        changed_files = self.files.take() if self.files is not None else frozenset[str]()
         registry_changed = self.registry.changed()
         # Every --interval a cycle reads every file and all of etcd again, however often events
         # woke the loop in between: the level-based safety net for whatever an event missed.
@@ -109,12 +113,22 @@ class Watcher:
                 registry_unchanged=not full and not registry_changed,
             )
         finally:
-            self.files.follow_replacement()
+            if self.files is not None:
+                self.files.follow_replacement()
         self.registry.follow(report.revision)
         if self._outage:
             log.info("Recovered: the sync cycle completed again")
             self._outage = None
         return report
+
+    def _idle(self) -> None:
+        """Wait for a wake-up or the interval; or for the source's retry, which wakes the loop."""
+        interval = self.syncer.settings.interval
+        retry = self.syncer.source.due_in()
+        if retry is None or retry >= interval:
+            self.wake.wait(interval)
+        elif not self.wake.wait(retry):
+            self.wake.set()
 
     def _retrying(self) -> CycleReport | None:
         """A cycle; through an outage, the same cycle again with back-off until it succeeds."""

@@ -211,6 +211,8 @@ def _look(
     """What the file ``name`` at ``path`` holds, read and hashed; or ``last``'s file, while the
     file's status is still ``last``'s signature. ``listed``: the directory listed it just now (so
     if it is gone, it went since)."""
+    if not _is_utf8(name):
+        return Examined(Problem(name, "has a file name that is not UTF-8; rename it"))
     try:
         status = os.lstat(path)
         symlink = stat.S_ISLNK(status.st_mode)
@@ -228,6 +230,15 @@ def _look(
         signature if signature is not None and max(signature[2], signature[3]) < recent else None,
         content,
     )
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether the name was valid UTF-8 on disk (Python keeps other bytes as lone surrogates)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _problem(name: str, exc: OSError | _Unusable, *, listed: bool) -> Problem | None:

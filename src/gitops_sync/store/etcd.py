@@ -103,6 +103,7 @@ _UNAVAILABLE_DETAILS: Final = (
 )
 """What etcd says, with code UNKNOWN, when it has lost quorum, is electing a leader or stopping."""
 _MOD: Final = etcdrpc.Compare.MOD
+_DELETE: Final = etcdrpc.kv_pb2.Event.DELETE
 _EQUAL: Final = etcdrpc.Compare.EQUAL
 _TOKEN_EXPIRED: Final = ("invalid auth token", "revision of auth store is old")
 """What etcd says when the token must be renewed: a simple token expired, or a JWT token predates
@@ -128,6 +129,8 @@ class KeyEvents:
 
     revision: int
     changes: tuple[tuple[str, int], ...]
+    values: tuple[bytes | None, ...] = ()
+    """Each changed key's new value, None where it was deleted (in the order of ``changes``)."""
 
 
 WatchCallback = Callable[["KeyEvents | StoreError"], None]
@@ -257,6 +260,12 @@ class EtcdStore:
             status=bookkeeping.get(status_key(sync_prefix)),
             undecodable=odd + odd_bookkeeping,
         )
+
+    def snapshot(self, prefix: str) -> tuple[dict[str, KeyState], int]:
+        """Every key under ``prefix`` with its value, read at one revision, and that revision.
+        Keys that are not UTF-8 are left out."""
+        found, revision, _ = self._read_prefix(prefix)
+        return found, revision
 
     def keys(self, prefix: str) -> tuple[list[str], tuple[bytes, ...]]:
         """The keys under ``prefix``, without their values; and apart, those that are not UTF-8."""
@@ -428,13 +437,17 @@ class EtcdStore:
                             StoreUnavailable(f"watch of {prefix} canceled by etcd: {response.cancel_reason}")
                         )
                         return
-                    changes = tuple(
-                        (key, int(event.kv.mod_revision))
+                    events = [
+                        (key, event)
                         for event in response.events
                         if (key := _decoded(event.kv.key)) is not None
-                    )
-                    if changes:
-                        callback(KeyEvents(int(response.header.revision), changes))
+                    ]
+                    if events:
+                        changes = tuple((key, int(event.kv.mod_revision)) for key, event in events)
+                        values = tuple(
+                            None if event.type == _DELETE else bytes(event.kv.value) for _, event in events
+                        )
+                        callback(KeyEvents(int(response.header.revision), changes, values))
             except grpc.RpcError as exc:
                 if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.CANCELLED:
                     return  # cancelled by us
