@@ -29,6 +29,7 @@ from support import (
     renamed_copies,
     services,
     value_of,
+    value_once_up,
     wait_for,
     watch_args,
 )
@@ -112,7 +113,7 @@ def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
         private_etcd.start()
 
         wait_for(
-            lambda: value_of(client, f"{PREFIX}chora.observability.alert_router/version") == b"1.3.0",
+            lambda: value_once_up(client, f"{PREFIX}chora.observability.alert_router/version") == b"1.3.0",
             timeout=10,
         )
         assert value_of(client, f"{PREFIX}{REGISTRY}/version") == b"1.3.0"
