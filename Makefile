@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test bench lint format clean
+.PHONY: install run test browser bench lint format clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,12 @@ run: install
 
 ## test: lint, type-check, check the layering, then every test (integration tests start their own etcd);
 ## the interop tests need the chora-base corpus: $CHORA_BASE_CORPUS, else ../shared/fixtures/chora-base
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
+
+## browser: Debian's chromium, which the web view's tests drive headless (nothing if it is there)
+browser:
+	@bash scripts/install-browser.sh
 
 ## bench: the benchmark of issue 5 (48, 1,000 and 10,000 capabilities; a table, and JSON in bench/results/)
 bench: install

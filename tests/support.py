@@ -59,6 +59,15 @@ def keys_under(client: etcd3.MultiEndpointEtcd3Client, prefix: str) -> dict[str,
     return {meta.key.decode(): (value, meta.mod_revision) for value, meta in client.get_prefix(prefix)}
 
 
+def value_once_up(client: etcd3.MultiEndpointEtcd3Client, key: str) -> bytes | None:
+    """:func:`value_of`, or None while the client cannot reach etcd (just restarted, say): for
+    polling with :func:`wait_for`."""
+    try:
+        return value_of(client, key)
+    except etcd3.exceptions.ConnectionFailedError:
+        return None
+
+
 def value_of(client: etcd3.MultiEndpointEtcd3Client, key: str) -> bytes | None:
     value, _ = client.get(key)
     return value if value is None else bytes(value)

@@ -198,10 +198,22 @@ class EtcdProcess:
         """Stop at once (SIGKILL), as a crash would."""
         self._end(signal.SIGKILL)
 
+    def freeze(self) -> None:
+        """Stop it in its tracks (SIGSTOP), as a stalled VM or a debugger would: its connections
+        stay open, and nothing answers on them."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen member go on (SIGCONT)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def _end(self, signum: signal.Signals) -> None:
         if self._process is None:
             return
         self._process.send_signal(signum)
+        self._process.send_signal(signal.SIGCONT)  # a frozen member handles the signal once thawed
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:

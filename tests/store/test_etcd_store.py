@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import etcd3
 import pytest
 
-from gitops_sync.errors import StoreConflict, StoreUnavailable
+from gitops_sync.errors import StoreConflict, StoreError, StoreUnavailable
 from gitops_sync.model.plans import Change
 from gitops_sync.model.registry import KeyState
 from gitops_sync.settings import EtcdConnection
-from gitops_sync.store.etcd import KEYS_PAGE_SIZE, PAGE_SIZE, EtcdStore
+from gitops_sync.store.etcd import KEYS_PAGE_SIZE, PAGE_SIZE, EtcdStore, KeyEvents
 from gitops_sync.testing import EtcdProcess, free_port
-from support import wait_for
+from support import value_of, wait_for
 
 
 def put_many(etcd: etcd3.MultiEndpointEtcd3Client, items: list[tuple[str, str]]) -> None:
@@ -106,3 +108,118 @@ def _answers(store: EtcdStore) -> Callable[[], bool]:
             return False
 
     return check
+
+
+BIG = 1_400_000
+"""A value that fits one etcd request (1.5 MiB by default), and 48 of which do not fit one gRPC
+response (64 MiB)."""
+
+
+def test_reads_are_paged_by_size_so_huge_values_are_read_all_the_same(tmp_path: Path) -> None:
+    with EtcdProcess(tmp_path / "etcd") as server:
+        etcd = etcd3.client(host=server.host, port=server.client_port, timeout=10)
+        for i in range(50):
+            etcd.put(f"/p/caps/{i:02d}/metadata", b"m" * BIG)
+            etcd.put(f"/p/sync/managed/{i:02d}", b"r" * BIG)
+        etcd.put("/p/caps/small/type", b"service")
+
+        with EtcdStore(EtcdConnection(((server.host, server.client_port),))) as store:
+            state = store.read("/p/caps/", "/p/sync/")
+            assert len(state.capability_keys) == 51
+            assert len(state.records) == 50
+            assert all(record.value == b"r" * BIG for record in state.records.values())
+
+            keys = sorted(state.capability_keys)
+            values = store.values(keys, per_request=128)
+            assert values.keys() == set(keys)
+            assert values["/p/caps/07/metadata"].value == b"m" * BIG
+            assert values["/p/caps/small/type"].value == b"service"
+        etcd.close()
+
+
+class LosingProxy:
+    """A TCP proxy to an etcd member that, once ``losing`` is set, passes requests on but drops
+    the answers: a transaction goes through, and its answer is lost on the way back."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.losing = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+        for opened in self._sockets:
+            opened.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._port))
+            self._sockets += [client, upstream]
+            for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, sink, answers), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (answers and self.losing.is_set()):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()  # and the pump the other way ends too
+
+
+@pytest.fixture
+def losing_proxy(etcd_server: EtcdProcess) -> Iterator[LosingProxy]:
+    proxy = LosingProxy(etcd_server.client_port)
+    yield proxy
+    proxy.close()
+
+
+def test_a_commit_whose_answer_was_lost_is_not_taken_for_a_conflict(
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client, losing_proxy: LosingProxy
+) -> None:
+    """Sent again on the next member, the transaction's compares fail because it went through;
+    etcd is read to tell that from a conflict, and the commit returns its revision."""
+    members = (("127.0.0.1", losing_proxy.port), (etcd_server.host, etcd_server.client_port))
+    change = Change(
+        "x", "create", puts=(("/lost/a", b"1"), ("/lost/b", b"2")), expected=(("/lost/a", 0), ("/lost/b", 0))
+    )
+    with EtcdStore(EtcdConnection(members)) as store:
+        store.version()  # through the proxy, the first member
+        losing_proxy.losing.set()
+        revision = store.commit([change])
+
+    assert value_of(etcd, "/lost/a") == b"1"
+    assert etcd.get("/lost/a")[1].mod_revision == revision
+    assert etcd.get("/lost/b")[1].mod_revision == revision
+
+
+def test_a_watch_on_a_frozen_member_ends(tmp_path: Path) -> None:
+    """A frozen member keeps its connections open: only gRPC keepalive notices it; the watch then
+    ends, and the service reads etcd again and watches from another member."""
+    server = EtcdProcess(tmp_path / "etcd").start()
+    ended: list[StoreError] = []
+    try:
+        with EtcdStore(EtcdConnection(((server.host, server.client_port),))) as store:
+            _, head = store.get_at_head("/w/x")
+
+            def note(events: KeyEvents | StoreError) -> None:
+                if isinstance(events, StoreError):
+                    ended.append(events)
+
+            store.watch_prefix("/w/", head + 1, note)
+            server.freeze()
+            wait_for(lambda: ended, timeout=15)  # a ping every 6 s, answered within 2
+    finally:
+        server.thaw()
+        server.stop()
+    assert isinstance(ended[0], StoreUnavailable)
+    assert f"watch of /w/ on etcd at {server.endpoint} broke" in str(ended[0])

@@ -246,3 +246,23 @@ def test_watch_mode_under_the_role_outlives_its_auth_token(
         )
         assert " - ERROR - " not in service.text()
         assert PASSWORD not in service.text()
+
+
+@pytest.mark.parametrize("mode", [[], ["--list"], ["--health-check"], ["--watch"]])
+def test_authentication_on_and_no_user_is_one_clear_error_and_exit_3(
+    cli: Cli, auth_etcd: EtcdProcess, capabilities: Path, monkeypatch: pytest.MonkeyPatch, mode: list[str]
+) -> None:
+    """Not a raw gRPC message, and not "healthy": the health check asks for something that needs
+    the user's read permission."""
+    monkeypatch.delenv("ETCD_USER", raising=False)
+    monkeypatch.delenv("ETCD_PASSWORD", raising=False)
+    result = cli("--capabilities", capabilities, "--etcd-endpoints", auth_etcd.endpoint, *mode)
+
+    assert result.code == 3, result.err
+    errors = [line for line in result.err.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1, result.err
+    assert errors[0].endswith(
+        f"etcd at {auth_etcd.endpoint} requires authentication: pass --user, with the password in "
+        "ETCD_PASSWORD or --password-file"
+    )
+    assert "healthy" not in result.out

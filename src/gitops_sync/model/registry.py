@@ -45,3 +45,6 @@ class RegistryState:
     records: Mapping[str, KeyState]
     """Raw managed records, by capability id."""
     status: KeyState | None = None
+    undecodable: tuple[bytes, ...] = ()
+    """Keys under either prefix that are not UTF-8: no key of this service's, so left out of the
+    mappings above and left alone."""

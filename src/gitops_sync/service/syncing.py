@@ -107,6 +107,8 @@ class CycleReport:
     held: frozenset[str] = field(default_factory=frozenset)
     revision: int = 0
     """The etcd revision the cycle read at."""
+    undecodable: tuple[bytes, ...] = ()
+    """Keys under the prefixes that are not UTF-8, left alone."""
     commit: str | None = None
     """The Git commit the manifests were read at, if known."""
     source_problem: str | None = None
@@ -254,6 +256,7 @@ class Syncer:
         self._rendered: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         self._foreign: tuple[str, ...] = ()
         self._unproven: tuple[str, ...] = ()
+        self._undecodable: tuple[bytes, ...] = ()
         self._scanner = Scanner(self.source.directory)
         self._last: CycleReport | None = None
         self._settled: dict[str, tuple[str, DesiredCapability]] = {}
@@ -465,6 +468,7 @@ class Syncer:
             failed=tuple(sorted(set(failed) - {c.capability_id for c in applied})),
             held=assembly.desired.held,
             revision=actual.revision,
+            undecodable=actual.undecodable,
             commit=self.update.commit,
             source_problem=self.update.problem,
             written_revision=max(committed, default=0),
@@ -756,6 +760,14 @@ class Syncer:
                     len(self._unproven),
                     managed_prefix(self.settings.sync_prefix),
                     printable(", ".join(self._unproven)),
+                )
+        if report.undecodable != self._undecodable:
+            self._undecodable = report.undecodable
+            if report.undecodable:
+                log.warning(
+                    "Leaving alone %d key(s) that are not UTF-8, so not this service's: %.300s",
+                    len(report.undecodable),
+                    ", ".join(repr(key[:80]) for key in report.undecodable[:5]),
                 )
         if assembly is not None:
             log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(assembly.reused))

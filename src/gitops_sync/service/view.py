@@ -23,6 +23,7 @@ class RegistryView:
         self._keys = dict(read.capability_keys)
         self._records = dict(read.records)
         self._status = read.status
+        self._undecodable = read.undecodable
         self._prefix = prefix
         self._records_prefix = managed_prefix(sync_prefix)
         self._counts = keys_by_id(read, prefix)
@@ -31,7 +32,7 @@ class RegistryView:
     def state(self) -> RegistryState:
         """The view as a state to plan against. It shares the view's mappings, so it changes with
         every :meth:`apply` and :meth:`fill`."""
-        return RegistryState(self.revision, self._keys, self._records, self._status)
+        return RegistryState(self.revision, self._keys, self._records, self._status, self._undecodable)
 
     @property
     def present(self) -> KeysView[str]:

@@ -5,7 +5,9 @@ The main thread runs the cycles, so a cycle is never interrupted half-way; backg
 wake it: file events (:mod:`file_events`), registry events (:mod:`registry_events`) and the lease
 keeper (:mod:`leading`). An unreachable etcd or directory is logged once when it goes and once when
 it comes back, and retried with exponential back-off and jitter (tenacity) in between; Ctrl+C or
-SIGTERM stops after the cycle in flight.
+SIGTERM stops after the cycle in flight, or at once if that cycle waits on etcd: the request in
+flight is cancelled and not retried (each capability's transaction is atomic, so etcd holds each
+capability as it was or as Git has it, and the next start syncs the rest).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Watcher:
         settings = syncer.settings
         self.syncer = syncer
         self.stop = stop or threading.Event()
+        syncer.store.stop_on(self.stop)  # a stop cuts requests in flight and their retries short
         self.wake = threading.Event()
         source = syncer.source
         self.files = FileEvents(source.directory, self.wake, self.stop) if source.file_events else None
@@ -92,6 +95,7 @@ class Watcher:
             return 3
         finally:
             self._running = False
+            self.stop.set()  # whatever ended the loop: the file-events thread ends with it
             self.registry.close()
             self.leadership.close()
             if self.files is not None:
