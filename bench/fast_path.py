@@ -43,7 +43,7 @@ from gitops_sync.errors import ManifestError
 from gitops_sync.model.manifests import Dependency, Manifest
 
 Parse = Callable[[str], Any]
-_SCREEN: Final = re.compile(r"(?:^|[\s\[{,])[&*!]|^%", re.MULTILINE)
+_NODE_STARTS_AFTER: Final = " \t\n\r[{,"
 _DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _KIND: Final = re.compile(r"( *)([A-Za-z_][\w-]*):[ \t]*(?:#.*)?$")
 _YAML_TAG: Final = "tag:yaml.org,2002:yaml"
@@ -176,9 +176,20 @@ def _entry_lines(text: str) -> dict[str, list[tuple[int, int, str]]]:
     return found
 
 
+def _needs_libyaml(text: str) -> bool:
+    """An anchor, alias or tag (``&``, ``*``, ``!`` where a node starts), or a directive."""
+    for indicator in "&*!":
+        at = text.find(indicator)
+        while at >= 0:
+            if at == 0 or text[at - 1] in _NODE_STARTS_AFTER:
+                return True
+            at = text.find(indicator, at + 1)
+    return text.startswith("%") or "\n%" in text
+
+
 def fast_document(text: str, parse: Parse) -> dict[str, Any]:
     """The document today's loader would build from ``text``, or :class:`Fallback`."""
-    if ("&" in text or "*" in text or "!" in text or "%" in text) and _SCREEN.search(text):
+    if _needs_libyaml(text):
         raise Fallback
     try:
         document = parse(text)
