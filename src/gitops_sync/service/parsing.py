@@ -210,11 +210,10 @@ def _memory_available() -> int | None:
     for limit_file, usage_file in _CGROUP_LIMITS:
         try:
             limit = Path(limit_file).read_text(encoding="ascii").strip()
-            usage = int(Path(usage_file).read_text(encoding="ascii"))
+            if limit != "max":  # cgroup v2 without a limit; v1 writes a huge number instead
+                found.append(max(int(limit) - int(Path(usage_file).read_text(encoding="ascii")), 0))
         except (OSError, ValueError):
             continue
-        if limit != "max":
-            found.append(max(int(limit) - usage, 0))
         break
     return min(found) if found else None
 
