@@ -349,7 +349,7 @@ def main() -> int:
             which: [(path.name, path.read_bytes()) for path in sorted(directory.glob("*.yaml"))]
             for which, directory in (
                 ("generated", Path(temporary) / "generated"),
-                ("real", corpus.REAL_CORPUS),
+                ("real", corpus.REAL_CORPUS or Path(temporary) / "generated"),
             )
         }
     candidates = parsers()
