@@ -27,9 +27,10 @@ test: install lint browser
 browser:
 	@bash scripts/install-browser.sh
 
-## bench: the benchmark of issue 5 (48, 1,000 and 10,000 capabilities; a table, and JSON in bench/results/)
+## bench: the benchmark of issue 5 (48, 1,000 and 10,000 capabilities; a table, and JSON in bench/results/);
+## its options go in ARGS, e.g. make bench ARGS="--sizes 50000"
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

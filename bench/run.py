@@ -3,6 +3,7 @@
 Issue 5: how fast and how lean a sync is, each size against its own throwaway etcd on loopback.
 
     .venv/bin/python bench/run.py [--sizes 48,1000,10000] [--runs N] [--out bench/results/latest.json]
+    make bench ARGS="--sizes 50000"
 
 For each size it generates the manifests (the real 48-file chora-base corpus for 48 when it is found:
 `$CHORA_BASE_CORPUS` or ../shared, see bench/corpus.py), starts its own etcd and
@@ -20,7 +21,8 @@ measures, as medians over the runs:
   ``--http``: serving HTTP and sending a webhook per edit to a receiver in this process);
 - the peak PSS of a cold sync, summed over its process tree (one extra, sampled run);
 - the baseline (``bench/baseline.py``: the seed's script) and the floor (``bench/floor.py``: the
-  same keys in bare 128-put transactions), cold, as processes of their own.
+  same keys in bare 128-put transactions), cold, as processes of their own; above 10,000
+  capabilities the baseline is left out (it would take minutes: one put at a time).
 
 It prints a table and writes every number, with each run's samples, as JSON to ``--out``.
 """
@@ -70,6 +72,8 @@ takes ~17 s at 10,000)."""
 MEDIUM: Final = 1000
 BASELINE_RUNS: Final = 3
 """At most this many baseline runs from 1,000 on: it takes ~7 s at 1,000 (4,000 single puts)."""
+BASELINE_UP_TO: Final = LARGE
+"""The largest size the baseline runs at: at 50,000 it would take about six minutes."""
 NOOP_CALLS: Final = 20
 NOOP_BUDGET: Final = 5.0
 """Seconds the no-op cycles may take in all; at least 5 calls are made regardless."""
@@ -189,10 +193,19 @@ def plan_for(size: int, options: argparse.Namespace) -> Plan:
         runs=runs,
         edits=20 if large else 30,
         batch_runs=runs,
-        baseline_runs=1 if large else runs if size < MEDIUM else min(runs, BASELINE_RUNS),
+        baseline_runs=baseline_runs(size, runs),
         real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS is not None,
         http=options.http,
     )
+
+
+def baseline_runs(size: int, runs: int) -> int:
+    """Runs of the baseline: one from 10,000 capabilities and none above; at most 3 from 1,000."""
+    if size > BASELINE_UP_TO:
+        return 0
+    if size >= LARGE:
+        return 1
+    return runs if size < MEDIUM else min(runs, BASELINE_RUNS)
 
 
 def bench_size(plan: Plan) -> dict[str, Any]:
@@ -260,6 +273,7 @@ class Session:
         keyspace.wipe(self.client)
         sampled = self.cold_sync(sample=True)
         result["peak_pss_mb"] = round((sampled.peak_pss_kb or 0) / 1024, 1)
+        result["peak_pss_kb_per_capability"] = round((sampled.peak_pss_kb or 0) / manifests.count, 2)
         result["sampled_cold_s"] = round(sampled.seconds, 3)
         entries, _ = keyspace.read(self.client)
         keys_file = self.work / "keys.bin"
@@ -307,12 +321,7 @@ class Session:
         )
         result.update(self.watch_mode())
 
-        log.info("baseline: the seed's script, %d run(s)", plan.baseline_runs)
-        result["baseline_s"] = summary([self.baseline() for _ in range(plan.baseline_runs)])
-        if plan.baseline_runs < plan.runs:
-            self.notes.append(f"baseline: {plan.baseline_runs} run(s) only (it is slow)")
-
-        result["baseline_over_ours"] = round(result["baseline_s"]["median"] / result["cold_s"]["median"], 2)
+        result.update(self.baselines(result["cold_s"]["median"]))
         result["ours_over_floor"] = round(result["cold_s"]["median"] / result["floor_s"]["median"], 2)
         result["notes"] = self.notes
         return result
@@ -513,6 +522,18 @@ class Session:
             )
         return finished.seconds
 
+    def baselines(self, cold: float) -> dict[str, Any]:
+        """The baseline's runs, and how many times faster than it the cold sync (``cold`` s) is."""
+        runs = self.plan.baseline_runs
+        if not runs:
+            self.note(f"baseline: not run above {BASELINE_UP_TO:,} capabilities (it is slow)")
+            return {}
+        log.info("baseline: the seed's script, %d run(s)", runs)
+        baseline = summary([self.baseline() for _ in range(runs)])
+        if runs < self.plan.runs:
+            self.notes.append(f"baseline: {runs} run(s) only (it is slow)")
+        return {"baseline_s": baseline, "baseline_over_ours": round(baseline["median"] / cold, 2)}
+
     def note(self, text: str) -> None:
         if text not in self.notes:
             log.warning("%s", text)
@@ -678,13 +699,15 @@ def table(results: dict[str, Any]) -> str:
             f"{row['edit_ms']['p50']:.0f} / {row['edit_ms']['p99']:.0f}",
             f"{row['edit_batch_s']['median']:.2f}",
             f"{row['peak_pss_mb']:.1f}",
-            f"{row['baseline_s']['median']:.2f}",
+            f"{row['baseline_s']['median']:.2f}" if "baseline_s" in row else "-",
             f"{row['floor_s']['median']:.2f}",
-            f"{row['baseline_over_ours']:.1f}x",
+            f"{row['baseline_over_ours']:.1f}x" if "baseline_over_ours" in row else "-",
             f"{row['ours_over_floor']:.1f}x",
         )
         lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)))
         notes.extend(f"{size}: {note}" for note in row["notes"])
+        if "peak_pss_kb_per_capability" in row:
+            notes.append(f"{size}: peak PSS {row['peak_pss_kb_per_capability']:.1f} KB a capability")
         if "watch_pss_mb" in row:
             serving = " with --http and a webhook per edit" if row["watch_http"] else ""
             notes.append(f"{size}: watch mode{serving}: {row['watch_pss_mb']:.1f} MB PSS once settled")

@@ -230,3 +230,32 @@ def test_with_one_core_nothing_is_shared_out_and_the_directory_is_listed_only_by
     monkeypatch.setattr(scanner, "names", lambda: pytest.fail("listed for workers there are none of"))
 
     assert parsing.scan_and_render_in_parallel(settings, scanner) is None
+
+
+def test_one_worker_per_core_the_process_may_use_besides_its_own_as_far_as_the_files_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+
+    assert parsing.workers_for(10_000) == 7
+    assert parsing.workers_for(3 * parsing.PARALLEL_FROM) == 3
+    assert parsing.workers_for(parsing.PARALLEL_FROM - 1) == 0
+
+
+def test_a_process_pinned_to_one_core_forks_no_worker_on_a_large_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {5}, raising=False)
+
+    assert parsing.workers_for(10_000) == 0
+
+
+def test_workers_are_as_many_as_the_memory_available_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
+    assert parsing.workers_for(100_000) >= 1  # any machine that runs these tests has room for one
+
+    monkeypatch.setattr(parsing, "WORKER_BYTES", 1 << 50)  # a petabyte each: no machine has room
+    assert parsing.workers_for(100_000) == 0

@@ -1,8 +1,9 @@
 """Parse and render manifest files: one at a time, or many on every core.
 
 Parsing dominates a cold sync and is CPU-bound Python, so threads would not help. The process
-parses too, alongside one forked worker per other core: every worker costs memory (the pages it
-touches are copied), and the parent would otherwise only wait. All of them take small shares of
+parses too, alongside one forked worker per other core it may run on, as many as the files keep
+busy and the memory available holds: every worker costs memory (the pages it touches are
+copied), and the parent would otherwise only wait. All of them take small shares of
 the files from one counter in shared memory, so none waits for another to hand it work, and the
 last share ends them all within a few milliseconds of each other. Workers inherit the list of
 files to parse (nothing is sent to them), read their files themselves, and send back plain tuples,
@@ -14,6 +15,7 @@ Workers run with the garbage collector off: parsing makes next to no cyclic garb
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import gc
@@ -24,6 +26,7 @@ import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from gitops_sync.core.rendering import desire
@@ -41,8 +44,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("gitops-sync")
 
 PARALLEL_FROM: Final = 200
-"""Files to parse at once from which worker processes pay for themselves."""
-MAX_WORKERS: Final = 3
+"""Files to parse at once from which worker processes pay for themselves; also the files each
+worker is given at least, so that a few hundred files do not fork a worker per core."""
+WORKER_BYTES: Final = 64 << 20
+"""Memory to count per worker: one held 19 MB of its own at 10,000 files (its heap, the results
+of a task, the parent's pages it touched); the rest is room for larger directories."""
+MEMORY_SHARE: Final = 0.5
+"""The share of the memory available that the workers may take between them."""
 SHARE: Final = 50
 """Files taken at a time: about 15 ms of work, so that all finish close together."""
 TASK: Final = 500
@@ -152,7 +160,7 @@ def scan_and_render_in_parallel(
     """A full scan made by worker processes, which render each manifest from the bytes they hashed
     (:func:`scan_and_render`): the scan, and by file name and hash, what each manifest rendered
     to. None when there are too few files, or too few cores, for workers to pay off."""
-    if _workers() < 1:
+    if _cores() < 2:
         return None  # before listing the directory, which the caller's own scan does then
     names = scanner.names()
     work = functools.partial(scan_and_render, settings, scanner)
@@ -167,15 +175,55 @@ def scan_and_render_in_parallel(
 
 
 def _in_parallel(job: _Job[Item, Result, Wire]) -> list[Result] | None:
-    workers = _workers()
-    if len(job.items) < PARALLEL_FROM or workers < 1:
+    workers = workers_for(len(job.items))
+    if workers < 1:
         return None
     return _with_workers(job, workers)
 
 
-def _workers() -> int:
-    """Worker processes to fork: one per core besides this process's own."""
-    return min((os.cpu_count() or 1) - 1, MAX_WORKERS)
+def workers_for(files: int) -> int:
+    """Worker processes to fork for parsing ``files`` files: one per core this process may use
+    besides its own, no more than give each :data:`PARALLEL_FROM` files, and no more than
+    :data:`MEMORY_SHARE` of the memory available holds at :data:`WORKER_BYTES` each."""
+    workers = min(_cores() - 1, files // PARALLEL_FROM)
+    available = _memory_available()
+    if available is not None:
+        workers = min(workers, int(available * MEMORY_SHARE) // WORKER_BYTES)
+    return max(workers, 0)
+
+
+def _cores() -> int:
+    """The CPUs this process may run on: its affinity, which a container's cpuset or ``taskset``
+    makes smaller than the machine (never more than ``os.cpu_count()``, which tests pin)."""
+    machine = os.cpu_count() or 1
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere the machine's count
+    return min(len(affinity(0)), machine) if affinity is not None else machine
+
+
+_CGROUP_LIMITS: Final = (
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+"""A container's memory limit and use, as its own cgroup namespace shows them."""
+
+
+def _memory_available() -> int | None:
+    """Bytes that can still be allocated: the machine's available memory, or less if a cgroup
+    limit leaves less; None where neither can be read (not Linux)."""
+    found: list[int] = []
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    for limit_file, usage_file in _CGROUP_LIMITS:
+        try:
+            limit = Path(limit_file).read_text(encoding="ascii").strip()
+            if limit != "max":  # cgroup v2 without a limit; v1 writes a huge number instead
+                found.append(max(int(limit) - int(Path(usage_file).read_text(encoding="ascii")), 0))
+        except (OSError, ValueError):
+            continue
+        break
+    return min(found) if found else None
 
 
 class _Shares:
