@@ -3,7 +3,10 @@ project's example manifests; the real chora-base corpus for the interop tests, w
 
 from __future__ import annotations
 
+import logging
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +39,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     if report.skipped and call.when == "setup" and CHORA_BASE is None and item.get_closest_marker("interop"):
         report.longrepr = (__file__, None, INTEROP_SKIP)  # type: ignore[assignment]  # no line: one place
+
+
+@pytest.fixture(autouse=True)
+def service_logging() -> Iterator[None]:
+    """Undo what an in-process ``main()`` did to logging: it sets the service's logger up for the whole
+    process, writing to the ``sys.stderr`` of its test (pytest's capture, closed when that test ends).
+    Left in place, every later log record, from any thread, fails with "--- Logging error ---"."""
+    logger = logging.getLogger("gitops-sync")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    flags = logging.logThreads, logging.logProcesses, logging.logMultiprocessing
+    try:
+        yield
+    finally:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
+
+
+@pytest.fixture(autouse=True)
+def no_thread_outlives_its_test() -> Iterator[None]:
+    """Every thread a test (or a fixture of its own) starts has ended when the test ends: a thread
+    left running logs into, and keeps, whatever a later test does. Threads of session- and
+    module-wide fixtures start before this snapshot and are not counted, nor are the workers of an
+    event loop's default executor (``asyncio_N``): the session's Playwright loop starts them on
+    first use, and they end with the loop."""
+    before = set(threading.enumerate())
+    yield
+
+    def started() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t not in before and not t.name.startswith("asyncio_")]
+
+    deadline = time.monotonic() + 5  # a thread told to stop may take a moment to get there
+    for thread in started():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if left := started():
+        pytest.fail(f"threads still running after the test: {', '.join(sorted(t.name for t in left))}")
 
 
 @pytest.fixture(scope="session")

@@ -359,7 +359,8 @@ def test_only_commits_signed_by_a_key_of_the_gpg_keyring_are_applied(
 
 @pytest.fixture
 def watching(etcd_server: EtcdProcess, remote: Remote, tmp_path: Path) -> Iterator[GitSource]:
-    """Watch mode in this process, on ``remote``'s main with ``--interval 60``; yields its source."""
+    """Watch mode in this process, on ``remote``'s main with ``--interval 60``; yields its source.
+    The loop is stopped and its thread joined before the test ends (a failure if it does not stop)."""
     remote_settings = GitRemote(url=remote.url, ref="main", cache=tmp_path / "cache")
     settings = Settings(
         etcd=EtcdConnection(endpoints=((etcd_server.host, etcd_server.client_port),)),
@@ -370,7 +371,7 @@ def watching(etcd_server: EtcdProcess, remote: Remote, tmp_path: Path) -> Iterat
     stop = threading.Event()
     with EtcdStore(settings.etcd) as store:
         syncer = Syncer(settings, store, source)
-        thread = threading.Thread(target=Watcher(syncer, stop).run)
+        thread = threading.Thread(target=Watcher(syncer, stop).run, name="git-watch")
         thread.start()
         try:
             yield source
@@ -378,6 +379,7 @@ def watching(etcd_server: EtcdProcess, remote: Remote, tmp_path: Path) -> Iterat
             stop.set()
             source.wake()
             thread.join(timeout=20)
+    assert not thread.is_alive(), "watch mode did not stop within 20 s of its stop event"
 
 
 def test_wake_gets_a_pushed_commit_into_etcd_within_2_seconds(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -147,10 +148,21 @@ class LosingProxy:
         self.port = int(self._listener.getsockname()[1])
         self.losing = threading.Event()
         self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._pumps: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._acceptor.start()
 
     def close(self) -> None:
+        """Stop accepting and pumping, and join every thread. (Closing a socket another thread
+        waits on does not wake that thread; shutting it down does.)"""
+        self._listener.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(timeout=5)
         self._listener.close()
+        for opened in self._sockets:
+            with contextlib.suppress(OSError):  # a pump may have shut it down already
+                opened.shutdown(socket.SHUT_RDWR)
+        for pump in self._pumps:
+            pump.join(timeout=5)
         for opened in self._sockets:
             opened.close()
 
@@ -163,7 +175,9 @@ class LosingProxy:
             upstream = socket.create_connection(("127.0.0.1", self._port))
             self._sockets += [client, upstream]
             for source, sink, answers in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pump, args=(source, sink, answers), daemon=True).start()
+                pump = threading.Thread(target=self._pump, args=(source, sink, answers), daemon=True)
+                pump.start()
+                self._pumps.append(pump)
 
     def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
@@ -173,7 +187,8 @@ class LosingProxy:
         except OSError:
             pass
         finally:
-            sink.close()  # and the pump the other way ends too
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_RDWR)  # and the pump the other way, reading it, ends too
 
 
 @pytest.fixture
