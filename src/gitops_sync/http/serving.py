@@ -67,7 +67,7 @@ def serve(address: tuple[str, int], observed: Observed, routes: Sequence[BaseRou
         server.should_exit = True
         listening.close()
         raise ConfigurationError(f"--http {_label(host, port)}: the HTTP server did not start")
-    log.info("Serving /livez, /readyz, /metrics and /v1/status on http://%s", _label(host, port))
+    log.info("Serving the web view, the APIs, health and metrics on http://%s", _label(host, port))
     try:
         yield
     finally:
