@@ -200,3 +200,23 @@ def renamed_copies(directory: Path, copies: int) -> int:
             text = any_id.sub(lambda found: f"{found[0]}_copy{copy}", path.read_text())  # noqa: B023
             (directory / f"{path.stem}_copy{copy}.yaml").write_text(text)
     return copies * len(EXAMPLE_IDS)
+
+
+def manifest_text(
+    capability_id: str, version: str = "1.0.0", kind: str = "service", requires: str = "", extra: str = ""
+) -> str:
+    """A small valid manifest of the project's own making. ``requires``: entries as
+    :func:`requirement` writes them; ``extra``: more lines of ``metadata``, indented two spaces."""
+    block = "chora_service: {}" if kind == "service" else "chora_pattern: {}"
+    relation = f"dc_relation:\n  requires:\n{requires}" if requires else ""
+    return (
+        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: Title of {capability_id}\n"
+        f"  dc_description: Does {capability_id.rsplit('.', 1)[-1]} things\n"
+        f"  dc_hasVersion: '{version}'\n{extra}{block}\n{relation}"
+    )
+
+
+def requirement(target: str, version: str = "*", relationship: str | None = None) -> str:
+    """One entry of ``dc_relation.requires`` for :func:`manifest_text`."""
+    named = f"      relationship: {relationship}\n" if relationship is not None else ""
+    return f"    - capability: {target}\n      version: '{version}'\n{named}"

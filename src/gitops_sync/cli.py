@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="deadline for each etcd request, retried on other members within it; "
+        help="how long one etcd request may take in all, each attempt short and on the next member; "
         f"{TIMEOUT_RANGE[0]:g} to {TIMEOUT_RANGE[1]:g} (default: 5)",
     )
     etcd.add_argument(
@@ -278,8 +278,8 @@ def _add_observability(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--http",
         metavar="HOST:PORT",
-        help="with --watch: serve /livez, /readyz, /metrics and /v1/status there, e.g. 0.0.0.0:8080 "
-        "(default: $GITOPS_SYNC_HTTP; off)",
+        help="with --watch: serve health, metrics, status, the Registry and Plan APIs, the Git push "
+        "hook and the web view there, e.g. 0.0.0.0:8080 (default: $GITOPS_SYNC_HTTP; off)",
     )
     group.add_argument(
         "--output",

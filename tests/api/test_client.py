@@ -9,22 +9,11 @@ import pytest
 from gitops_sync.client import Registry
 from gitops_sync.errors import StoreUnavailable
 from gitops_sync.testing import EtcdProcess, free_port
-from support import Cli, wait_for
+from support import Cli, requirement, wait_for
+from support import manifest_text as manifest
 
 BASE = "chora.t.base"
 USER = "chora.t.user"
-
-
-def manifest(capability_id: str, version: str = "1.0.0", requires: str = "") -> str:
-    relation = (
-        f"dc_relation:\n  requires:\n    - capability: {requires}\n      version: '^1.0.0'\n"
-        if requires
-        else ""
-    )
-    return (
-        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: {capability_id}\n"
-        f"  dc_hasVersion: '{version}'\nchora_service: {{}}\n{relation}"
-    )
 
 
 @pytest.fixture
@@ -32,7 +21,7 @@ def directory(tmp_path: Path) -> Path:
     target = tmp_path / "capabilities"
     target.mkdir()
     (target / f"{BASE}.yaml").write_text(manifest(BASE))
-    (target / f"{USER}.yaml").write_text(manifest(USER, requires=BASE))
+    (target / f"{USER}.yaml").write_text(manifest(USER, requires=requirement(BASE, "^1.0.0")))
     return target
 
 

@@ -23,26 +23,13 @@ from gitops_sync.service.cataloging import LiveCatalog
 from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess, free_port
-from support import PREFIX, Cli, wait_for
+from support import PREFIX, Cli, requirement, wait_for
+from support import manifest_text as manifest
 
 API = "chora.t.api"
 CORE = "chora.t.core"
 STORE = "chora.t.store"
 LONE = "chora.t.lone"
-
-
-def manifest(capability_id: str, version: str = "1.0.0", kind: str = "service", requires: str = "") -> str:
-    block = "chora_service: {}" if kind == "service" else "chora_pattern: {}"
-    relation = f"dc_relation:\n  requires:\n{requires}" if requires else ""
-    return (
-        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: Title of {capability_id}\n"
-        f"  dc_description: Does {capability_id.rsplit('.', 1)[-1]} things\n"
-        f"  dc_hasVersion: '{version}'\n{block}\n{relation}"
-    )
-
-
-def requirement(target: str, version: str = "*") -> str:
-    return f"    - capability: {target}\n      version: '{version}'\n"
 
 
 @pytest.fixture

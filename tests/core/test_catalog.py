@@ -13,22 +13,13 @@ from gitops_sync.core.catalog import Catalog, Entry, QueryError, RawKeys
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import render_values
 from gitops_sync.model.keys import DEFAULT_PREFIX
+from support import manifest_text, requirement
 
 PREFIX = DEFAULT_PREFIX
 
 
 def manifest(capability_id: str, version: str = "1.0.0", kind: str = "service", requires: str = "") -> bytes:
-    block = "chora_service: {}" if kind == "service" else "chora_pattern: {}"
-    relation = f"dc_relation:\n  requires:\n{requires}" if requires else ""
-    return (
-        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: Title of {capability_id}\n"
-        f"  dc_description: Does {capability_id.rsplit('.', 1)[-1]} things\n"
-        f"  dc_hasVersion: '{version}'\n{block}\n{relation}"
-    ).encode()
-
-
-def requirement(target: str, version: str = "*") -> str:
-    return f"    - capability: {target}\n      version: '{version}'\n"
+    return manifest_text(capability_id, version, kind, requires).encode()
 
 
 def raw_of(*manifests: bytes, revision: int = 5) -> dict[str, tuple[bytes, int]]:

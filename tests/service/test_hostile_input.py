@@ -15,7 +15,8 @@ import etcd3
 import pytest
 
 from gitops_sync.testing import EtcdProcess
-from support import PREFIX, Cli, keys_under, services, value_of, wait_for, watch_args
+from support import PREFIX, Cli, keys_under, requirement, services, value_of, wait_for, watch_args
+from support import manifest_text as manifest
 
 SYNC = "/chora/sync/managed/"
 ALPHA = "chora.test.alpha"
@@ -23,20 +24,12 @@ BETA = "chora.test.beta"
 GAMMA = "chora.test.gamma"
 
 
-def manifest(capability_id: str, version: str = "1.0.0", requires: str = "", extra: str = "") -> str:
-    relation = f"dc_relation:\n  requires:\n{requires}" if requires else ""
-    return (
-        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: {capability_id}\n"
-        f"  dc_hasVersion: '{version}'\n{extra}chora_service: {{}}\n{relation}"
-    )
-
-
 @pytest.fixture
 def directory(tmp_path: Path) -> Path:
     """Three small manifests of the project's own: alpha requires beta; gamma stands alone."""
     target = tmp_path / "capabilities"
     target.mkdir()
-    (target / f"{ALPHA}.yaml").write_text(manifest(ALPHA, requires=f"    - capability: {BETA}\n"))
+    (target / f"{ALPHA}.yaml").write_text(manifest(ALPHA, requires=requirement(BETA)))
     (target / f"{BETA}.yaml").write_text(manifest(BETA))
     (target / f"{GAMMA}.yaml").write_text(manifest(GAMMA))
     return target
@@ -156,7 +149,7 @@ def test_a_capability_that_fits_only_without_its_record_is_refused_whole(
     # The dependencies key holds the two relationships once, the record again: 800 KB of keys fit
     # one request, 1.6 MB with the record do not.
     long = "r" * 400_000
-    requires = "".join(f"    - capability: {BETA}\n      relationship: {long}{n}\n" for n in range(2))
+    requires = "".join(requirement(BETA, relationship=f"{long}{n}") for n in range(2))
     (directory / f"{ALPHA}.yaml").write_text(manifest(ALPHA, requires=requires))
 
     result = cli("--validate", "--capabilities", directory)
@@ -177,7 +170,7 @@ def test_a_pathological_version_string_is_refused_at_once(cli: Cli, directory: P
     if padding == "version":
         text = manifest(ALPHA).replace("'1.0.0'", f"'{pathological}'")
     else:
-        text = manifest(ALPHA, requires=f"    - capability: {BETA}\n      version: '{pathological}'\n")
+        text = manifest(ALPHA, requires=requirement(BETA, pathological))
     (directory / f"{ALPHA}.yaml").write_text(text)
     started = time.monotonic()
     result = cli("--validate", "--capabilities", directory)

@@ -1,4 +1,5 @@
-"""The ASGI application: ``/livez``, ``/readyz``, ``/metrics`` and ``/v1/status``.
+"""The ASGI application: ``/livez``, ``/readyz``, ``/metrics``, ``/v1/status``, the Registry API, the
+Plan API, the Git push hook, and the web view at ``/``.
 
 Every endpoint is read-only and answers within a bounded time: the etcd check waits at most
 :data:`gitops_sync.service.health.PROBE_TIMEOUT`. Endpoints that may wait run in Starlette's thread
@@ -14,6 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gitops_sync.http.hooks import hook_routes
+from gitops_sync.http.registry import registry_routes
+from gitops_sync.http.uploads import upload_routes
+from gitops_sync.http.web import web_routes
 from gitops_sync.service.observing import Observed
 
 READ = ["GET", "HEAD"]
@@ -48,6 +53,10 @@ def build_app(observed: Observed, routes: Sequence[BaseRoute] = ()) -> Starlette
             Route("/readyz", readyz, methods=READ),
             Route("/metrics", metrics, methods=READ),
             Route("/v1/status", status, methods=READ),
+            *registry_routes(observed.catalog),
+            *upload_routes(observed),
+            *hook_routes(observed),
             *routes,
+            *web_routes(),
         ]
     )

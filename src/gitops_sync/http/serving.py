@@ -27,8 +27,8 @@ log = logging.getLogger("gitops-sync")
 
 STARTUP_SECONDS: Final = 10.0
 GRACEFUL_SECONDS: Final = 2
-CONNECTIONS: Final = 64
-"""Connections served at once; more get 503 (health checks and scrapes need few)."""
+CONNECTIONS: Final = 512
+"""Connections served at once (blocking reads and event streams hold theirs); more get 503."""
 KEEP_ALIVE_SECONDS: Final = 5
 MAX_HEADERS_BYTES: Final = 16 * 1024
 
@@ -67,7 +67,7 @@ def serve(address: tuple[str, int], observed: Observed, routes: Sequence[BaseRou
         server.should_exit = True
         listening.close()
         raise ConfigurationError(f"--http {_label(host, port)}: the HTTP server did not start")
-    log.info("Serving /livez, /readyz, /metrics and /v1/status on http://%s", _label(host, port))
+    log.info("Serving the web view, the APIs, health and metrics on http://%s", _label(host, port))
     try:
         yield
     finally:

@@ -5,7 +5,8 @@ read-only view an inbound adapter (the HTTP server) is given of a running watch 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -15,10 +16,16 @@ from gitops_sync.service.outcomes import CycleListener, Listeners
 from gitops_sync.settings import Settings
 
 if TYPE_CHECKING:
+    from gitops_sync.model.problems import Problem
+    from gitops_sync.service.cataloging import LiveCatalog
     from gitops_sync.service.health import Health
     from gitops_sync.service.metrics import Metrics
+    from gitops_sync.service.previewing import Preview
     from gitops_sync.service.status import StatusBoard
     from gitops_sync.service.webhooks import Webhooks
+    from gitops_sync.sources.origins import Source
+    from gitops_sync.sources.push_hooks import Delivery
+    from gitops_sync.sources.unpacking import Upload
     from gitops_sync.store.etcd import EtcdStore
 
 FLUSH_SECONDS: Final = 10.0
@@ -36,6 +43,14 @@ class Observed:
     """The status document (see :mod:`gitops_sync.service.status`)."""
     metrics: Callable[[str | None], tuple[bytes, str]]
     """The metrics exposition for a scraper's ``Accept`` header, and its content type."""
+    catalog: LiveCatalog
+    """The registry as this replica serves it (leader or standby), kept current by a watch."""
+    validate: Callable[[Upload], tuple[Problem, ...]]
+    """The problems of a set of manifests, as ``--validate`` finds them."""
+    plan: Callable[[Upload], Preview]
+    """What a sync of exactly these manifests would change in etcd; writes nothing."""
+    push_hook: Callable[[Mapping[str, str], bytes], Delivery] | None = None
+    """Verify a push hook and wake the Git source's fetch (with a Git remote and a hook secret)."""
 
 
 Serve = Callable[[Observed], AbstractContextManager[object]]
@@ -47,7 +62,9 @@ class Observers:
 
     def __init__(self, settings: Settings, *, serving: bool, notifying: bool) -> None:
         self.role = Role()
+        self._settings = settings
         self._sync_prefix = settings.sync_prefix
+        self._catalog: LiveCatalog | None = None
         self.metrics: Metrics | None = None
         self.board: StatusBoard | None = None
         self.webhooks: Webhooks | None = None
@@ -72,10 +89,18 @@ class Observers:
         if self.metrics is not None:
             self.metrics.etcd_request(action, seconds)
 
-    def observed(self, store: EtcdStore, running: Callable[[], bool]) -> Observed:
-        """The read-only view of this run for the HTTP adapter (needs ``--http``)."""
-        from gitops_sync.service.health import EtcdProbe, Health  # noqa: PLC0415 - only with --http
+    def observed(
+        self, store: EtcdStore, running: Callable[[], bool], source: Source | None = None
+    ) -> Observed:
+        """The read-only view of this run for the HTTP adapter (needs ``--http``); starts the
+        registry catalog, which :meth:`close` stops. ``source``: the run's source, for the push hook.
+        Raises :class:`ConfigurationError` for an unusable hook secret."""
+        from gitops_sync.service.cataloging import LiveCatalog  # noqa: PLC0415 - only with --http
+        from gitops_sync.service.health import EtcdProbe, Health  # noqa: PLC0415
+        from gitops_sync.service.previewing import plan_upload, validate_upload  # noqa: PLC0415
         from gitops_sync.service.status import recorded_status  # noqa: PLC0415
+        from gitops_sync.sources.push_hooks import read_secret, receive  # noqa: PLC0415
+        from gitops_sync.sources.remotes import GitSource  # noqa: PLC0415
 
         board, metrics, role, sync_prefix = self.board, self.metrics, self.role, self._sync_prefix
         if board is None or metrics is None:
@@ -88,14 +113,29 @@ class Observers:
                     return {**recorded, "leader": False}
             return board.document()
 
+        settings = self._settings
+        push_hook = None
+        git = settings.git
+        if git is not None and git.webhook_secret_file is not None and isinstance(source, GitSource):
+            secret = read_secret(git.webhook_secret_file)
+            push_hook = functools.partial(receive, secret=secret, source=source, ref=git.ref)
+        catalog = self._catalog = LiveCatalog(store, settings.prefix, settings.sync_prefix)
+        catalog.start()
         return Observed(
             health=Health(board, role, EtcdProbe(store.version), running),
             status=status,
             metrics=metrics.exposition,
+            catalog=catalog,
+            validate=functools.partial(validate_upload, settings),
+            plan=functools.partial(plan_upload, settings, store),
+            push_hook=push_hook,
         )
 
     def close(self, timeout: float) -> None:
-        """Deliver the webhooks still queued, for at most ``timeout`` seconds."""
+        """Stop following the registry; deliver the webhooks still queued, for at most ``timeout``
+        seconds."""
+        if self._catalog is not None:
+            self._catalog.close()
         if self.webhooks is not None:
             self.webhooks.close(timeout)
 

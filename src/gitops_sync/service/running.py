@@ -143,7 +143,7 @@ def watch_changes(
     )
     if serve is None or observers is None or observers.metrics is None:
         return ExitCode(watcher.run())
-    with serve(observers.observed(store, lambda: watcher.running)):
+    with serve(observers.observed(store, lambda: watcher.running, watcher.syncer.source)):
         return ExitCode(watcher.run())
 
 

@@ -1,0 +1,65 @@
+"""The Plan API: ``POST /v1/validate`` and ``POST /v1/plan`` take a set of manifests (a gzipped tar, or
+multipart files) and answer as ``--validate`` and ``--dry-run`` would for exactly those files,
+against the live registry. Nothing is written. Bodies are capped before they are read whole, and
+only :data:`AT_ONCE` uploads are checked at a time, each in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gitops_sync.errors import StoreError, UnsupportedUpload, UploadError, UploadTooLarge
+from gitops_sync.http.bodies import BodyTooLarge, read_capped
+from gitops_sync.http.registry import problem
+from gitops_sync.service.observing import Observed
+from gitops_sync.service.previewing import problems_as_json
+from gitops_sync.sources.unpacking import MAX_UPLOAD_BYTES, Upload, unpack
+
+AT_ONCE: Final = 2
+"""Uploads checked at the same time: each parses every file it holds, on a 2-core machine."""
+
+
+def upload_routes(observed: Observed) -> list[BaseRoute]:
+    limiter = anyio.CapacityLimiter(AT_ONCE)
+
+    def answering(check: Callable[[Upload], dict[str, object]]) -> Callable[[Request], object]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await read_capped(request, MAX_UPLOAD_BYTES)
+            except BodyTooLarge:
+                return problem(413, "Upload too large", f"send at most {MAX_UPLOAD_BYTES:,} bytes")
+            content_type = request.headers.get("content-type", "")
+
+            def work() -> dict[str, object]:
+                return check(unpack(body, content_type))
+
+            try:
+                answer = await anyio.to_thread.run_sync(work, limiter=limiter)
+            except UploadTooLarge as exc:
+                return problem(413, "Upload too large", str(exc))
+            except UnsupportedUpload as exc:
+                return problem(415, "Unsupported upload", str(exc))
+            except UploadError as exc:
+                return problem(400, "Bad upload", str(exc))
+            except StoreError as exc:
+                return problem(503, "etcd unavailable", str(exc))
+            return JSONResponse(answer)
+
+        return endpoint
+
+    def validate(upload: Upload) -> dict[str, object]:
+        return {"problems": problems_as_json(observed.validate(upload))}
+
+    def plan(upload: Upload) -> dict[str, object]:
+        return observed.plan(upload).as_json()
+
+    return [
+        Route("/v1/validate", answering(validate), methods=["POST"]),
+        Route("/v1/plan", answering(plan), methods=["POST"]),
+    ]
