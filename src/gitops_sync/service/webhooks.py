@@ -236,6 +236,9 @@ class Endpoint:
                 self._counted("dropped")
         if dropped:
             log.warning("Webhook %s: stopping; %d event(s) not sent", self._label, dropped)
+        # Draining took the end marker too: put it back, so a delivery still in flight ends the
+        # thread when it returns, instead of leaving it waiting on an empty queue for good.
+        self.finish()
 
     def _run(self) -> None:
         timeout = httpx.Timeout(self._policy.timeout)
