@@ -266,3 +266,16 @@ def test_a_signed_push_hook_gets_a_commit_into_etcd_within_two_seconds(
     print(f"push hook to etcd: {took * 1000:.0f} ms")
     assert took < 2
     assert served.get("/v1/status").json()["commit"] == pushed == remote.sha("main")
+
+
+def test_answers_do_not_wait_for_a_delayed_ack(
+    serve: Callable[..., Served], directory: Path, etcd_server: EtcdProcess
+) -> None:
+    """Without TCP_NODELAY an answer's body waited for the client's delayed ACK of its head: 40 ms
+    each, so 20 GETs took 0.9 s; with it, about 10 ms in all."""
+    served = serve(*watch_args(directory, etcd_server))
+    served.get(f"/v1/capabilities/{EDITED}")
+    started = time.monotonic()
+    for _ in range(20):
+        assert served.get(f"/v1/capabilities/{EDITED}").status_code == 200
+    assert time.monotonic() - started < 0.6
