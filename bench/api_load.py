@@ -49,7 +49,11 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host:
 
 
 async def _client(
-    address: tuple[str, int], paths: Sequence[str], requests: int, latencies: list[float], seed: int
+    address: tuple[str, int],
+    paths: Sequence[str],
+    requests: int,
+    latencies: dict[str, list[float]],
+    seed: int,
 ) -> None:
     chooser = random.Random(seed)  # noqa: S311 - picks which path to ask for, nothing secret
     host = f"{address[0]}:{address[1]}"
@@ -59,18 +63,18 @@ async def _client(
             path = chooser.choice(paths)
             started = time.perf_counter()
             await asyncio.wait_for(_get(reader, writer, host, path), TIMEOUT)
-            latencies.append(time.perf_counter() - started)
+            latencies[path].append(time.perf_counter() - started)
     finally:
         writer.close()
         await writer.wait_closed()
 
 
-async def _load(base_url: str, paths: Sequence[str], clients: int, requests: int) -> list[float]:
+async def _load(base_url: str, paths: Sequence[str], clients: int, requests: int) -> dict[str, list[float]]:
     parts = urlsplit(base_url)
     if parts.scheme != "http" or parts.hostname is None or parts.port is None:
         raise ValueError(f"{base_url!r}: give http://HOST:PORT")
     address = (parts.hostname, parts.port)
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {path: [] for path in paths}
     await asyncio.gather(
         *(_client(address, paths, requests // clients, latencies, seed) for seed in range(clients))
     )
@@ -81,4 +85,15 @@ def measure(base_url: str, paths: Sequence[str], *, clients: int = 50, requests:
     """The latency of each of ``requests`` GETs of ``paths`` (chosen at random), in seconds, sent by
     ``clients`` clients at once, each waiting for its answer before sending the next; raises
     :class:`LoadError` on any answer but 200."""
+    return [
+        seconds
+        for each in measure_by_path(base_url, paths, clients=clients, requests=requests).values()
+        for seconds in each
+    ]
+
+
+def measure_by_path(
+    base_url: str, paths: Sequence[str], *, clients: int = 50, requests: int = 2_000
+) -> dict[str, list[float]]:
+    """As :func:`measure`, the latencies kept apart by path."""
     return asyncio.run(_load(base_url, paths, clients, requests))

@@ -578,9 +578,10 @@ class Session:
         ours_before = os.times()
         started = time.perf_counter()
         try:
-            latencies = api_load.measure(base, paths, clients=API_CLIENTS, requests=API_REQUESTS)
+            by_path = api_load.measure_by_path(base, paths, clients=API_CLIENTS, requests=API_REQUESTS)
         except api_load.LoadError as exc:
             raise CheckFailed(str(exc)) from exc
+        latencies = [seconds for each in by_path.values() for seconds in each]
         seconds = time.perf_counter() - started
         ours_after = os.times()
         server = processes.tree_cpu_seconds(pid) - server_before
@@ -594,6 +595,7 @@ class Session:
             "per_second": round(len(latencies) / seconds),
             "service_cpu_ms_a_request": round(server * 1000 / len(latencies), 2),
             "clients_cpu_s": round(clients, 2),
+            **({"by_path": latency_by_path(by_path)} if len(paths) <= len(API_FILTERS) else {}),
         }
 
     def floor(self, keys_file: Path, expected: int) -> float:
@@ -678,6 +680,19 @@ def webhook_receiver() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def latency_by_path(by_path: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """p50 and p99 (ms) and the number of answers of each path asked for."""
+    return {
+        path: {
+            "p50_ms": round(percentile(samples, 0.50) * 1000, 1),
+            "p99_ms": round(percentile(samples, 0.99) * 1000, 1),
+            "answered": len(samples),
+        }
+        for path, samples in by_path.items()
+        if samples
+    }
 
 
 def list_all(client: httpx.Client) -> tuple[list[str], list[str]] | None:
