@@ -100,6 +100,23 @@ def tree_pss_kb(pid: int) -> int:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds used so far by ``pid`` and its living descendants (and the
+    children they waited for); processes that are gone count 0."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in descendants(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name, which may hold spaces: utime, stime, cutime, cstime are
+        # the 14th to 17th of the line, the 12th to 15th after ") ".
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(field) for field in fields[11:15])
+    return total / ticks
+
+
 def same_memory(pid: int, other: int) -> bool:
     """Whether two processes share one address space (a ``vfork`` child and its parent)."""
     if _KCMP is None:
@@ -197,6 +214,37 @@ class Watcher:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class PeakPss:
+    """Samples a process tree's PSS in a thread while in the ``with`` block; ``kb`` is the peak."""
+
+    def __init__(self, pid: int, every: float) -> None:
+        self.kb = 0
+        self._pid = pid
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="pss-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.kb = max(self.kb, tree_pss_kb(self._pid))
+            if self._stop.wait(self._every):
+                return
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.kb = max(self.kb, tree_pss_kb(self._pid))
 
 
 @dataclass(frozen=True, slots=True)

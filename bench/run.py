@@ -19,6 +19,10 @@ measures, as medians over the runs:
 - in watch mode, one edited file until its new version is readable in etcd (p50, p99), and 100
   files edited at once until all are; and the PSS of the watching process once settled (with
   ``--http``: serving HTTP and sending a webhook per edit to a receiver in this process);
+- with ``--api``: the Registry API of watch mode with ``--http``, under 50 concurrent clients: pages
+  of ``GET /v1/capabilities?limit=100`` (random cursors), the same with ``type=``/``q=`` filters,
+  and ``GET /v1/capabilities/{id}`` (random ids), p50 and p99; and the watching process's PSS
+  before, during and after the load;
 - the peak PSS of a cold sync, summed over its process tree (one extra, sampled run);
 - the baseline (``bench/baseline.py``: the seed's script) and the floor (``bench/floor.py``: the
   same keys in bare 128-put transactions), cold, as processes of their own; above 10,000
@@ -56,7 +60,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import api_load
 import corpus
+import httpx
 import keyspace
 import processes
 
@@ -87,6 +93,18 @@ EDIT_BUDGET: Final = 30.0
 """Seconds the single edits may take in all; at least 10 are made regardless."""
 VISIBLE_TIMEOUT: Final = 60.0
 POLL_EVERY: Final = 0.002
+API_CLIENTS: Final = 50
+API_REQUESTS: Final = 2_000
+"""Requests per load (each of the 50 clients sends 40, one after another)."""
+API_PAGE: Final = 100
+API_IDS: Final = 1_000
+"""Distinct ids the one-id GETs choose from at random (all of them below this many)."""
+API_FILTERS: Final = ("type=service", "type=pattern", "q=registry", "q=security", "q=no-such-text")
+"""Filtered lists: a type (half the capabilities each), a word in some ids and titles, a domain
+(one in ten), and text no capability holds, which reads every entry to answer an empty page."""
+API_READY_TIMEOUT: Final = 180.0
+"""Seconds watch mode may take until ``/v1/capabilities`` lists every capability."""
+PSS_SAMPLE_EVERY: Final = 0.1
 
 log = logging.getLogger("bench")
 
@@ -105,6 +123,8 @@ class Plan:
     real_corpus: bool
     http: bool = False
     """Watch mode serves ``--http`` and sends webhooks (to :func:`webhook_receiver`)."""
+    api: bool = False
+    """The Registry API is measured under load (a watch-mode process of its own, with ``--http``)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Stopped by SIGTERM (kill, pkill) as by Ctrl+C: unwind, so every etcd it started is stopped.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line a request would load the clients
     compile_bytecode()
     started = time.perf_counter()
     results: dict[str, Any] = {"meta": metadata(options), "sizes": {}}
@@ -182,6 +203,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="watch mode with --http on and a --webhook-url (a receiver in this process), for their cost",
     )
+    parser.add_argument(
+        "--api",
+        action="store_true",
+        help=f"the Registry API in watch mode with --http under {API_CLIENTS} clients at once, and memory",
+    )
     return parser.parse_args(argv)
 
 
@@ -196,6 +222,7 @@ def plan_for(size: int, options: argparse.Namespace) -> Plan:
         baseline_runs=baseline_runs(size, runs),
         real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS is not None,
         http=options.http,
+        api=options.api,
     )
 
 
@@ -320,6 +347,14 @@ class Session:
             "watch mode: %d single edits, %d x %d edits at once", plan.edits, plan.batch_runs, EDIT_BATCH
         )
         result.update(self.watch_mode())
+
+        if plan.api:
+            log.info(
+                "Registry API: %d clients, %d requests a load, in watch mode with --http",
+                API_CLIENTS,
+                API_REQUESTS,
+            )
+            result["api"] = self.registry_api()
 
         result.update(self.baselines(result["cold_s"]["median"]))
         result["ours_over_floor"] = round(result["cold_s"]["median"] / result["floor_s"]["median"], 2)
@@ -480,6 +515,89 @@ class Session:
         time.sleep(self.rng.uniform(0.05, 0.15))
         return seconds
 
+    def registry_api(self) -> dict[str, Any]:
+        """The Registry API under load, in a watch-mode process of its own serving ``--http``: once it
+        lists every capability, pages, filtered pages and one-id GETs, each loaded in turn; and the
+        process's PSS (with its descendants) before, during and after the loads."""
+        port = free_port()
+        base = f"http://{keyspace.HOST}:{port}"
+        command = [*self.sync_command, "--watch", "--interval", "3600", "--http", f"{keyspace.HOST}:{port}"]
+        with processes.Watcher(command, env=self.env) as watcher:
+            started = time.perf_counter()
+            cursors, ids = self.api_pages(base, watcher)
+            result: dict[str, Any] = {
+                "clients": API_CLIENTS,
+                "requests": API_REQUESTS,
+                "listed_after_s": round(time.perf_counter() - started, 2),
+                "pages": len(cursors) + 1,
+                "filters": list(API_FILTERS),
+            }
+            pss_before = processes.tree_pss_kb(watcher.pid)
+            pages = [f"/v1/capabilities?limit={API_PAGE}"]
+            pages += [f"/v1/capabilities?limit={API_PAGE}&cursor={cursor}" for cursor in cursors]
+            filtered = [f"/v1/capabilities?limit={API_PAGE}&{query}" for query in API_FILTERS]
+            chosen = self.rng.sample(ids, min(API_IDS, len(ids)))
+            one_id = [f"/v1/capabilities/{capability_id}" for capability_id in chosen]
+            with processes.PeakPss(watcher.pid, PSS_SAMPLE_EVERY) as peak:
+                for name, paths in (("list", pages), ("filtered", filtered), ("one_id", one_id)):
+                    result[name] = self.api_load(base, paths, watcher.pid)
+            result["pss_mb"] = {
+                "before": round(pss_before / 1024, 1),
+                "peak": round(peak.kb / 1024, 1),
+                "after": round(processes.tree_pss_kb(watcher.pid) / 1024, 1),
+            }
+            if watcher.stop() not in (0, -signal.SIGTERM):
+                self.note(f"API watch mode exited badly:\n{watcher.tail()}")
+        return result
+
+    def api_pages(self, base: str, watcher: processes.Watcher) -> tuple[list[str], list[str]]:
+        """Page through ``/v1/capabilities`` until it lists every capability, each once; the cursors
+        of its pages after the first, and the ids."""
+        deadline = time.monotonic() + API_READY_TIMEOUT
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while True:
+                listed = list_all(client)
+                if listed is not None:
+                    cursors, ids = listed
+                    if len(ids) != len(set(ids)):
+                        raise CheckFailed(f"/v1/capabilities listed {len(ids) - len(set(ids))} ids twice")
+                    if len(ids) == self.corpus.count and set(self.corpus.ids.values()) <= set(ids):
+                        return cursors, ids
+                if time.monotonic() > deadline:
+                    found = "nothing" if listed is None else f"{len(listed[1])} capabilities"
+                    raise CheckFailed(
+                        f"/v1/capabilities listed {found} after {API_READY_TIMEOUT:.0f} s, "
+                        f"not {self.corpus.count}:\n{watcher.tail()}"
+                    )
+                time.sleep(0.2)
+
+    def api_load(self, base: str, paths: Sequence[str], pid: int) -> dict[str, Any]:
+        """One load of ``paths`` (chosen at random): latencies, throughput, and the CPU the service
+        and this harness (the clients) used for it."""
+        server_before = processes.tree_cpu_seconds(pid)
+        ours_before = os.times()
+        started = time.perf_counter()
+        try:
+            by_path = api_load.measure_by_path(base, paths, clients=API_CLIENTS, requests=API_REQUESTS)
+        except api_load.LoadError as exc:
+            raise CheckFailed(str(exc)) from exc
+        latencies = [seconds for each in by_path.values() for seconds in each]
+        seconds = time.perf_counter() - started
+        ours_after = os.times()
+        server = processes.tree_cpu_seconds(pid) - server_before
+        clients = (ours_after.user + ours_after.system) - (ours_before.user + ours_before.system)
+        return {
+            "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+            "max_ms": round(max(latencies) * 1000, 1),
+            "answered": len(latencies),
+            "seconds": round(seconds, 2),
+            "per_second": round(len(latencies) / seconds),
+            "service_cpu_ms_a_request": round(server * 1000 / len(latencies), 2),
+            "clients_cpu_s": round(clients, 2),
+            **({"by_path": latency_by_path(by_path)} if len(paths) <= len(API_FILTERS) else {}),
+        }
+
     def floor(self, keys_file: Path, expected: int) -> float:
         keyspace.wipe(self.client)
         finished = processes.run(
@@ -562,6 +680,41 @@ def webhook_receiver() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def latency_by_path(by_path: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """p50 and p99 (ms) and the number of answers of each path asked for."""
+    return {
+        path: {
+            "p50_ms": round(percentile(samples, 0.50) * 1000, 1),
+            "p99_ms": round(percentile(samples, 0.99) * 1000, 1),
+            "answered": len(samples),
+        }
+        for path, samples in by_path.items()
+        if samples
+    }
+
+
+def list_all(client: httpx.Client) -> tuple[list[str], list[str]] | None:
+    """Every page of ``/v1/capabilities?limit=100``: the cursors of the pages after the first, and
+    every id listed; None while the service does not answer 200 (not up, or its catalog not read)."""
+    cursors: list[str] = []
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": str(API_PAGE)} | ({"cursor": cursor} if cursor else {})
+        try:
+            response = client.get("/v1/capabilities", params=params)
+        except httpx.TransportError:
+            return None
+        if response.status_code != 200:
+            return None
+        page = response.json()
+        ids.extend(item["id"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return cursors, ids
+        cursors.append(cursor)
 
 
 def wait_visible(client: Any, expected: dict[str, str], timeout: float, started: float) -> float | None:
@@ -723,6 +876,43 @@ def table(results: dict[str, Any]) -> str:
         source = f"commit {meta['repo_commit']}{dirty}"
     lines.append(f"medians; gitops_sync: {source}; {meta['cpus']} CPUs, Python {meta['python']}")
     lines.extend(f"note: {note}" for note in notes)
+    if any("api" in row for row in results["sizes"].values()):
+        lines += ["", api_table(results)]
+    return "\n".join(lines)
+
+
+API_COLUMNS: Final = (
+    ("N", 6),
+    ("list p50/p99 ms", 16),
+    ("filtered p50/p99 ms", 20),
+    ("one-id p50/p99 ms", 18),
+    ("req/s list/filt/one", 20),
+    ("watch PSS MB before/peak/after", 31),
+)
+
+
+def api_table(results: dict[str, Any]) -> str:
+    """The Registry API's table: latencies under 50 clients, throughput, the watching process's PSS."""
+    header = " ".join(name.rjust(width) for name, width in API_COLUMNS)
+    lines = [header, "-" * len(header)]
+    for size, row in results["sizes"].items():
+        if "api" not in row:
+            continue
+        api = row["api"]
+        pss = api["pss_mb"]
+        cells = (
+            size,
+            f"{api['list']['p50_ms']:.1f} / {api['list']['p99_ms']:.1f}",
+            f"{api['filtered']['p50_ms']:.1f} / {api['filtered']['p99_ms']:.1f}",
+            f"{api['one_id']['p50_ms']:.1f} / {api['one_id']['p99_ms']:.1f}",
+            f"{api['list']['per_second']} / {api['filtered']['per_second']} / {api['one_id']['per_second']}",
+            f"{pss['before']:.1f} / {pss['peak']:.1f} / {pss['after']:.1f}",
+        )
+        lines.append(" ".join(cell.rjust(width) for cell, (_, width) in zip(cells, API_COLUMNS, strict=True)))
+    lines.append(
+        f"Registry API: {API_CLIENTS} clients at once, {API_REQUESTS} GETs a load, watch mode with --http"
+        " (no webhook); the clients run in this harness, on the same CPUs"
+    )
     return "\n".join(lines)
 
 
