@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import json
+import socket
 import tarfile
 import threading
 import time
@@ -279,3 +280,21 @@ def test_answers_do_not_wait_for_a_delayed_ack(
     for _ in range(20):
         assert served.get(f"/v1/capabilities/{EDITED}").status_code == 200
     assert time.monotonic() - started < 0.6
+
+
+def test_an_upload_that_says_it_is_too_large_is_refused_before_it_is_read(
+    serve: Callable[..., Served], directory: Path, etcd_server: EtcdProcess
+) -> None:
+    served = serve(*watch_args(directory, etcd_server))
+    host, port = served.client.base_url.host, served.client.base_url.port
+    assert port is not None
+    for path in ("/v1/plan", "/hooks/git"):
+        with socket.create_connection((host, port), timeout=10) as connection:
+            connection.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/gzip\r\n"
+                "Content-Length: 40000000\r\n\r\n".encode()
+            )  # and never the 40 MB
+            answer = connection.recv(200)
+        assert answer.startswith(b"HTTP/1.1 413") or (
+            path == "/hooks/git" and answer.startswith(b"HTTP/1.1 404")
+        ), answer

@@ -21,13 +21,20 @@ from gitops_sync.sources.push_hooks import MAX_BODY_BYTES
 
 log = logging.getLogger("gitops-sync")
 
+AT_ONCE = 4
+"""Hook requests read at the same time; a forge sends one a push."""
 NOT_HERE = "no push hook here: run with --git-url and --git-webhook-secret-file\n"
 
 
 def hook_routes(observed: Observed) -> list[BaseRoute]:
     receive = observed.push_hook
+    limiter = anyio.CapacityLimiter(AT_ONCE)
 
     async def push(request: Request) -> Response:
+        async with limiter:  # bodies are held whole: at most AT_ONCE of them in memory
+            return await delivered(request)
+
+    async def delivered(request: Request) -> Response:
         if receive is None:
             return PlainTextResponse(
                 "no push hook here: run with --git-url and --git-webhook-secret-file\n", 404

@@ -1,7 +1,8 @@
 """The Plan API: ``POST /v1/validate`` and ``POST /v1/plan`` take a set of manifests (a gzipped tar, or
 multipart files) and answer as ``--validate`` and ``--dry-run`` would for exactly those files,
 against the live registry. Nothing is written. Bodies are capped before they are read whole, and
-only :data:`AT_ONCE` uploads are checked at a time, each in a worker thread.
+only :data:`AT_ONCE` uploads are read and checked at a time (the checks in worker threads), so
+memory stays bounded whatever many clients send at once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def upload_routes(observed: Observed) -> list[BaseRoute]:
 
     def answering(check: Callable[[Upload], dict[str, object]]) -> Callable[[Request], object]:
         async def endpoint(request: Request) -> Response:
+            async with limiter:  # bodies are held whole: at most AT_ONCE of them in memory
+                return await answer(request)
+
+        async def answer(request: Request) -> Response:
             try:
                 body = await read_capped(request, MAX_UPLOAD_BYTES)
             except BodyTooLarge:
@@ -40,7 +45,7 @@ def upload_routes(observed: Observed) -> list[BaseRoute]:
                 return check(unpack(body, content_type))
 
             try:
-                answer = await anyio.to_thread.run_sync(work, limiter=limiter)
+                answered = await anyio.to_thread.run_sync(work)
             except UploadTooLarge as exc:
                 return problem(413, "Upload too large", str(exc))
             except UnsupportedUpload as exc:
@@ -49,7 +54,7 @@ def upload_routes(observed: Observed) -> list[BaseRoute]:
                 return problem(400, "Bad upload", str(exc))
             except StoreError as exc:
                 return problem(503, "etcd unavailable", str(exc))
-            return JSONResponse(answer)
+            return JSONResponse(answered)
 
         return endpoint
 
