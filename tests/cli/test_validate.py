@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from gitops_sync.cli import main
-from gitops_sync.service import parsing, syncing
+from gitops_sync.service import manifests, parsing
 from gitops_sync.testing import free_port
 from support import CAPABILITIES, DANGLING_ID, EXAMPLE_IDS, ROOT, add_dangling_reference, renamed_copies
 
@@ -75,7 +75,7 @@ def test_many_manifests_are_checked_on_every_core_with_the_same_report(
         in_parallel.append(scanned is not None)
         return scanned
 
-    monkeypatch.setattr(syncing, "scan_and_render_in_parallel", scan_and_render_in_parallel)
+    monkeypatch.setattr(manifests, "scan_and_render_in_parallel", scan_and_render_in_parallel)
     code, lines = validate(capsys, tmp_path)
     monkeypatch.setattr(parsing, "PARALLEL_FROM", 10**9)
 

@@ -49,3 +49,13 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.location}: {self.severity}: {self.text}"
+
+
+def problem_json(problem: Problem) -> dict[str, object]:
+    """A problem as the status, the HTTP API and webhooks show it."""
+    return {
+        "file": printable(problem.source),
+        "line": problem.line,
+        "severity": problem.severity,
+        "message": problem.text,
+    }

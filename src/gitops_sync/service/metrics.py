@@ -16,7 +16,8 @@ from prometheus_client.exposition import choose_encoder
 
 from gitops_sync import __version__
 from gitops_sync.model.plans import PruneRefusalReason
-from gitops_sync.service.outcomes import CycleOutcome, Result, Trigger
+from gitops_sync.service.outcomes import CycleOutcome, Result
+from gitops_sync.service.triggers import Cause
 
 CYCLE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 REQUEST_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -56,7 +57,7 @@ class Metrics:
             ["trigger", "result"],
             registry=registry,
         )
-        for trigger in get_args(Trigger):
+        for trigger in get_args(Cause):
             for result in get_args(Result):
                 self._cycles.labels(trigger, result)
         self._duration = Histogram(

@@ -16,12 +16,10 @@ from typing import Literal, Protocol
 
 from gitops_sync.model.plans import PruneRefusalReason
 from gitops_sync.model.problems import Problem
+from gitops_sync.service.triggers import Cause
 
 log = logging.getLogger("gitops-sync")
 
-Trigger = Literal["start", "files", "interval", "drift", "git", "manual"]
-"""What started a cycle: the process starting, a manifest file event, the ``--interval`` resync, a
-change made in etcd outside Git, a Git update, or someone asking."""
 Result = Literal["applied", "unchanged", "failed"]
 """``applied``: the cycle wrote to etcd; ``unchanged``: it had nothing to write; ``failed``: it
 could not finish (etcd or the directory away), or some of its writes did not go through."""
@@ -31,7 +29,8 @@ could not finish (etcd or the directory away), or some of its writes did not go 
 class CycleOutcome:
     """One cycle, as its listeners see it."""
 
-    trigger: Trigger
+    trigger: Cause
+    """Why the cycle ran."""
     started_at: datetime
     finished_at: datetime
     result: Result

@@ -1,24 +1,25 @@
 """What a sync of an uploaded set of manifests would find wrong, and would do to the live registry:
 the engine of the Plan API (``POST /v1/validate`` and ``POST /v1/plan``), for CI on pull requests.
 
-Computed by the sync's own code (:func:`check_files`, :func:`plan_against`, the same parser and
+Computed by the sync's own code (:func:`check_files`, :func:`reconcile_against`, the same parser and
 limits), as a sync of a directory holding exactly the uploaded files would, with this service's
 settings (prefix, pruning rules, strictness). Nothing is written to etcd.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Literal
 
-from gitops_sync.core.assembling import assemble, find_reusable
+from gitops_sync.core.assembling import desired_state
+from gitops_sync.core.unchanged import unchanged_in_etcd
 from gitops_sync.model.keys import managed_prefix
 from gitops_sync.model.plans import Plan
 from gitops_sync.model.problems import Problem, printable
-from gitops_sync.service.parsing import render_file
-from gitops_sync.service.syncing import check_files, plan_against
-from gitops_sync.service.view import RegistryView
+from gitops_sync.model.sources import SourceFile
+from gitops_sync.service.manifests import check_files
+from gitops_sync.service.parsing import Rendered, read_and_render
+from gitops_sync.service.view import RegistryView, reconcile_against
 from gitops_sync.settings import Settings
 from gitops_sync.sources.unpacking import Upload
 from gitops_sync.store.etcd import EtcdStore
@@ -75,7 +76,7 @@ def problems_as_json(problems: tuple[Problem, ...]) -> list[dict[str, object]]:
 def validate_upload(settings: Settings, upload: Upload) -> tuple[Problem, ...]:
     """Every problem of the uploaded manifests, as ``--validate`` finds them in a directory; no etcd
     needed. Sorted by file and line."""
-    return check_files(settings, upload.files, upload.problems, functools.partial(render_file, settings))
+    return check_files(settings, upload.files, upload.problems, lambda source: _render(settings, source))
 
 
 def plan_upload(settings: Settings, store: EtcdStore, upload: Upload) -> Preview:
@@ -93,18 +94,17 @@ def plan_upload(settings: Settings, store: EtcdStore, upload: Upload) -> Preview
         sync_prefix=settings.sync_prefix,
     )
     actual = view.state
-    reusable = find_reusable(upload.files, actual, prefix=settings.prefix)
-    assembly = assemble(
-        upload.files,
-        upload.problems,
-        actual,
-        prefix=settings.prefix,
-        desire=functools.partial(render_file, settings),
-        strict=settings.strict,
-        reusable=reusable,
+    unchanged = unchanged_in_etcd(upload.files, actual, prefix=settings.prefix)
+    parsed = {
+        (source.name, source.sha256): _render(settings, source)
+        for source in upload.files
+        if source.name not in unchanged
+    }
+    assembly = desired_state(
+        upload.files, upload.problems, actual, parsed=parsed, unchanged=unchanged, strict=settings.strict
     )
-    compared = assembly.desired.capabilities.keys() - {capability.id for capability in reusable.values()}
-    planned = plan_against(settings, store, view, assembly.desired, compared)
+    compared = assembly.desired.capabilities.keys() - {capability.id for capability in unchanged.values()}
+    planned = reconcile_against(settings, store, view, assembly.desired, compared)
     return Preview(
         revision=actual.revision,
         changes=tuple(
@@ -129,3 +129,8 @@ def _refused(planned: Plan, settings: Settings) -> tuple[str, ...]:
             f"or damaged; it vouches for nothing): {printable(', '.join(planned.unproven))}"
         )
     return tuple(refused)
+
+
+def _render(settings: Settings, source: SourceFile) -> Rendered:
+    """An uploaded file's capability, or what is wrong with it (its content is in memory)."""
+    return read_and_render(settings, lambda uploaded: uploaded, source)

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Final, Literal, TextIO
 from gitops_sync.errors import StoreAccessDenied, StoreError, StoreUnavailable
 from gitops_sync.model.keys import split_capability_key
 from gitops_sync.model.plans import Plan
-from gitops_sync.service.syncing import CycleReport, Syncer, check_directory, source_for
+from gitops_sync.service.engine import Engine
+from gitops_sync.service.manifests import check_directory, source_for
+from gitops_sync.service.reports import CycleReport
+from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore
 
@@ -104,7 +107,7 @@ def sync_once(
     """One cycle; with webhooks, their events are sent before it returns (for a bounded time)."""
     connect(store)
     listener = observers.listener if observers is not None else None
-    report = Syncer(settings, store, listener=listener).run_cycle(last=True)
+    report = Engine(settings, store, one_shot=True, listener=listener).run_cycle(Trigger.full())
     if settings.dry_run:
         print_plan(report, out)
     return ExitCode.OK if report.ok else ExitCode.INVALID
@@ -139,11 +142,11 @@ def watch_changes(
 
     listener = observers.listener if observers is not None else None
     watcher = Watcher(
-        Syncer(settings, store, listener=listener), role=observers.role if observers is not None else None
+        settings, store, listener=listener, role=observers.role if observers is not None else None
     )
     if serve is None or observers is None or observers.metrics is None:
         return ExitCode(watcher.run())
-    with serve(observers.observed(store, lambda: watcher.running, watcher.syncer.source)):
+    with serve(observers.observed(store, lambda: watcher.running, watcher.engine.source)):
         return ExitCode(watcher.run())
 
 

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from gitops_sync.model.keys import leader_key, status_key
+from gitops_sync.model.problems import problem_json
 from gitops_sync.service.leading import Role
 from gitops_sync.service.outcomes import CycleOutcome
-from gitops_sync.service.syncing import problem_json
 from gitops_sync.store.etcd import EtcdStore
 
 PROBLEMS_SHOWN: Final = 1000

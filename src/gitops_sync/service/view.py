@@ -1,17 +1,19 @@
 """etcd as this service last read it, kept current with the service's own writes.
 
-Between reads, a watch-mode cycle plans against this view: the registry watch tells the loop when
+Between reads, a watch-mode cycle reconciles against this view: the registry watch tells the loop when
 anyone else wrote, and then the next cycle reads etcd again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, KeysView, Mapping
+from collections.abc import Iterable, KeysView, Mapping, Set
 
-from gitops_sync.core.planning import keys_by_id
+from gitops_sync.core.reconciling import Policy, PrunePolicy, keys_by_id, reconcile
 from gitops_sync.model.keys import managed_prefix, split_capability_key
-from gitops_sync.model.plans import Change
+from gitops_sync.model.plans import Change, DesiredState, Plan
 from gitops_sync.model.registry import KeyState, RegistryState
+from gitops_sync.settings import Settings
+from gitops_sync.store.etcd import EtcdStore
 
 
 class RegistryView:
@@ -81,3 +83,37 @@ class RegistryView:
             self._counts[parts[0]] = count
         else:
             del self._counts[parts[0]]
+
+
+def policy_for(settings: Settings, commit: str | None = None) -> Policy:
+    """The policy of every plan these settings make; records carry ``commit``."""
+    return Policy(
+        prefix=settings.prefix,
+        sync_prefix=settings.sync_prefix,
+        prune=PrunePolicy(settings.prune, settings.max_prune, settings.allow_empty),
+        commit=commit,
+    )
+
+
+def reconcile_against(
+    settings: Settings,
+    store: EtcdStore,
+    view: RegistryView,
+    desired: DesiredState,
+    compare: Set[str],
+    *,
+    commit: str | None = None,
+) -> Plan:
+    """:func:`reconcile` against etcd as ``view`` holds it, comparing only the desired capabilities
+    ``compare`` (etcd holds the others unchanged), its records naming ``commit``. The values it
+    compares with are read first, where the view has only their keys; nothing is written."""
+    capabilities = desired.capabilities
+    keys = view.without_values(
+        key
+        for capability_id in compare
+        if (values := capabilities[capability_id].values) is not None
+        for key in values
+    )
+    if keys:
+        view.fill(keys, store.values(keys, per_request=settings.max_txn_ops))
+    return reconcile(desired, view.state, policy_for(settings, commit), only=compare, present=view.present)

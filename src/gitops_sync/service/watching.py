@@ -23,12 +23,17 @@ import tenacity
 
 from gitops_sync.errors import SourceUnavailable, StoreAccessDenied, StoreUnavailable
 from gitops_sync.service import parsing
+from gitops_sync.service.engine import Engine
 from gitops_sync.service.file_events import FileEvents
 from gitops_sync.service.leading import Leadership, Role
-from gitops_sync.service.outcomes import Trigger
+from gitops_sync.service.outcomes import CycleListener
 from gitops_sync.service.registry_events import RegistryEvents
+from gitops_sync.service.reports import CycleReport
 from gitops_sync.service.signals import StopOnSignals
-from gitops_sync.service.syncing import CycleReport, Syncer
+from gitops_sync.service.triggers import Cause, Trigger
+from gitops_sync.settings import Settings
+from gitops_sync.sources.origins import Source
+from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
 
@@ -42,28 +47,42 @@ class Watcher:
 
     def __init__(
         self,
-        syncer: Syncer,
+        settings: Settings,
+        store: EtcdStore,
+        source: Source | None = None,
+        *,
+        listener: CycleListener | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         role: Role | None = None,
     ) -> None:
-        """``role``: kept up to date with whether this replica leads or stands by."""
-        settings = syncer.settings
-        self.syncer = syncer
+        """``listener``: told what each cycle did. ``role``: kept up to date with whether this
+        replica leads or stands by."""
+        self.settings = settings
         self.stop = stop or threading.Event()
-        syncer.store.stop_on(self.stop)  # a stop cuts requests in flight and their retries short
+        store.stop_on(self.stop)  # a stop cuts requests in flight and their retries short
         self.wake = threading.Event()
-        source = syncer.source
+        self.registry = RegistryEvents(store, settings.prefix, self.wake)
+        self.leadership = Leadership(store, settings.sync_prefix, settings.lease_ttl, self.wake, role)
+        self._fence: Fence | None = None
+        """The fence of the leadership term the cycle in flight runs in."""
+        self.engine = Engine(
+            settings,
+            store,
+            source,
+            one_shot=False,
+            listener=listener,
+            fence=lambda: self._fence,
+            on_commit=self.registry.note_own,
+        )
+        source = self.engine.source
         self.files = FileEvents(source.directory, self.wake, self.stop) if source.file_events else None
         source.attach(self.wake)
-        self.registry = RegistryEvents(syncer.store, settings.prefix, self.wake)
-        self.leadership = Leadership(syncer.store, settings.sync_prefix, settings.lease_ttl, self.wake, role)
-        syncer.on_commit = self.registry.note_own
         self._outage: str | None = None
         self._clock = clock
         self._last_full = -math.inf
         """When the last full cycle (every file, all of etcd) started, by the monotonic clock."""
-        self._trigger: Trigger | None = "start"
+        self._cause: Cause | None = "start"
         """What started the cycle in the making, kept through an outage until it completes."""
         self._running = False
 
@@ -74,9 +93,9 @@ class Watcher:
 
     def run(self) -> int:
         """Sync until SIGINT/SIGTERM (or ``stop``); returns the exit code."""
-        settings = self.syncer.settings
+        settings = self.settings
         log.info("Starting watch mode (interval: %gs)", settings.interval)
-        log.info("Watching: %s", self.syncer.source.label)
+        log.info("Watching: %s", self.engine.source.label)
         log.info("Press Ctrl+C to stop")
         if self.files is not None:
             self.files.start()
@@ -115,27 +134,28 @@ class Watcher:
         # Every --interval a cycle reads every file and all of etcd again, however often events
         # woke the loop in between: the level-based safety net for whatever an event missed.
         started = self._clock()
-        full = not woken or started - self._last_full >= self.syncer.settings.interval
+        full = not woken or started - self._last_full >= self.settings.interval
         if full:
             self._last_full = started
-        self.syncer.fence = fence
-        trigger = self._trigger = self._trigger or _trigger(
+        self._fence = fence
+        cause = self._cause = self._cause or _cause(
             woken=woken,
             files=changed_files is None or bool(changed_files),
             registry=registry_changed,
             git=self.files is None,  # a Git remote wakes the loop for a push (hook) or its poll
         )
+        trigger = (
+            Trigger.full(cause)
+            if full
+            else Trigger(cause, changed_files, registry_quiet=not registry_changed)
+        )
         log.log(logging.DEBUG if self._outage else logging.INFO, "--- Sync cycle starting ---")
         try:
-            report = self.syncer.run_cycle(
-                changed_files=None if full else changed_files,
-                registry_unchanged=not full and not registry_changed,
-                trigger=trigger,
-            )
+            report = self.engine.run_cycle(trigger)
         finally:
             if self.files is not None:
                 self.files.follow_replacement()
-        self._trigger = None
+        self._cause = None
         self.registry.follow(report.revision)
         if self._outage:
             log.info("Recovered: the sync cycle completed again")
@@ -144,8 +164,8 @@ class Watcher:
 
     def _idle(self) -> None:
         """Wait for a wake-up or the interval; or for the source's retry, which wakes the loop."""
-        interval = self.syncer.settings.interval
-        retry = self.syncer.source.due_in()
+        interval = self.settings.interval
+        retry = self.engine.source.due_in()
         if retry is None or retry >= interval:
             self.wake.wait(interval)
         elif not self.wake.wait(retry):
@@ -168,7 +188,7 @@ class Watcher:
 
     def _pause(self, seconds: float) -> None:
         """Back off, but wake for a file change, a stop, or the end of the interval."""
-        self.wake.wait(min(seconds, self.syncer.settings.interval))
+        self.wake.wait(min(seconds, self.settings.interval))
 
     def _note_outage(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -178,7 +198,7 @@ class Watcher:
             self._outage = kind
 
 
-def _trigger(*, woken: bool, files: bool, registry: bool, git: bool) -> Trigger:
+def _cause(*, woken: bool, files: bool, registry: bool, git: bool) -> Cause:
     """What woke the loop: a file event, else a change in etcd, else the Git remote; nothing: the
     interval ran out."""
     if woken and files:
@@ -188,8 +208,3 @@ def _trigger(*, woken: bool, files: bool, registry: bool, git: bool) -> Trigger:
     if woken and git:
         return "git"
     return "interval"
-
-
-def watch(syncer: Syncer, stop: threading.Event | None = None) -> int:
-    """Run watch mode until stopped; returns the exit code."""
-    return Watcher(syncer, stop).run()

@@ -34,9 +34,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from gitops_sync import __version__
-from gitops_sync.model.problems import Problem
+from gitops_sync.model.problems import Problem, problem_json
 from gitops_sync.service.outcomes import CycleOutcome
-from gitops_sync.service.syncing import problem_json
 
 log = logging.getLogger("gitops-sync")
 

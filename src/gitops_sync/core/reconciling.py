@@ -1,7 +1,7 @@
-"""Plan the changes that bring etcd to the desired state, with every safety rule on deletions.
+"""Reconcile: the changes that bring etcd to the desired state, with every safety rule on deletions.
 
-``plan(desired, actual, ...)`` is purely computational: applying its changes and planning again
-gives an empty plan (the property tests check exactly that).
+:func:`reconcile` is a pure function: it reads its arguments, mutates nothing, and applying its
+plan then reconciling again gives an empty plan (the property tests check exactly that).
 """
 
 from __future__ import annotations
@@ -38,30 +38,38 @@ class PrunePolicy:
     allow_empty: bool = False
 
 
-def plan(
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Where the keys live and what a plan may do: the settings that shape every plan."""
+
+    prefix: str
+    sync_prefix: str
+    prune: PrunePolicy = PrunePolicy()
+    commit: str | None = None
+    """The Git commit the files are at; each record written carries it."""
+
+
+def reconcile(
     desired: DesiredState,
     actual: RegistryState,
+    policy: Policy,
     *,
-    prefix: str,
-    sync_prefix: str,
-    prune: PrunePolicy,
     only: Set[str] | None = None,
     present: Set[str] | None = None,
-    commit: str | None = None,
 ) -> Plan:
     """The changes, one per capability, that make ``actual`` match ``desired``.
 
     ``only``: the desired ids that may differ from ``actual``, when the caller knows that all others
-    hold exactly their desired values (they did after its last cycle, and nobody wrote since).
+    are unchanged (etcd holds them as desired).
     ``present``: the ids with a key under the prefix, when the caller keeps them up to date;
     otherwise they are found among all keys of ``actual``.
-    ``commit``: the Git commit the files are at; each record written carries it.
     """
+    prefix, sync_prefix, prune = policy.prefix, policy.sync_prefix, policy.prune
     considered = desired.capabilities.keys() if only is None else only & desired.capabilities.keys()
     changes = [
         change
         for capability_id in sorted(considered)
-        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix, commit))
+        if (change := _upsert(desired.capabilities[capability_id], actual, sync_prefix, policy.commit))
     ]
     unchanged = desired.capabilities.keys() - {change.capability_id for change in changes}
 
