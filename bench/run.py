@@ -13,9 +13,9 @@ measures, as medians over the runs:
   ``gitops-sync`` command a user runs, process start included; and a warm restart after a write to
   an unrelated key, which the service cannot tell from a write that matters;
 - a no-op watch cycle, in process: after a full cycle, one file is touched (new timestamps, same
-  content) and ``Syncer.run_cycle(changed_files={name}, registry_unchanged=True)`` runs, as the
+  content) and ``Engine.run_cycle(Trigger.files_changed({name}, registry_quiet=True))`` runs, as the
   watch loop runs it on that file event; and the ``--interval`` resync with nothing changed,
-  ``Syncer.run_cycle()``, which reads every file and all of etcd;
+  ``Engine.run_cycle(Trigger.full())``, which reads every file and all of etcd;
 - in watch mode, one edited file until its new version is readable in etcd (p50, p99), and 100
   files edited at once until all are; and the PSS of the watching process once settled (with
   ``--http``: serving HTTP and sending a webhook per edit to a receiver in this process);
@@ -398,25 +398,15 @@ class Session:
         """Watch-mode cycles in this process with nothing to do, after one full cycle: woken by a
         file event for a file touched but not changed, with a quiet registry (nobody writes here);
         and the ``--interval`` resync, which looks at every file and reads all of etcd."""
-        from gitops_sync.service.syncing import Syncer  # noqa: PLC0415 - only here
-
         settings, store = service_objects(self.sync_command[1:])
-        told = "changed_files" in inspect.signature(Syncer.run_cycle).parameters
         with quiet_service_log():
             try:
-                syncer = Syncer(settings, store)
-                syncer.run_cycle()
-
-                def on_file_event(path: Path) -> Any:
-                    if told:
-                        return syncer.run_cycle(changed_files={path.name}, registry_unchanged=True)
-                    return syncer.run_cycle(registry_unchanged=True)  # a version that looks at every file
-
+                on_file_event, resync = in_process_cycles(settings, store)
                 noop = self.touch_and_time(on_file_event, NOOP_CALLS)
-                resync = self.touch_and_time(lambda _path: syncer.run_cycle(), NOOP_CALLS // 4)
+                resync_times = self.touch_and_time(lambda _path: resync(), NOOP_CALLS // 4)
             finally:
                 store.close()
-        return noop, resync
+        return noop, resync_times
 
     def touch_and_time(self, cycle: Callable[[Path], Any], calls: int) -> list[float]:
         """Seconds each of ``calls`` cycles takes after a random manifest is touched (new timestamps,
@@ -739,6 +729,30 @@ def wait_visible(client: Any, expected: dict[str, str], timeout: float, started:
         if remaining:
             time.sleep(POLL_EVERY)
     return time.perf_counter() - started
+
+
+def in_process_cycles(settings: Any, store: Any) -> tuple[Callable[[Path], Any], Callable[[], Any]]:
+    """After one full cycle, the cycle watch mode runs on a file event with a quiet registry, and
+    the ``--interval`` resync; in whichever engine ``gitops_sync`` is (this one, or the ``Syncer``
+    of commits before the engine redesign, for interleaved comparisons)."""
+    try:
+        from gitops_sync.service.engine import Engine  # noqa: PLC0415 - only here
+        from gitops_sync.service.triggers import Trigger  # noqa: PLC0415
+    except ImportError:
+        from gitops_sync.service.syncing import Syncer  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        syncer = Syncer(settings, store)
+        syncer.run_cycle()
+        return (
+            lambda path: syncer.run_cycle(changed_files={path.name}, registry_unchanged=True),
+            syncer.run_cycle,
+        )
+    engine = Engine(settings, store, one_shot=False)
+    engine.run_cycle(Trigger.full())
+    return (
+        lambda path: engine.run_cycle(Trigger.files_changed({path.name}, registry_quiet=True)),
+        lambda: engine.run_cycle(Trigger.full("interval")),
+    )
 
 
 def service_objects(arguments: Sequence[str]) -> tuple[Any, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import subprocess
@@ -10,12 +11,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import TypeVar
 
 import etcd3
 import pytest
 
+from gitops_sync.model.registry import RegistryState
+from gitops_sync.service import parsing
+from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +34,9 @@ CHORA_BASE_VARIABLE = "CHORA_BASE_CORPUS"
 CHORA_BASE_BESIDE = ROOT.parent / "shared" / "fixtures" / "chora-base" / "capabilities"
 """Where CI checks the real corpus out, beside the repository."""
 PREFIX = "/chora/capabilities/"
+REGISTRY = "chora.platform.config_store"
+"""An example: a service at 1.4.0 that others require at ^1.0.0 and ^1.2.0."""
+COUNT = len(EXAMPLE_IDS)
 LONG_AFTER_NS = 10 * 10**9
 """For ``scanning.RACY_NS``: scan as if long after the files were written, so the scanner trusts
 their status from then on (a file changed just now is read again at every scan)."""
@@ -212,3 +220,37 @@ def requirement(target: str, version: str = "*", relationship: str | None = None
     """One entry of ``dc_relation.requires`` for :func:`manifest_text`."""
     named = f"      relationship: {relationship}\n" if relationship is not None else ""
     return f"    - capability: {target}\n      version: '{version}'\n{named}"
+
+
+class CountingStore(EtcdStore):
+    """A store that counts its full reads of etcd."""
+
+    reads = 0
+
+    def read(self, prefix: str, sync_prefix: str) -> RegistryState:
+        self.reads += 1
+        return super().read(prefix, sync_prefix)
+
+
+def many_copies(capabilities: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """The examples and 29 renamed copies of them (240 files): parsed by one worker and this
+    process; returns how many files there are."""
+    monkeypatch.setattr(parsing, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    return COUNT + renamed_copies(capabilities, 29)
+
+
+def files_read(monkeypatch: pytest.MonkeyPatch) -> Synchronized[int]:
+    """How many times a manifest file is opened from now on, by this process or its workers
+    (forked, they inherit the count, kept in shared memory)."""
+    reads = multiprocessing.get_context("fork").Value("i", 0)
+    real_open = os.open
+
+    def counting_open(path: str | Path, flags: int, *args: int) -> int:
+        if str(path).endswith(".yaml"):
+            with reads.get_lock():
+                reads.value += 1
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", counting_open)
+    return reads

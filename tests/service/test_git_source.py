@@ -17,7 +17,6 @@ import etcd3
 import pytest
 from git_support import MANIFESTS, REGISTRY, Remote, git, gpg_key, http_server, signing_key
 
-from gitops_sync.service.syncing import Syncer
 from gitops_sync.service.watching import Watcher
 from gitops_sync.settings import EtcdConnection, GitRemote, Settings
 from gitops_sync.sources.remotes import GitSource
@@ -370,8 +369,7 @@ def watching(etcd_server: EtcdProcess, remote: Remote, tmp_path: Path) -> Iterat
     source = GitSource(remote_settings, settings.interval)
     stop = threading.Event()
     with EtcdStore(settings.etcd) as store:
-        syncer = Syncer(settings, store, source)
-        thread = threading.Thread(target=Watcher(syncer, stop).run, name="git-watch")
+        thread = threading.Thread(target=Watcher(settings, store, source, stop=stop).run, name="git-watch")
         thread.start()
         try:
             yield source

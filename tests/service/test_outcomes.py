@@ -10,8 +10,9 @@ import etcd3
 import pytest
 
 from gitops_sync.errors import StoreUnavailable
+from gitops_sync.service.engine import Engine
 from gitops_sync.service.outcomes import CycleOutcome, Listeners
-from gitops_sync.service.syncing import Syncer
+from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess, free_port
@@ -43,14 +44,14 @@ def settings(etcd_server: EtcdProcess, capabilities: Path, etcd: etcd3.MultiEndp
 def test_each_cycle_tells_what_it_did(settings: Settings, etcd: etcd3.MultiEndpointEtcd3Client) -> None:
     recording = Recording()
     with EtcdStore(settings.etcd) as store:
-        syncer = Syncer(settings, store, listener=Listeners([Failing(), recording]))
-        syncer.run_cycle()
+        engine = Engine(settings, store, one_shot=False, listener=Listeners([Failing(), recording]))
+        engine.run_cycle(Trigger.full())
         manifest = settings.capabilities / f"{REGISTRY}.yaml"
         manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.5.0"))
-        syncer.run_cycle(trigger="files")
+        engine.run_cycle(Trigger.full("files"))
         etcd.put(f"{PREFIX}chora.platform.conventions/version", "0.0.1")
-        syncer.run_cycle(trigger="drift")
-        syncer.run_cycle(trigger="interval")
+        engine.run_cycle(Trigger.full("drift"))
+        engine.run_cycle(Trigger.full("interval"))
 
     start, edit, drift, idle = recording.outcomes
     assert (start.trigger, start.result, len(start.created), start.errors) == ("start", "applied", 8, 0)
@@ -70,11 +71,13 @@ def test_each_cycle_tells_what_it_did(settings: Settings, etcd: etcd3.MultiEndpo
 def test_a_refused_prune_says_why(settings: Settings) -> None:
     recording = Recording()
     with EtcdStore(settings.etcd) as store:
-        Syncer(settings, store).run_cycle()
+        Engine(settings, store, one_shot=False).run_cycle(Trigger.full())
         for path in settings.capabilities.glob("*.yaml"):
             path.unlink()
-        Syncer(settings, store, listener=recording).run_cycle()
-        Syncer(dataclasses.replace(settings, prune=False), store, listener=recording).run_cycle()
+        Engine(settings, store, listener=recording, one_shot=False).run_cycle(Trigger.full())
+        Engine(
+            dataclasses.replace(settings, prune=False), store, listener=recording, one_shot=False
+        ).run_cycle(Trigger.full())
     empty, disabled = recording.outcomes
     assert empty.prune_refused == "empty"
     assert empty.prune_refusal is not None
@@ -89,7 +92,7 @@ def test_a_cycle_that_cannot_reach_etcd_is_told_as_failed(capabilities: Path) ->
         capabilities=capabilities, etcd=EtcdConnection((("127.0.0.1", free_port()),), timeout=0.5)
     )
     with EtcdStore(settings.etcd) as store, pytest.raises(StoreUnavailable):
-        Syncer(settings, store, listener=recording).run_cycle(trigger="interval")
+        Engine(settings, store, listener=recording, one_shot=False).run_cycle(Trigger.full("interval"))
     (failed,) = recording.outcomes
     assert (failed.trigger, failed.result) == ("interval", "failed")
     assert failed.error is not None
@@ -102,8 +105,8 @@ def test_the_status_keeps_the_last_cycle_but_a_cycle_that_changed_nothing_writes
     manifest = settings.capabilities / f"{REGISTRY}.yaml"
     manifest.write_text(manifest.read_text().replace("dc_title:", "dc_title: [", 1))
     with EtcdStore(settings.etcd) as store:
-        syncer = Syncer(settings, store)
-        syncer.run_cycle()
+        engine = Engine(settings, store, one_shot=False)
+        engine.run_cycle(Trigger.full())
         status = json.loads(value_of(etcd, "/chora/sync/status") or b"")
         assert status["last_cycle"]["trigger"] == "start"
         assert status["last_cycle"]["created"] == 7
@@ -114,6 +117,6 @@ def test_the_status_keeps_the_last_cycle_but_a_cycle_that_changed_nothing_writes
         assert status["problem_count"] == len(status["problems"]) == 3  # and two dependents warned
         before = keys_under(etcd, "/chora/")
 
-        syncer.run_cycle(trigger="interval")
-        Syncer(settings, store).run_cycle()  # a restart
+        engine.run_cycle(Trigger.full("interval"))
+        Engine(settings, store, one_shot=False).run_cycle(Trigger.full())  # a restart
         assert keys_under(etcd, "/chora/") == before

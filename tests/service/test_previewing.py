@@ -14,8 +14,10 @@ import etcd3
 import pytest
 
 from gitops_sync.model.problems import Problem
+from gitops_sync.service.engine import Engine
+from gitops_sync.service.manifests import check_directory
 from gitops_sync.service.previewing import PlannedChange, Preview, plan_upload, validate_upload
-from gitops_sync.service.syncing import Syncer, check_directory
+from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.sources.unpacking import unpack
 from gitops_sync.store.etcd import EtcdStore
@@ -110,7 +112,9 @@ def test_a_changed_tarball_gives_the_plan_of_a_dry_run_and_writes_nothing(
     before = keys_under(etcd, "/chora/")
     with EtcdStore(settings.etcd) as store:
         preview = plan_upload(settings, store, unpack(tarball(changed), "application/gzip"))
-        dry = Syncer(settings_for(etcd_server, changed, dry_run=True), store).run_cycle(last=True)
+        dry = Engine(settings_for(etcd_server, changed, dry_run=True), store, one_shot=True).run_cycle(
+            Trigger.full()
+        )
     assert keys_under(etcd, "/chora/") == before
 
     assert preview.changes == (
@@ -276,7 +280,9 @@ def test_a_plan_reports_the_problems_of_the_upload(
     settings = settings_for(etcd_server, changed)
     with EtcdStore(settings.etcd) as store:
         preview = plan_upload(settings, store, unpack(tarball(changed), "application/gzip"))
-        dry = Syncer(settings_for(etcd_server, changed, dry_run=True), store).run_cycle(last=True)
+        dry = Engine(settings_for(etcd_server, changed, dry_run=True), store, one_shot=True).run_cycle(
+            Trigger.full()
+        )
     assert preview.problems == dry.problems
     assert [(p.source, p.line, p.severity) for p in preview.problems] == [
         (f"{EVENT_BUS}.yaml", 8, "error"),

@@ -16,7 +16,8 @@ import pytest
 
 from gitops_sync.errors import StoreConflict
 from gitops_sync.model.plans import Change
-from gitops_sync.service.syncing import Syncer
+from gitops_sync.service.engine import Engine
+from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore, Fence
 from gitops_sync.testing import EtcdCluster, EtcdProcess, plain_client, raft_leader, seconds_until_held
@@ -156,7 +157,7 @@ def test_a_concurrent_writer_is_detected_and_git_wins(
             return super().commit(changes, fence)
 
     with RacedStore(connection) as store:
-        report = Syncer(settings, store).run_cycle(last=last)
+        report = Engine(settings, store, one_shot=last).run_cycle(Trigger.full())
 
     assert "Conflict (attempt 1 of 3)" in caplog.text
     assert report.synced == COUNT
@@ -189,7 +190,7 @@ def test_with_many_transactions_in_flight_one_lost_race_redoes_only_its_own(
             return super().commit(changes, fence)
 
     with RacedStore(connection) as store:
-        report = Syncer(settings, store).run_cycle()
+        report = Engine(settings, store, one_shot=False).run_cycle(Trigger.full())
 
     assert caplog.text.count("Conflict (attempt 1 of 3)") == 1
     assert report.synced == count

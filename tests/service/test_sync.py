@@ -9,7 +9,8 @@ from pathlib import Path
 import etcd3
 import pytest
 
-from gitops_sync.service.syncing import Syncer
+from gitops_sync.service.engine import Engine
+from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess
@@ -83,12 +84,14 @@ def test_restart_takes_unchanged_manifests_from_etcd_without_parsing(
     connection = EtcdConnection(endpoints=(("127.0.0.1", etcd_server.client_port),))
     settings = Settings(capabilities=capabilities, etcd=connection)
     with EtcdStore(connection) as store:
-        Syncer(settings, store).run_cycle()
+        Engine(settings, store, one_shot=False).run_cycle(Trigger.full())
         (capabilities / f"{REGISTRY}.yaml").write_text(
             (capabilities / f"{REGISTRY}.yaml").read_text().replace("1.4.0", "1.5.0", 1)
         )
         with caplog.at_level(logging.DEBUG, logger="gitops-sync"):
-            report = Syncer(settings, store).run_cycle()  # a new process would start like this
+            report = Engine(settings, store, one_shot=False).run_cycle(
+                Trigger.full()
+            )  # a new process would start like this
 
     assert f"{COUNT - 1} manifest(s) taken unchanged from etcd without parsing" in caplog.text
     assert report.synced == 1

@@ -269,3 +269,24 @@ def test_a_symlink_loop_is_a_problem_of_its_own_not_a_crash(tmp_path: Path) -> N
         f"{name}: error: is a symlink loop; point it at a manifest file"
         for name in ("a.yaml", "b.yaml", "c.yaml")
     ]
+
+
+def test_the_scanner_reads_a_file_again_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.yaml").write_text("a: 1\n")
+    (tmp_path / "b.yaml").write_text("b: 1\n")
+    scanner = Scanner(tmp_path)
+    with monkeypatch.context() as later:  # a file written just now is read again: scan long after
+        later.setattr(scanning, "RACY_NS", -LONG_AFTER_NS)
+        first = scanner.scan()
+    opened = files_opened(monkeypatch)
+    assert scanner.scan() == first
+    assert opened == []
+
+    (tmp_path / "b.yaml").write_text("b: 2\n")  # same size, new content
+    second = scanner.scan()
+    assert opened == ["b.yaml"]
+    scanner.scan()
+    assert opened == ["b.yaml", "b.yaml"]  # written just now: racy, so read again
+    assert [f.sha256 for f in second.files] == [first.files[0].sha256, hashlib.sha256(b"b: 2\n").hexdigest()]
