@@ -11,8 +11,7 @@ from pathlib import Path
 import etcd3
 import pytest
 
-from gitops_sync.service import engine as engine_module
-from gitops_sync.service import parsing
+from gitops_sync.service import collector, parsing
 from gitops_sync.service.engine import Engine
 from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import Settings
@@ -119,11 +118,11 @@ def test_a_cycle_that_leaves_many_objects_freezes_them_and_no_others(
 ) -> None:
     """Frozen, what a big cycle built is never walked by the collector again; a small cycle's
     objects stay with the collector (they may turn into reference cycles later)."""
-    monkeypatch.setattr(engine_module, "LONG_LIVED", 1_000)
+    monkeypatch.setattr(collector, "LONG_LIVED", 1_000)
     gc.collect()
     try:
         frozen = gc.get_freeze_count()
-        with engine_module.collector_paused():
+        with collector.collector_paused():
             kept = [Kept() for _ in range(made)]
         assert gc.isenabled()
         assert (gc.get_freeze_count() - frozen >= made) == (made > 1_000)
@@ -133,9 +132,9 @@ def test_a_cycle_that_leaves_many_objects_freezes_them_and_no_others(
 
 
 def test_frozen_objects_are_still_freed_when_no_longer_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine_module, "LONG_LIVED", 1_000)
+    monkeypatch.setattr(collector, "LONG_LIVED", 1_000)
     try:
-        with engine_module.collector_paused():
+        with collector.collector_paused():
             kept = [Kept() for _ in range(2_000)]
         watched = weakref.ref(kept[0])
         del kept

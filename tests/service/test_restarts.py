@@ -13,8 +13,7 @@ import pytest
 
 from gitops_sync.core import rendering
 from gitops_sync.model.sources import SourceFile
-from gitops_sync.service import engine as engine_module
-from gitops_sync.service import parsing, reports
+from gitops_sync.service import parsing, recording, reports
 from gitops_sync.service.engine import Engine
 from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import Settings
@@ -151,7 +150,7 @@ def test_after_an_upgrade_that_renders_differently_a_restart_renders_everything_
     with EtcdStore(settings.etcd) as store:
         Engine(settings, store, one_shot=False).run_cycle(Trigger.full())
     capability_keys = keys_under(etcd, PREFIX)
-    for module in (rendering, engine_module):
+    for module in (rendering, recording):
         monkeypatch.setattr(module, "RENDERING", rendering.RENDERING + 1)
     parsed: list[str] = []
     real = parsing.render_file

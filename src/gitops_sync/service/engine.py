@@ -8,25 +8,22 @@ Each step is a method named after it; what a cycle remembers for the next is in 
 
 from __future__ import annotations
 
-import gc
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import CancelledError, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from gitops_sync import __version__
 from gitops_sync.core.assembling import Assembly, Parsed, assemble, with_relation_problems
 from gitops_sync.core.batching import batches
-from gitops_sync.core.rendering import RENDERING
-from gitops_sync.core.unchanged import Known, Mark, digest, files_digest, may_differ, unchanged_in_etcd
+from gitops_sync.core.unchanged import Known, Mark, files_digest, may_differ, unchanged_in_etcd
 from gitops_sync.errors import GitOpsSyncError, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
 from gitops_sync.model.registry import KeyState, RegistryState
 from gitops_sync.service.cache import CycleCache
+from gitops_sync.service.collector import collector_paused
 from gitops_sync.service.cycle_log import CycleLog
 from gitops_sync.service.manifests import source_for
 from gitops_sync.service.outcomes import CycleListener, CycleOutcome
@@ -36,7 +33,7 @@ from gitops_sync.service.parsing import (
     render_in_parallel,
     scan_and_render_in_parallel,
 )
-from gitops_sync.service.recording import StatusRecorder, recorded
+from gitops_sync.service.recording import StatusRecorder, recorded, settings_digest
 from gitops_sync.service.reports import CycleReport, failure_outcome, mark_of, outcome_of, restored
 from gitops_sync.service.triggers import Trigger
 from gitops_sync.service.view import RegistryView, reconcile_against
@@ -52,26 +49,6 @@ MAX_ATTEMPTS: Final = 3
 """Reconciles per cycle when transactions keep losing to a concurrent writer."""
 IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way."""
-LONG_LIVED: Final = 50_000
-"""Objects the collector tracks that a cycle may leave behind before they are frozen (see
-:func:`collector_paused`)."""
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection meanwhile; what a cycle throws away is freed by reference
-    counting as before, and the rare reference cycle once the cycle is over. A cycle that leaves
-    more than :data:`LONG_LIVED` objects (a start, a big checkout) freezes them, so the collector
-    never walks them again; frozen objects are freed as ever once unused."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            if gc.get_count()[0] >= LONG_LIVED:  # tracked objects made, less those freed, meanwhile
-                gc.freeze()
-            gc.enable()
 
 
 def no_fence() -> Fence | None:
@@ -464,18 +441,3 @@ class Engine:
             if self._cache.view is not None:
                 self._cache.view.set_status(value, revision)
         self._log.complete(report, run.trigger.cause)
-
-
-def settings_digest(settings: Settings) -> str:
-    """The settings that decide what a cycle writes and reports, for :class:`Mark`."""
-    return digest(
-        [
-            __version__,
-            str(RENDERING),
-            *(
-                str(getattr(settings, name))
-                for name in ("prefix", "sync_prefix", "strict", "prune", "max_prune", "allow_empty")
-            ),
-            str(settings.max_txn_bytes),
-        ]
-    )

@@ -9,14 +9,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-from gitops_sync.core.rendering import to_json
-from gitops_sync.core.unchanged import Mark
+from gitops_sync import __version__
+from gitops_sync.core.rendering import RENDERING, to_json
+from gitops_sync.core.unchanged import Mark, digest
 from gitops_sync.errors import StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.problems import problem_json
 from gitops_sync.model.registry import KeyState
 from gitops_sync.service.reports import CycleReport
 from gitops_sync.service.triggers import Cause
+from gitops_sync.settings import Settings
 from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
@@ -131,3 +133,18 @@ def recorded(state: KeyState | None) -> dict[str, object] | None:
 def _lasting(status: Mapping[str, object]) -> dict[str, object]:
     """A status without when and by which cycle it was written, and without its mark."""
     return {key: value for key, value in status.items() if key not in _PASSING}
+
+
+def settings_digest(settings: Settings) -> str:
+    """The settings that decide what a cycle writes and reports, for :class:`Mark`."""
+    return digest(
+        [
+            __version__,
+            str(RENDERING),
+            *(
+                str(getattr(settings, name))
+                for name in ("prefix", "sync_prefix", "strict", "prune", "max_prune", "allow_empty")
+            ),
+            str(settings.max_txn_bytes),
+        ]
+    )
