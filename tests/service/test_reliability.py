@@ -78,6 +78,19 @@ class ConsistencyReader(threading.Thread):
                 break
 
 
+DEBUG = {"LOG_LEVEL": "DEBUG"}
+"""Watch mode logs each retry through an outage at DEBUG only."""
+
+
+def retries_go_by(service: ServiceProcess, retries: int) -> None:
+    """Wait until the service (logging at DEBUG) has tried ``retries`` more cycles."""
+    started = service.count(CYCLE_STARTING)
+    service.wait_for_log(CYCLE_STARTING, times=started + retries, timeout=60)
+
+
+CYCLE_STARTING = "--- Sync cycle starting ---"
+
+
 @pytest.fixture
 def private_etcd(tmp_path: Path) -> Iterator[EtcdProcess]:
     server = EtcdProcess(tmp_path / "etcd").start()
@@ -101,6 +114,7 @@ def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
             "1",
             "--etcd-endpoints",
             private_etcd.endpoint,
+            env=DEBUG,
         )
         service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=20)
         reader.start()
@@ -108,12 +122,13 @@ def test_an_etcd_outage_is_ridden_out_and_logged_once_each_way(
         private_etcd.stop()
         for capability_id in (REGISTRY, "chora.devex.service_template", "chora.observability.alert_router"):
             bump(capabilities, capability_id, "1.3.0")
-        time.sleep(10)  # the outage the service must ride out
+        service.wait_for_log("retrying with back-off until it recovers", timeout=20)
+        retries_go_by(service, 3)  # the outage the service must ride out
         private_etcd.start()
 
         wait_for(
             lambda: value_once_up(client, f"{PREFIX}chora.observability.alert_router/version") == b"1.3.0",
-            timeout=10,
+            timeout=30,
         )
         assert value_of(client, f"{PREFIX}{REGISTRY}/version") == b"1.3.0"
         bump(capabilities, REGISTRY, "1.3.1")  # and it keeps following edits
@@ -442,9 +457,10 @@ def test_watch_mode_waits_for_an_etcd_that_is_not_up_yet(tmp_path: Path, capabil
                 "1",
                 "--etcd-endpoints",
                 server.endpoint,
+                env=DEBUG,
             )
             service.wait_for_log("retrying with back-off until it recovers", timeout=10)
-            time.sleep(2)  # several retries go by, quietly
+            retries_go_by(service, 2)  # quietly: the outage is logged once
             server.start()
             service.wait_for_log(f"Sync complete: {COUNT} synced", timeout=35)
             service.wait_for_log("Recovered: the sync cycle completed again", timeout=5)  # logged next

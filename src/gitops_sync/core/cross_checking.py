@@ -6,7 +6,7 @@ constraint the target's version does not satisfy, or that is not a range at all;
 the manifest it concerns; errors keep that manifest's last good state in etcd, warnings never block.
 
 :class:`RelationChecks` keeps the answer between cycles: in watch mode one edit re-checks the edited
-capability and those that depend on it, not all 10,000.
+capability and those that depend on it, not all of them.
 """
 
 from __future__ import annotations
@@ -45,8 +45,7 @@ class RelationChecks:
     A capability's own problems depend only on it and on the capabilities it names, so only those
     that changed (a different object, or came or went) and those that name them are checked again.
     The requires cycles are searched for again only when a requires edge or a capability came or
-    went. Capabilities are immutable, so "changed" is an identity test, and finding what changed
-    among 10,000 takes about a millisecond.
+    went. Capabilities are immutable, so "changed" is an identity test.
     """
 
     def __init__(self, *, strict: bool) -> None:

@@ -165,29 +165,18 @@ class Engine:
         observed = self._observe(run.trigger)
         if observed.mark is not None:
             return self._report_unchanged(*observed.mark)
-        last = self._cache.last
-        if last is not None and self._nothing_new(run.trigger, observed.files):
-            self._log.findings(last)
-            self._log.complete(last)
-            return last
-        files, read = observed.files, observed.read
+        last = self._last_if_nothing_new(run.trigger, observed.files)
+        if last is not None:
+            return self._repeat(last)
+        read = observed.read
         for attempt in range(1, MAX_ATTEMPTS + 1):
             view = self._actual(run, attempt, read)
             read = None
-            desired = self._desire(files, view, run.current, first=attempt == 1)
-            planned = reconcile_against(
-                self.settings,
-                self.store,
-                view,
-                desired.assembly.desired,
-                desired.compare,
-                commit=self._commit(),
-            )
+            desired = self._desire(observed.files, view, run.current, first=attempt == 1)
+            planned = self._reconcile(view, desired)
             if self.settings.dry_run or self._apply(planned, desired.assembly, run, attempt):
                 break
-        report = self._report(planned, desired.assembly, view.state, run)
-        self._settle(report, files, desired, run)
-        return report
+        return self._settle(planned, observed.files, desired, run)
 
     # observe
 
@@ -250,11 +239,17 @@ class Engine:
     def _read(self) -> RegistryState:
         return self.store.read(self.settings.prefix, self.settings.sync_prefix)
 
-    def _nothing_new(self, trigger: Trigger, files: Scan) -> bool:
-        """Nobody wrote to etcd, no file changed, and the last cycle applied everything it planned
-        and recorded it: this cycle would find what the last found, so it is not run again."""
+    def _repeat(self, last: CycleReport) -> CycleReport:
+        """The last cycle's report, logged again."""
+        self._log.findings(last)
+        self._log.complete(last)
+        return last
+
+    def _last_if_nothing_new(self, trigger: Trigger, files: Scan) -> CycleReport | None:
+        """The last cycle's report, if nobody wrote to etcd, no file changed, and the last cycle
+        applied everything it planned and recorded it: this cycle would find what it found."""
         last = self._cache.last
-        return (
+        nothing_new = (
             trigger.registry_quiet
             and files.unchanged
             and last is not None
@@ -262,6 +257,7 @@ class Engine:
             and not self._recorder.pending
             and self.update.problem == self._recorder.reported_problem
         )
+        return last if nothing_new else None
 
     def _actual(self, run: _Run, attempt: int, read: RegistryState | None) -> RegistryView:
         """etcd as the view holds it: unless someone else wrote, etcd is what the last cycle read,
@@ -338,6 +334,11 @@ class Engine:
 
     # reconcile
 
+    def _reconcile(self, view: RegistryView, desired: _Desired) -> Plan:
+        return reconcile_against(
+            self.settings, self.store, view, desired.assembly.desired, desired.compare, commit=self._commit()
+        )
+
     def _commit(self) -> str | None:
         return self.update.commit if isinstance(self.source, GitSource) else None
 
@@ -405,7 +406,8 @@ class Engine:
 
     # settle
 
-    def _report(self, planned: Plan, assembly: Assembly, actual: RegistryState, run: _Run) -> CycleReport:
+    def _report(self, planned: Plan, assembly: Assembly, run: _Run) -> CycleReport:
+        actual = run.view.state if run.view is not None else RegistryState(0, {}, {})
         applied = tuple(run.applied)
         return CycleReport(
             plan=planned,
@@ -422,13 +424,14 @@ class Engine:
             drift_restored=restored(applied, assembly.drift_candidates),
         )
 
-    def _settle(self, report: CycleReport, files: Scan, desired: _Desired, run: _Run) -> None:
-        """Log the cycle, remember what it left for the next, and record its status."""
+    def _settle(self, planned: Plan, files: Scan, desired: _Desired, run: _Run) -> CycleReport:
+        """Report and log the cycle, remember what it left for the next, and record its status."""
+        report = self._report(planned, desired.assembly, run)
         self._log.findings(report)
         log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(desired.assembly.unparsed))
         if self.settings.dry_run:
             self._cache.settle(report, None, None, self._scanner.sha256_of)
-            return
+            return report
         keep = None if self._one_shot else desired.assembly
         self._cache.settle(report, keep, desired.differing, self._scanner.sha256_of)
         mark = None if run.current else mark_of(report, files, self._settings_digest, run.transactions)
@@ -441,3 +444,4 @@ class Engine:
             if self._cache.view is not None:
                 self._cache.view.set_status(value, revision)
         self._log.complete(report, run.trigger.cause)
+        return report
