@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import pytest
 
-from gitops_sync.core.assembling import Assembly, assemble
+from gitops_sync.core.assembling import Assembly, desired_state
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire, encode_record
+from gitops_sync.core.unchanged import unchanged_in_etcd
+from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
@@ -37,18 +39,30 @@ def real_desire(source: SourceFile) -> DesiredCapability:
     return desire(load_manifest(source.name, source.data), source, prefix=PREFIX, max_request_bytes=1_500_000)
 
 
-class Desire:
-    """The real ``desire``, recording which files it was asked for, and refusing some."""
+class Parsed(Mapping[tuple[str, str], DesiredCapability | ManifestError]):
+    """What each file parses to, parsed by the real parser only when asked for, recording which
+    files were asked for, and refusing some."""
 
-    def __init__(self, refuse: Iterable[str] = ()) -> None:
+    def __init__(self, sources: Sequence[SourceFile], refuse: Iterable[str] = ()) -> None:
+        self.sources = {(source.name, source.sha256): source for source in sources}
         self.refuse = set(refuse)
         self.called: list[str] = []
 
-    def __call__(self, source: SourceFile) -> DesiredCapability:
+    def __getitem__(self, key: tuple[str, str]) -> DesiredCapability | ManifestError:
+        source = self.sources[key]
         if source.name in self.refuse:
             pytest.fail(f"{source.name} was parsed although etcd already holds it unchanged")
         self.called.append(source.name)
-        return real_desire(source)
+        try:
+            return real_desire(source)
+        except ManifestError as exc:
+            return exc
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.sources)
+
+    def __len__(self) -> int:
+        return len(self.sources)
 
 
 def rendered_values(capability: DesiredCapability) -> Mapping[str, bytes]:
@@ -75,10 +89,15 @@ def synced(*sources: SourceFile, revision: int = 10) -> RegistryState:
 def run(
     sources: list[SourceFile],
     actual: RegistryState,
-    desire_: Callable[[SourceFile], DesiredCapability] | None = None,
+    refuse: Iterable[str] = (),
     unreadable: Iterable[Problem] = (),
-) -> Assembly:
-    return assemble(sources, unreadable, actual, prefix=PREFIX, desire=desire_ or Desire())
+) -> tuple[Assembly, list[str]]:
+    """The desired state as a sync assembles it (what etcd holds unchanged is not parsed, relations
+    are checked), and the files it parsed."""
+    parsed = Parsed(sources, refuse)
+    unchanged = unchanged_in_etcd(sources, actual, prefix=PREFIX)
+    assembly = desired_state(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, strict=False)
+    return assembly, parsed.called
 
 
 A = source_file("a.yaml", manifest_text("chora.test.a"))
@@ -87,10 +106,9 @@ BROKEN = b"metadata:\n  dc_identifier: chora.test.a\n  dc_title: [unclosed\n"
 
 
 def test_everything_is_parsed_when_etcd_is_empty() -> None:
-    spy = Desire()
-    assembly = run([A, B], EMPTY, spy)
-    assert spy.called == ["a.yaml", "b.yaml"]
-    assert assembly.reused == frozenset()
+    assembly, parsed = run([A, B], EMPTY)
+    assert parsed == ["a.yaml", "b.yaml"]
+    assert assembly.unparsed == frozenset()
     assert errors(assembly) == ()
     assert assembly.desired.capabilities == {"chora.test.a": real_desire(A), "chora.test.b": real_desire(B)}
     assert assembly.desired.held == frozenset()
@@ -98,21 +116,19 @@ def test_everything_is_parsed_when_etcd_is_empty() -> None:
 
 def test_unchanged_files_whose_keys_match_are_reused_without_parsing() -> None:
     changed_b = source_file("b.yaml", manifest_text("chora.test.b", version="2.0.0"))
-    spy = Desire(refuse=["a.yaml"])
-    assembly = run([A, changed_b], synced(A, B), spy)
+    assembly, parsed = run([A, changed_b], synced(A, B), refuse=["a.yaml"])
 
-    assert spy.called == ["b.yaml"]
-    assert assembly.reused == frozenset({"chora.test.a"})
+    assert parsed == ["b.yaml"]
+    assert assembly.unparsed == frozenset({"chora.test.a"})
     assert errors(assembly) == ()
     assert assembly.desired.capabilities["chora.test.a"] == from_etcd(real_desire(A))
     assert assembly.desired.capabilities["chora.test.b"] == real_desire(changed_b)
 
 
 def test_a_restart_with_nothing_changed_parses_nothing() -> None:
-    spy = Desire(refuse=["a.yaml", "b.yaml"])
-    assembly = run([A, B], synced(A, B), spy)
-    assert spy.called == []
-    assert assembly.reused == frozenset({"chora.test.a", "chora.test.b"})
+    assembly, parsed = run([A, B], synced(A, B), refuse=["a.yaml", "b.yaml"])
+    assert parsed == []
+    assert assembly.unparsed == frozenset({"chora.test.a", "chora.test.b"})
     assert assembly.desired.capabilities == {
         "chora.test.a": from_etcd(real_desire(A)),
         "chora.test.b": from_etcd(real_desire(B)),
@@ -121,18 +137,16 @@ def test_a_restart_with_nothing_changed_parses_nothing() -> None:
 
 def test_reuse_works_for_the_example_manifests() -> None:
     sources = [source_file(path.name, path.read_bytes()) for path in sorted(CAPABILITIES.glob("*.yaml"))]
-    spy = Desire(refuse=[source.name for source in sources])
-    assembly = run(sources, synced(*sources), spy)
-    assert assembly.reused == frozenset(EXAMPLE_IDS)
+    assembly, _ = run(sources, synced(*sources), refuse=[source.name for source in sources])
+    assert assembly.unparsed == frozenset(EXAMPLE_IDS)
     assert {c.type for c in assembly.desired.capabilities.values()} == {"service", "pattern"}
 
 
 def test_a_changed_file_is_parsed() -> None:
     edited = source_file("a.yaml", b"# edited\n" + A.data)
-    spy = Desire()
-    assembly = run([edited], synced(A), spy)
-    assert spy.called == ["a.yaml"]
-    assert assembly.reused == frozenset()
+    assembly, parsed = run([edited], synced(A))
+    assert parsed == ["a.yaml"]
+    assert assembly.unparsed == frozenset()
     assert assembly.desired.capabilities["chora.test.a"].values == rendered_values(real_desire(A))
 
 
@@ -147,10 +161,9 @@ def test_an_unchanged_file_whose_keys_were_edited_in_etcd_is_parsed(edit: str) -
         del keys[version_key]
     actual = RegistryState(revision=11, capability_keys=keys, records=actual.records)
 
-    spy = Desire()
-    assembly = run([A], actual, spy)
-    assert spy.called == ["a.yaml"]
-    assert assembly.reused == frozenset()
+    assembly, parsed = run([A], actual)
+    assert parsed == ["a.yaml"]
+    assert assembly.unparsed == frozenset()
     assert assembly.desired.capabilities["chora.test.a"] == real_desire(A)
 
 
@@ -173,10 +186,9 @@ def test_a_record_that_does_not_vouch_for_the_keys_means_parsing(record: bytes) 
         capability_keys=actual.capability_keys,
         records={"chora.test.a": KeyState(record, 10)},
     )
-    spy = Desire()
-    assembly = run([A], actual, spy)
-    assert spy.called == ["a.yaml"]
-    assert assembly.reused == frozenset()
+    assembly, parsed = run([A], actual)
+    assert parsed == ["a.yaml"]
+    assert assembly.unparsed == frozenset()
 
 
 def errors(assembly: Assembly) -> tuple[Problem, ...]:
@@ -190,7 +202,7 @@ def duplicate_problems(assembly: Assembly) -> dict[str, str]:
 
 def test_two_files_with_the_same_id_are_both_errors_and_the_id_is_held() -> None:
     copy = source_file("copy.yaml", manifest_text("chora.test.a", version="2.0.0"))
-    assembly = run([A, copy, B], EMPTY)
+    assembly, _ = run([A, copy, B], EMPTY)
 
     problems = duplicate_problems(assembly)
     assert set(problems) == {"a.yaml", "copy.yaml"}
@@ -205,16 +217,16 @@ def test_two_files_with_the_same_id_are_both_errors_and_the_id_is_held() -> None
 
 def test_a_new_copy_of_a_reused_file_holds_the_id_too() -> None:
     copy = source_file("copy.yaml", A.data)
-    assembly = run([A, copy], synced(A), Desire(refuse=["a.yaml"]))
+    assembly, _ = run([A, copy], synced(A), refuse=["a.yaml"])
     assert set(duplicate_problems(assembly)) == {"a.yaml", "copy.yaml"}
     assert assembly.desired.held == frozenset({"chora.test.a"})
     assert assembly.desired.capabilities == {}
-    assert assembly.reused == frozenset()
+    assert assembly.unparsed == frozenset()
 
 
 def test_three_claims_name_the_two_other_files() -> None:
     claims = [source_file(f"{n}.yaml", manifest_text("chora.test.a")) for n in ("x", "y", "z")]
-    problems = duplicate_problems(run(claims, EMPTY))
+    problems = duplicate_problems(run(claims, EMPTY)[0])
     assert "y.yaml, z.yaml" in problems["x.yaml"]
     assert "x.yaml, z.yaml" in problems["y.yaml"]
     assert "x.yaml, y.yaml" in problems["z.yaml"]
@@ -222,7 +234,7 @@ def test_three_claims_name_the_two_other_files() -> None:
 
 def test_a_file_that_fails_to_load_holds_the_id_its_record_names() -> None:
     broken = source_file("a.yaml", BROKEN)
-    assembly = run([broken, B], synced(A, B))
+    assembly, _ = run([broken, B], synced(A, B))
 
     (problem,) = errors(assembly)
     assert problem.source == "a.yaml"
@@ -233,7 +245,7 @@ def test_a_file_that_fails_to_load_holds_the_id_its_record_names() -> None:
 
 
 def test_a_new_file_that_fails_to_load_holds_nothing() -> None:
-    assembly = run([source_file("new.yaml", BROKEN)], synced(B))
+    assembly, _ = run([source_file("new.yaml", BROKEN)], synced(B))
     assert [p.source for p in assembly.problems] == ["new.yaml"]
     assert assembly.desired.held == frozenset()
     assert assembly.desired.capabilities == {}
@@ -245,7 +257,7 @@ def test_unreadable_problems_are_kept_and_hold_their_ids() -> None:
         Problem("gone.yaml", "cannot read: no such file"),
         Problem("b.yaml", "a warning only", severity="warning"),
     ]
-    assembly = run([B], synced(A, B), unreadable=unreadable)
+    assembly, _ = run([B], synced(A, B), unreadable=unreadable)
     assert set(unreadable) <= set(assembly.problems)
     assert len(errors(assembly)) == 2
     assert assembly.desired.held == frozenset({"chora.test.a"})
@@ -253,7 +265,7 @@ def test_unreadable_problems_are_kept_and_hold_their_ids() -> None:
 
 
 def test_problems_are_sorted_by_file_and_line() -> None:
-    assembly = run(
+    assembly, _ = run(
         [source_file("z.yaml", BROKEN), source_file("m.yaml", b"- a list\n")],
         EMPTY,
         unreadable=[Problem("a.yaml", "cannot read")],
@@ -271,11 +283,11 @@ def test_a_file_that_fails_to_load_holds_every_id_recorded_for_it() -> None:
         capability_keys={**actual.capability_keys, **old.capability_keys},
         records={**actual.records, **old.records},
     )
-    assembly = run([source_file("a.yaml", BROKEN)], actual)
+    assembly, _ = run([source_file("a.yaml", BROKEN)], actual)
     assert assembly.desired.held == frozenset({"chora.test.old", "chora.test.new"})
 
 
 def test_held_and_desired_ids_are_disjoint() -> None:
     claimant = source_file("b.yaml", manifest_text("chora.test.a", version="2.0.0"))
-    assembly = run([source_file("a.yaml", BROKEN), claimant], synced(A))
+    assembly, _ = run([source_file("a.yaml", BROKEN), claimant], synced(A))
     assert not assembly.desired.held & assembly.desired.capabilities.keys()

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from gitops_sync.core.convergence import Converged, digest, files_digest
+from gitops_sync.core.unchanged import Mark, digest, files_digest
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.sources import SourceFile
 
-MARK = Converged(
+MARK = Mark(
     files="f" * 64,
     settings="s" * 64,
     read_revision=100,
@@ -17,7 +17,7 @@ MARK = Converged(
 
 
 def test_a_mark_reads_back_as_written() -> None:
-    assert Converged.from_json(MARK.as_json()) == MARK
+    assert Mark.from_json(MARK.as_json()) == MARK
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ def test_a_mark_reads_back_as_written() -> None:
     [None, [], "mark", {}, {**MARK.as_json(), "read_revision": "100"}, {**MARK.as_json(), "warnings": [1]}],
 )
 def test_anything_else_is_no_mark(data: object) -> None:
-    assert Converged.from_json(data) is None
+    assert Mark.from_json(data) is None
 
 
 def test_a_mark_stands_only_if_its_sync_was_the_only_writer_and_nothing_was_written_since() -> None:

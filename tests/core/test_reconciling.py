@@ -1,4 +1,4 @@
-"""Planning: creates, updates, record-only changes, deletions of managed ids only, and the prune guards."""
+"""Reconciling: creates, updates, record-only changes, deletions of managed ids only, and the prune guards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops_sync.core.loading import load_manifest
-from gitops_sync.core.planning import PrunePolicy, plan
+from gitops_sync.core.reconciling import Policy, PrunePolicy, reconcile
 from gitops_sync.core.rendering import desire, encode_record, is_record
 from gitops_sync.core.validating import schema
 from gitops_sync.model.keys import (
@@ -83,7 +83,7 @@ def merged(*states: RegistryState) -> RegistryState:
 
 
 def make_plan(desired: DesiredState, actual: RegistryState, prune: PrunePolicy = ALLOW_ALL) -> Plan:
-    return plan(desired, actual, prefix=PREFIX, sync_prefix=SYNC, prune=prune)
+    return reconcile(desired, actual, Policy(PREFIX, SYNC, prune))
 
 
 def apply(the_plan: Plan, actual: RegistryState) -> RegistryState:
