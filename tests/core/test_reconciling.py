@@ -649,6 +649,7 @@ def test_with_a_commit_applying_the_plan_then_reconciling_again_changes_nothing(
     for change in first.changes:
         if change.kind != "delete":  # each record written carries the commit
             record = after.records[change.capability_id].value
+            assert record is not None
             assert record_commit(record) == policy.commit
             assert without_commit(record) == scene.desired.capabilities[change.capability_id].record
 
