@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gitops_sync.core.assembling import Assembly, desired_state
+from gitops_sync.core.assembling import Assembly, assemble, desired_state, with_relation_problems
+from gitops_sync.core.cross_checking import check_relations
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire, encode_record
-from gitops_sync.core.unchanged import unchanged_in_etcd
+from gitops_sync.core.unchanged import Known, unchanged_in_etcd
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
 from gitops_sync.model.plans import DesiredCapability
@@ -291,3 +295,186 @@ def test_held_and_desired_ids_are_disjoint() -> None:
     claimant = source_file("b.yaml", manifest_text("chora.test.a", version="2.0.0"))
     assembly, _ = run([source_file("a.yaml", BROKEN), claimant], synced(A))
     assert not assembly.desired.held & assembly.desired.capabilities.keys()
+
+
+# --- assemble, then the relations -----------------------------------------------------------------
+
+
+def requiring(capability_id: str, required: str, constraint: str) -> bytes:
+    return (
+        manifest_text(capability_id)
+        + (
+            f"dc_relation:\n  requires:\n    - capability: {required}\n      version: '{constraint}'\n"
+        ).encode()
+    )
+
+
+APP = source_file("app.yaml", requiring("chora.test.app", "chora.test.a", "^2.0.0"))
+
+
+def test_assemble_leaves_the_relations_to_with_relation_problems() -> None:
+    sources = [A, B, APP]
+    parsed = Parsed(sources)
+    assembled = assemble(sources, (), EMPTY, parsed=parsed, unchanged={})
+    assert set(assembled.desired.capabilities) == {"chora.test.a", "chora.test.b", "chora.test.app"}
+    assert errors(assembled) == ()
+
+    desired = assembled.desired
+    relations = check_relations(desired.capabilities, desired.held, desired.unloadable, strict=False)
+    assert [p.source for p in relations if p.severity == "error"] == ["app.yaml"]
+    checked = with_relation_problems(assembled, relations)
+    assert checked.desired.held == frozenset({"chora.test.app"})
+    assert set(checked.desired.capabilities) == {"chora.test.a", "chora.test.b"}
+    assert relations
+    assert set(checked.problems) == {*assembled.problems, *relations}
+    assert checked == run(sources, EMPTY)[0]
+
+
+def test_a_known_file_is_taken_as_known_without_parsing() -> None:
+    capability = real_desire(A)
+    known = {"a.yaml": (A.sha256, capability)}
+    parsed = Parsed([A, B], refuse=["a.yaml"])
+    assembly = assemble([A, B], (), synced(A), parsed=parsed, unchanged={}, known=known)
+    assert parsed.called == ["b.yaml"]
+    assert assembly.desired.capabilities["chora.test.a"] is capability
+    assert assembly.unparsed == frozenset()  # known, not taken from etcd's records
+    assert assembly.synced_before == frozenset({"chora.test.a"})
+
+
+def test_a_known_file_with_other_content_is_parsed() -> None:
+    edited = source_file("a.yaml", manifest_text("chora.test.a", version="2.0.0"))
+    parsed = Parsed([edited])
+    assembly = assemble(
+        [edited], (), EMPTY, parsed=parsed, unchanged={}, known={"a.yaml": (A.sha256, real_desire(A))}
+    )
+    assert parsed.called == ["a.yaml"]
+    assert assembly.desired.capabilities["chora.test.a"] == real_desire(edited)
+    assert assembly.synced_before == frozenset()
+
+
+def test_an_unchanged_file_whose_keys_were_edited_is_drift_and_a_changed_one_is_not() -> None:
+    c = source_file("c.yaml", manifest_text("chora.test.c"))
+    before = synced(A, B, c)
+    keys = dict(before.capability_keys)
+    keys[capability_key(PREFIX, "chora.test.a", "version")] = KeyState(b"9.9.9", 11)
+    actual = RegistryState(11, keys, before.records)
+    changed_b = source_file("b.yaml", manifest_text("chora.test.b", version="2.0.0"))
+
+    assembly, parsed = run([A, changed_b, c], actual)
+
+    assert parsed == ["a.yaml", "b.yaml"]
+    assert assembly.drifted == frozenset({"chora.test.a"})
+    assert assembly.synced_before == frozenset({"chora.test.c"})
+    assert assembly.drift_candidates == frozenset({"chora.test.a", "chora.test.c"})
+
+
+# --- assemble is a pure function ------------------------------------------------------------------
+
+POOL = (
+    A,
+    B,
+    APP,
+    source_file("a.yaml", manifest_text("chora.test.a", version="2.0.0")),
+    source_file("a.yaml", BROKEN),
+    source_file("copy.yaml", A.data),
+    source_file("b.yaml", requiring("chora.test.b", "chora.test.app", "*")),
+    source_file("app.yaml", requiring("chora.test.app", "chora.test.b", "*")),  # a cycle with the above
+)
+SYNCED = {(source.name, source.sha256): synced(source) for source in POOL if source.data != BROKEN}
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    sources: list[SourceFile]
+    unreadable: list[Problem]
+    actual: RegistryState
+    known: dict[str, tuple[str, DesiredCapability]]
+
+
+@st.composite
+def inputs(draw: st.DrawFn) -> Inputs:
+    by_name: dict[str, SourceFile] = {}
+    for source in draw(st.lists(st.sampled_from(POOL), max_size=6)):
+        by_name[source.name] = source
+    sources = sorted(by_name.values(), key=lambda source: source.name)
+    keys: dict[str, KeyState] = {}
+    records: dict[str, KeyState] = {}
+    earlier = draw(st.lists(st.sampled_from(sorted(SYNCED)), max_size=3))
+    current = [(source.name, source.sha256) for source in sources if draw(st.booleans())]
+    for state in [*earlier, *(state for state in current if state in SYNCED)]:
+        keys.update(SYNCED[state].capability_keys)
+        records.update(SYNCED[state].records)
+    edit = draw(st.booleans())
+    if keys and edit:
+        keys[draw(st.sampled_from(sorted(keys)))] = KeyState(b"edited", 11)
+    unreadable = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    Problem("gone.yaml", "cannot read"),
+                    Problem("a.yaml", "cannot read"),
+                    Problem("b.yaml", "odd", severity="warning"),
+                ]
+            ),
+            unique=True,
+        )
+    )
+    loading = [source for source in sources if source.data != BROKEN]
+    known = {
+        source.name: (draw(st.sampled_from([source.sha256, "0" * 64])), real_desire(source))
+        for source in (draw(st.lists(st.sampled_from(loading), unique=True)) if loading else [])
+    }
+    return Inputs(sources, unreadable, RegistryState(11, keys, records), known)
+
+
+def parse_all(sources: list[SourceFile]) -> dict[tuple[str, str], DesiredCapability | ManifestError]:
+    parsed: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
+    for source in sources:
+        try:
+            parsed[(source.name, source.sha256)] = real_desire(source)
+        except ManifestError as exc:
+            parsed[(source.name, source.sha256)] = exc
+    return parsed
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(inputs(), st.booleans())
+def test_assembling_mutates_none_of_its_inputs(given_inputs: Inputs, strict: bool) -> None:
+    sources, unreadable, actual, known = (
+        given_inputs.sources,
+        given_inputs.unreadable,
+        given_inputs.actual,
+        given_inputs.known,
+    )
+    parsed = parse_all(sources)
+    before = copy.deepcopy((sources, unreadable, actual, known))
+    parsed_before = dict(parsed)  # errors compare by identity: the same objects must stay
+    capabilities_before = copy.deepcopy({k: v for k, v in parsed.items() if isinstance(v, DesiredCapability)})
+    known_arg: Known = known
+
+    unchanged = unchanged_in_etcd(sources, actual, prefix=PREFIX, known=known_arg, recheck=True)
+    unchanged_before = copy.deepcopy(unchanged)
+    assembled = assemble(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, known=known_arg)
+    assembled_before = copy.deepcopy(assembled)
+    desired = assembled.desired
+    relations = check_relations(desired.capabilities, desired.held, desired.unloadable, strict=strict)
+    checked = with_relation_problems(assembled, relations)
+    fresh = desired_state(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, strict=strict)
+
+    assert (sources, unreadable, actual, known) == before
+    assert parsed == parsed_before
+    assert all(parsed[key] is value for key, value in parsed_before.items())
+    assert {k: v for k, v in parsed.items() if isinstance(v, DesiredCapability)} == capabilities_before
+    assert unchanged == unchanged_before
+    assert assembled == assembled_before  # with_relation_problems made a new one
+    # And deterministic: the same inputs give the same assembly.
+    assert (
+        assemble(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, known=known_arg)
+        == assembled
+    )
+    assert (
+        desired_state(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, strict=strict) == fresh
+    )
+    if not known:  # desired_state is assemble and the relations, checked afresh
+        assert fresh == checked
+    assert not checked.desired.held & checked.desired.capabilities.keys()
