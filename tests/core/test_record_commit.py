@@ -85,11 +85,7 @@ def test_a_record_that_differs_only_in_its_commit_is_not_rewritten() -> None:
         actual.revision, actual.capability_keys, {capability.id: KeyState(written, actual.revision)}
     )
 
-    planned = reconcile(
-        desired_state(capability),
-        actual,
-        POLICY,
-    )
+    planned = reconcile(desired_state(capability), actual, POLICY)
 
     assert planned.changes == ()
 
@@ -99,11 +95,7 @@ def test_a_changed_capability_gets_the_new_commit_in_its_record() -> None:
     after = desired_capability("chora.test.a", manifest_text("chora.test.a", "1.1.0"))
     untouched = desired_capability("chora.test.b")
 
-    planned = reconcile(
-        desired_state(after, untouched),
-        stored(before, untouched),
-        POLICY,
-    )
+    planned = reconcile(desired_state(after, untouched), stored(before, untouched), POLICY)
 
     (change,) = planned.changes
     assert change.capability_id == "chora.test.a"
