@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitops_sync.core.assembling import assemble
+from gitops_sync.core.assembling import desired_state
 from gitops_sync.core.cross_checking import RelationChecks, check_relations, strongly_connected
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire
@@ -158,15 +158,13 @@ def test_errors_hold_only_the_manifests_they_concern() -> None:
         ).encode()
         sources.append(SourceFile(f"{capability_id}.yaml", text, hashlib.sha256(text).hexdigest()))
 
-    assembly = assemble(
-        sources,
-        (),
-        EMPTY,
-        prefix=DEFAULT_PREFIX,
-        desire=lambda s: desire(
-            load_manifest(s.name, s.data), s, prefix=DEFAULT_PREFIX, max_request_bytes=10**6
-        ),
-    )
+    parsed = {
+        (source.name, source.sha256): desire(
+            load_manifest(source.name, source.data), source, prefix=DEFAULT_PREFIX, max_request_bytes=10**6
+        )
+        for source in sources
+    }
+    assembly = desired_state(sources, (), EMPTY, parsed=parsed, unchanged={}, strict=False)
 
     assert assembly.desired.held == {"chora.t.app"}
     assert set(assembly.desired.capabilities) == {"chora.t.base", "chora.t.tool", "chora.t.loner"}

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gitops_sync.core.loading import load_manifest
-from gitops_sync.core.planning import PrunePolicy, plan
+from gitops_sync.core.reconciling import Policy, reconcile
 from gitops_sync.core.rendering import (
     decode_record,
     desire,
@@ -25,7 +25,7 @@ from gitops_sync.model.sources import SourceFile
 
 OLD = "1" * 40
 NEW = "2" * 40
-POLICY = PrunePolicy()
+POLICY = Policy(DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX, commit=NEW)
 
 
 def manifest_text(capability_id: str, version: str = "1.0.0") -> bytes:
@@ -85,14 +85,7 @@ def test_a_record_that_differs_only_in_its_commit_is_not_rewritten() -> None:
         actual.revision, actual.capability_keys, {capability.id: KeyState(written, actual.revision)}
     )
 
-    planned = plan(
-        desired_state(capability),
-        actual,
-        prefix=DEFAULT_PREFIX,
-        sync_prefix=DEFAULT_SYNC_PREFIX,
-        prune=POLICY,
-        commit=NEW,
-    )
+    planned = reconcile(desired_state(capability), actual, POLICY)
 
     assert planned.changes == ()
 
@@ -102,14 +95,7 @@ def test_a_changed_capability_gets_the_new_commit_in_its_record() -> None:
     after = desired_capability("chora.test.a", manifest_text("chora.test.a", "1.1.0"))
     untouched = desired_capability("chora.test.b")
 
-    planned = plan(
-        desired_state(after, untouched),
-        stored(before, untouched),
-        prefix=DEFAULT_PREFIX,
-        sync_prefix=DEFAULT_SYNC_PREFIX,
-        prune=POLICY,
-        commit=NEW,
-    )
+    planned = reconcile(desired_state(after, untouched), stored(before, untouched), POLICY)
 
     (change,) = planned.changes
     assert change.capability_id == "chora.test.a"

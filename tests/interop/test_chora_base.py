@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import etcd3
@@ -16,9 +17,11 @@ import pytest
 import yaml
 
 from gitops_sync.cli import main
-from gitops_sync.core.assembling import assemble
+from gitops_sync.core.assembling import desired_state
 from gitops_sync.core.loading import _Builder, _Loader, load_manifest
 from gitops_sync.core.rendering import desire
+from gitops_sync.core.unchanged import unchanged_in_etcd
+from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX
 from gitops_sync.model.manifests import Dependency, Manifest
 from gitops_sync.model.plans import DesiredCapability
@@ -129,6 +132,19 @@ def test_real_manifests_take_the_fast_path_and_build_as_pyyaml_does(chora_base: 
         assert json.dumps(fast) == json.dumps(yaml.load(text, Loader=_Loader)), path.name  # noqa: S506
 
 
+class NothingParsed(Mapping[tuple[str, str], DesiredCapability | ManifestError]):
+    """No file's parse: asking for one fails the test."""
+
+    def __getitem__(self, key: tuple[str, str]) -> DesiredCapability | ManifestError:
+        raise AssertionError(f"{key[0]} was parsed")
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
 def test_reuse_works_for_the_real_manifests(chora_base: Path) -> None:
     """A sync of the real corpus, and etcd as it left it: every manifest is taken from etcd."""
     keys: dict[str, KeyState] = {}
@@ -145,12 +161,10 @@ def test_reuse_works_for_the_real_manifests(chora_base: Path) -> None:
         keys.update((key, KeyState(value, 10)) for key, value in capability.values.items())
         records[capability.id] = KeyState(capability.record, 10)
 
-    def refuse(source: SourceFile) -> DesiredCapability:
-        raise AssertionError(f"{source.name} was parsed")
-
     actual = RegistryState(revision=10, capability_keys=keys, records=records)
-    assembly = assemble(sources, (), actual, prefix=DEFAULT_PREFIX, desire=refuse)
-    assert len(assembly.reused) == COUNT
+    unchanged = unchanged_in_etcd(sources, actual, prefix=DEFAULT_PREFIX)
+    assembly = desired_state(sources, (), actual, parsed=NothingParsed(), unchanged=unchanged, strict=False)
+    assert len(assembly.unparsed) == COUNT
     assert {c.type for c in assembly.desired.capabilities.values()} == {"service", "pattern"}
 
 

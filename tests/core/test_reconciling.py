@@ -1,7 +1,8 @@
-"""Planning: creates, updates, record-only changes, deletions of managed ids only, and the prune guards."""
+"""Reconciling: creates, updates, record-only changes, deletions of managed ids only, and the prune guards."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -11,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops_sync.core.loading import load_manifest
-from gitops_sync.core.planning import PrunePolicy, plan
-from gitops_sync.core.rendering import desire, encode_record, is_record
+from gitops_sync.core.reconciling import Policy, PrunePolicy, keys_by_id, reconcile
+from gitops_sync.core.rendering import desire, encode_record, is_record, record_commit, without_commit
 from gitops_sync.core.validating import schema
 from gitops_sync.model.keys import (
     CAPABILITY_FIELDS,
@@ -83,7 +84,7 @@ def merged(*states: RegistryState) -> RegistryState:
 
 
 def make_plan(desired: DesiredState, actual: RegistryState, prune: PrunePolicy = ALLOW_ALL) -> Plan:
-    return plan(desired, actual, prefix=PREFIX, sync_prefix=SYNC, prune=prune)
+    return reconcile(desired, actual, Policy(PREFIX, SYNC, prune))
 
 
 def apply(the_plan: Plan, actual: RegistryState) -> RegistryState:
@@ -579,6 +580,137 @@ def test_every_change_touches_only_its_own_capability(scene: Scene) -> None:
     assert len(touched_anywhere) == len(set(touched_anywhere))
     changed = {change.capability_id for change in result.changes}
     assert result.unchanged == scene.desired.capabilities.keys() - changed
+
+
+# --- reconcile is a pure function -----------------------------------------------------------------
+
+COMMITS = (None, "1" * 40, "2" * 40)
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> Policy:
+    prune = PrunePolicy(
+        enabled=draw(st.booleans()),
+        max_deletes=draw(st.integers(min_value=0, max_value=len(IDS))),
+        allow_empty=draw(st.booleans()),
+    )
+    return Policy(PREFIX, SYNC, prune, commit=draw(st.sampled_from(COMMITS)))
+
+
+def differing(desired: DesiredState, actual: RegistryState) -> set[str]:
+    """The desired ids etcd does not hold as desired: a key or the record (its commit aside) differs."""
+    ids: set[str] = set()
+    for capability in desired.capabilities.values():
+        record = actual.records.get(capability.id)
+        if record is None or without_commit(record.value or b"") != capability.record:
+            ids.add(capability.id)
+        for key, value in rendered_values(capability).items():
+            state = actual.capability_keys.get(key)
+            if state is None or state.value != value:
+                ids.add(capability.id)
+    return ids
+
+
+@PROPERTY_SETTINGS
+@given(scenes(), policies())
+def test_reconcile_mutates_none_of_its_arguments(scene: Scene, policy: Policy) -> None:
+    before = copy.deepcopy((scene.desired, scene.actual, policy))
+    only = set(IDS[::2])
+    present = set(keys_by_id(scene.actual, PREFIX))
+    arguments = copy.deepcopy((only, present))
+
+    reconcile(scene.desired, scene.actual, policy)
+    reconcile(scene.desired, scene.actual, policy, only=only, present=present)
+
+    assert (scene.desired, scene.actual, policy) == before
+    assert (only, present) == arguments
+
+
+@PROPERTY_SETTINGS
+@given(scenes(), policies())
+def test_reconcile_is_deterministic(scene: Scene, policy: Policy) -> None:
+    """The same inputs give equal plans, also from equal copies (nothing depends on identity)."""
+    first = reconcile(scene.desired, scene.actual, policy)
+    assert reconcile(scene.desired, scene.actual, policy) == first
+    assert reconcile(*copy.deepcopy((scene.desired, scene.actual, policy))) == first
+
+
+@PROPERTY_SETTINGS
+@given(scenes(), policies())
+def test_with_a_commit_applying_the_plan_then_reconciling_again_changes_nothing(
+    scene: Scene, policy: Policy
+) -> None:
+    first = reconcile(scene.desired, scene.actual, policy)
+    after = apply(first, scene.actual)
+    second = reconcile(scene.desired, after, policy)
+    assert second.changes == ()
+    assert second.withheld_deletes == first.withheld_deletes
+    assert second.unchanged == set(scene.desired.capabilities)
+    for change in first.changes:
+        if change.kind != "delete":  # each record written carries the commit
+            record = after.records[change.capability_id].value
+            assert record is not None
+            assert record_commit(record) == policy.commit
+            assert without_commit(record) == scene.desired.capabilities[change.capability_id].record
+
+
+@PROPERTY_SETTINGS
+@given(scenes(), policies(), st.sets(st.sampled_from(IDS)))
+def test_only_the_ids_that_differ_give_the_same_plan_as_all(
+    scene: Scene, policy: Policy, more: set[str]
+) -> None:
+    everything = reconcile(scene.desired, scene.actual, policy)
+    differ = differing(scene.desired, scene.actual)
+    assert {c.capability_id for c in everything.changes if c.kind != "delete"} == differ
+    assert reconcile(scene.desired, scene.actual, policy, only=differ) == everything
+    assert reconcile(scene.desired, scene.actual, policy, only=differ | more) == everything
+    present = keys_by_id(scene.actual, PREFIX).keys()
+    assert reconcile(scene.desired, scene.actual, policy, only=differ, present=present) == everything
+
+    # And ``only`` is honoured: an id left out gets no change, the others the very same one.
+    restricted = reconcile(scene.desired, scene.actual, policy, only=more)
+    upserts = {c.capability_id: c for c in everything.changes if c.kind != "delete"}
+    assert [c for c in restricted.changes if c.kind != "delete"] == [
+        upserts[capability_id] for capability_id in sorted(upserts.keys() & more)
+    ]
+    assert restricted.of_kind("delete") == everything.of_kind("delete")
+
+
+STRAYS = (
+    "/chora/capabilities-old/{id}/metadata",  # a sibling of the prefix, not under it
+    "/chora/{id}/metadata",
+    "/chora/sync/{id}",
+    "/chora/sync/managed-old/{id}",
+    "{id}/metadata",
+)
+
+
+@PROPERTY_SETTINGS
+@given(scenes(), policies(), st.sets(st.tuples(st.sampled_from(STRAYS), st.sampled_from(IDS))))
+def test_no_deletion_touches_a_key_outside_the_prefixes_and_a_withheld_prune_deletes_nothing(
+    scene: Scene, policy: Policy, strays: set[tuple[str, str]]
+) -> None:
+    """Even keys outside the prefixes in what was read (a caller that read too much) are left alone."""
+    keys = dict(scene.actual.capability_keys)
+    keys.update(
+        (pattern.format(id=capability_id), KeyState(b"not ours", 1)) for pattern, capability_id in strays
+    )
+    actual = RegistryState(scene.actual.revision, keys, scene.actual.records)
+
+    result = reconcile(scene.desired, actual, policy)
+
+    deleted = [key for change in result.changes for key in change.deletes]
+    for change in result.changes:
+        own = {*capability_keys(PREFIX, change.capability_id), managed_key(SYNC, change.capability_id)}
+        assert set(change.deletes) <= own
+        assert {key for key, _ in change.puts} <= own
+    assert all(key.startswith((PREFIX, managed_prefix(SYNC))) for key in deleted)
+    assert not {pattern.format(id=capability_id) for pattern, capability_id in strays} & set(deleted)
+    if result.prune_refusal is not None:
+        assert deleted == []
+        assert result.withheld_deletes
+    if not policy.prune.enabled:
+        assert deleted == []
 
 
 def test_nothing_is_pruned_while_a_file_does_not_load() -> None:

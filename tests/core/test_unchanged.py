@@ -1,0 +1,194 @@
+"""Is it unchanged? What etcd's records vouch for, what this process knows, and the mark of a clean sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.core.rendering import desire, encode_record, with_commit
+from gitops_sync.core.unchanged import (
+    Mark,
+    digest,
+    files_digest,
+    known_unchanged,
+    may_differ,
+    unchanged_in_etcd,
+)
+from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
+from gitops_sync.model.plans import DesiredCapability
+from gitops_sync.model.problems import Problem
+from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
+from gitops_sync.model.sources import SourceFile
+
+PREFIX = DEFAULT_PREFIX
+
+MARK = Mark(
+    files="f" * 64,
+    settings="s" * 64,
+    read_revision=100,
+    transactions=3,
+    capabilities=48,
+    warnings=(Problem("a.yaml", "dangling", 5, "warning"), Problem("b.yaml", "name", None, "warning")),
+)
+
+
+def test_a_mark_reads_back_as_written() -> None:
+    assert Mark.from_json(MARK.as_json()) == MARK
+
+
+@pytest.mark.parametrize(
+    "data",
+    [None, [], "mark", {}, {**MARK.as_json(), "read_revision": "100"}, {**MARK.as_json(), "warnings": [1]}],
+)
+def test_anything_else_is_no_mark(data: object) -> None:
+    assert Mark.from_json(data) is None
+
+
+def test_a_mark_stands_only_if_its_sync_was_the_only_writer_and_nothing_was_written_since() -> None:
+    assert MARK.stands(status_revision=104, head_revision=104)
+    assert not MARK.stands(status_revision=105, head_revision=105)  # one write by someone else
+    assert not MARK.stands(status_revision=104, head_revision=106)  # written to since
+
+
+def test_the_files_digest_tells_names_and_contents_apart() -> None:
+    one = SourceFile("a.yaml", None, "1" * 64)
+    assert files_digest([one]) != files_digest([SourceFile("b.yaml", None, "1" * 64)])
+    assert files_digest([one]) != files_digest([SourceFile("a.yaml", None, "2" * 64)])
+    assert files_digest([one]) != files_digest([one, SourceFile("b.yaml", None, "1" * 64)])
+    assert digest(["ab", "c"]) != digest(["a", "bc"])
+
+
+# --- unchanged in etcd: what the records vouch for -----------------------------------------------
+
+
+def manifest_text(capability_id: str, *, version: str = "1.0.0") -> bytes:
+    return (
+        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: T\n  dc_hasVersion: {version}\n"
+        "chora_pattern: {}\n"
+    ).encode()
+
+
+def source_file(name: str, content: bytes) -> SourceFile:
+    return SourceFile(name, content, hashlib.sha256(content).hexdigest())
+
+
+def rendered(source: SourceFile) -> DesiredCapability:
+    return desire(load_manifest(source.name, source.data), source, prefix=PREFIX, max_request_bytes=1_500_000)
+
+
+def synced(*sources: SourceFile, revision: int = 10) -> RegistryState:
+    """etcd as a sync of these files left it."""
+    keys: dict[str, KeyState] = {}
+    records: dict[str, KeyState] = {}
+    for source in sources:
+        capability = rendered(source)
+        assert capability.values is not None
+        keys.update((key, KeyState(value, revision)) for key, value in capability.values.items())
+        records[capability.id] = KeyState(capability.record, revision)
+    return RegistryState(revision=revision, capability_keys=keys, records=records)
+
+
+def with_key(actual: RegistryState, key: str, state: KeyState | None) -> RegistryState:
+    keys = dict(actual.capability_keys)
+    if state is None:
+        del keys[key]
+    else:
+        keys[key] = state
+    return RegistryState(max(actual.revision, state.mod_revision if state else 0), keys, actual.records)
+
+
+A = source_file("a.yaml", manifest_text("chora.test.a"))
+B = source_file("b.yaml", manifest_text("chora.test.b"))
+
+
+def test_etcd_vouches_for_unchanged_files_with_their_capability_as_it_holds_it() -> None:
+    found = unchanged_in_etcd([A, B], synced(A, B), prefix=PREFIX)
+    assert found == {
+        "a.yaml": dataclasses.replace(rendered(A), values=None),
+        "b.yaml": dataclasses.replace(rendered(B), values=None),
+    }
+
+
+def test_a_record_with_a_commit_vouches_as_well() -> None:
+    actual = synced(A)
+    record = actual.records["chora.test.a"]
+    actual = RegistryState(
+        actual.revision,
+        actual.capability_keys,
+        {"chora.test.a": KeyState(with_commit(record.value or b"", "1" * 40), 10)},
+    )
+    assert set(unchanged_in_etcd([A], actual, prefix=PREFIX)) == {"a.yaml"}
+
+
+def test_a_changed_file_is_not_unchanged() -> None:
+    edited = source_file("a.yaml", b"# edited\n" + A.data)
+    assert unchanged_in_etcd([edited, B], synced(A, B), prefix=PREFIX).keys() == {"b.yaml"}
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param(KeyState(b"9.9.9", 11), id="written-after-the-record"),
+        pytest.param(KeyState(b"1.0.0", 11), id="rewritten-with-the-same-value"),
+        pytest.param(None, id="deleted"),
+    ],
+)
+def test_a_key_written_after_the_record_or_gone_means_not_unchanged(state: KeyState | None) -> None:
+    actual = with_key(synced(A, B), capability_key(PREFIX, "chora.test.a", "version"), state)
+    assert unchanged_in_etcd([A, B], actual, prefix=PREFIX).keys() == {"b.yaml"}
+
+
+def test_a_record_naming_another_file_or_hash_vouches_for_nothing() -> None:
+    actual = synced(A)
+    for record in (
+        encode_record(ManagedRecord("other.yaml", A.sha256, "pattern", "1.0.0", ())),
+        encode_record(ManagedRecord("a.yaml", "0" * 64, "pattern", "1.0.0", ())),
+        b"garbage",
+    ):
+        records = {"chora.test.a": KeyState(record, 10)}
+        assert unchanged_in_etcd([A], RegistryState(10, actual.capability_keys, records), prefix=PREFIX) == {}
+
+
+def test_a_file_not_named_after_its_id_is_found_by_its_record() -> None:
+    misnamed = source_file("misnamed.yaml", A.data)
+    found = unchanged_in_etcd([misnamed], synced(misnamed), prefix=PREFIX)
+    assert found == {"misnamed.yaml": dataclasses.replace(rendered(misnamed), values=None)}
+
+
+def test_known_files_are_left_out_unless_etcd_is_checked_again() -> None:
+    capability = rendered(A)
+    known = {"a.yaml": (A.sha256, capability)}
+    actual = synced(A, B)
+
+    assert unchanged_in_etcd([A, B], actual, prefix=PREFIX, known=known).keys() == {"b.yaml"}
+
+    rechecked = unchanged_in_etcd([A, B], actual, prefix=PREFIX, known=known, recheck=True)
+    assert rechecked.keys() == {"a.yaml", "b.yaml"}
+    assert rechecked["a.yaml"] is capability  # the known object, so what depends on it holds still
+
+    edited = with_key(actual, capability_key(PREFIX, "chora.test.a", "version"), KeyState(b"9.9.9", 11))
+    assert unchanged_in_etcd([A, B], edited, prefix=PREFIX, known=known, recheck=True).keys() == {"b.yaml"}
+
+
+def test_what_is_known_for_other_content_is_not_known() -> None:
+    capability = rendered(A)
+    known = {"a.yaml": ("0" * 64, capability)}
+    assert known_unchanged(known, A) is None
+    assert known_unchanged({"a.yaml": (A.sha256, capability)}, A) is capability
+    assert known_unchanged(None, A) is None
+    # Known for other content, so etcd is asked, and vouches.
+    assert unchanged_in_etcd([A], synced(A), prefix=PREFIX, known=known).keys() == {"a.yaml"}
+
+
+def test_may_differ_is_every_id_not_held_unchanged_as_the_very_same_object() -> None:
+    a, b = rendered(A), rendered(B)
+    c = rendered(source_file("c.yaml", manifest_text("chora.test.c")))
+    desired = {a.id: a, b.id: b, c.id: c}
+    equal_copy = dataclasses.replace(b)
+    assert equal_copy == b
+    assert may_differ(desired, {a.id: a, b.id: equal_copy}) == {b.id, c.id}
+    assert may_differ(desired, desired) == set()
+    assert may_differ(desired, {}) == set(desired)
