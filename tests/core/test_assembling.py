@@ -15,7 +15,7 @@ from gitops_sync.core.assembling import Assembly, assemble, desired_state, with_
 from gitops_sync.core.cross_checking import check_relations
 from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire, encode_record
-from gitops_sync.core.unchanged import Known, unchanged_in_etcd
+from gitops_sync.core.unchanged import LeftUnchanged, unchanged_in_etcd
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
 from gitops_sync.model.plans import DesiredCapability
@@ -332,12 +332,12 @@ def test_assemble_leaves_the_relations_to_with_relation_problems() -> None:
 
 def test_a_known_file_is_taken_as_known_without_parsing() -> None:
     capability = real_desire(A)
-    known = {"a.yaml": (A.sha256, capability)}
+    left = {"a.yaml": (A.sha256, capability)}
     parsed = Parsed([A, B], refuse=["a.yaml"])
-    assembly = assemble([A, B], (), synced(A), parsed=parsed, unchanged={}, known=known)
+    assembly = assemble([A, B], (), synced(A), parsed=parsed, unchanged={}, left=left)
     assert parsed.called == ["b.yaml"]
     assert assembly.desired.capabilities["chora.test.a"] is capability
-    assert assembly.unparsed == frozenset()  # known, not taken from etcd's records
+    assert assembly.unparsed == frozenset()  # left, not taken from etcd's records
     assert assembly.synced_before == frozenset({"chora.test.a"})
 
 
@@ -345,7 +345,7 @@ def test_a_known_file_with_other_content_is_parsed() -> None:
     edited = source_file("a.yaml", manifest_text("chora.test.a", version="2.0.0"))
     parsed = Parsed([edited])
     assembly = assemble(
-        [edited], (), EMPTY, parsed=parsed, unchanged={}, known={"a.yaml": (A.sha256, real_desire(A))}
+        [edited], (), EMPTY, parsed=parsed, unchanged={}, left={"a.yaml": (A.sha256, real_desire(A))}
     )
     assert parsed.called == ["a.yaml"]
     assert assembly.desired.capabilities["chora.test.a"] == real_desire(edited)
@@ -388,7 +388,7 @@ class Inputs:
     sources: list[SourceFile]
     unreadable: list[Problem]
     actual: RegistryState
-    known: dict[str, tuple[str, DesiredCapability]]
+    left: dict[str, tuple[str, DesiredCapability]]
 
 
 @st.composite
@@ -420,11 +420,11 @@ def inputs(draw: st.DrawFn) -> Inputs:
         )
     )
     loading = [source for source in sources if source.data != BROKEN]
-    known = {
+    left = {
         source.name: (draw(st.sampled_from([source.sha256, "0" * 64])), real_desire(source))
         for source in (draw(st.lists(st.sampled_from(loading), unique=True)) if loading else [])
     }
-    return Inputs(sources, unreadable, RegistryState(11, keys, records), known)
+    return Inputs(sources, unreadable, RegistryState(11, keys, records), left)
 
 
 def parse_all(sources: list[SourceFile]) -> dict[tuple[str, str], DesiredCapability | ManifestError]:
@@ -440,28 +440,28 @@ def parse_all(sources: list[SourceFile]) -> dict[tuple[str, str], DesiredCapabil
 @settings(max_examples=150, deadline=None, database=None)
 @given(inputs(), st.booleans())
 def test_assembling_mutates_none_of_its_inputs(given_inputs: Inputs, strict: bool) -> None:
-    sources, unreadable, actual, known = (
+    sources, unreadable, actual, left = (
         given_inputs.sources,
         given_inputs.unreadable,
         given_inputs.actual,
-        given_inputs.known,
+        given_inputs.left,
     )
     parsed = parse_all(sources)
-    before = copy.deepcopy((sources, unreadable, actual, known))
+    before = copy.deepcopy((sources, unreadable, actual, left))
     parsed_before = dict(parsed)  # errors compare by identity: the same objects must stay
     capabilities_before = copy.deepcopy({k: v for k, v in parsed.items() if isinstance(v, DesiredCapability)})
-    known_arg: Known = known
+    known_arg: LeftUnchanged = left
 
-    unchanged = unchanged_in_etcd(sources, actual, prefix=PREFIX, known=known_arg, recheck=True)
+    unchanged = unchanged_in_etcd(sources, actual, prefix=PREFIX, left=known_arg, recheck=True)
     unchanged_before = copy.deepcopy(unchanged)
-    assembled = assemble(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, known=known_arg)
+    assembled = assemble(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, left=known_arg)
     assembled_before = copy.deepcopy(assembled)
     desired = assembled.desired
     relations = check_relations(desired.capabilities, desired.held, desired.unloadable, strict=strict)
     checked = with_relation_problems(assembled, relations)
     fresh = desired_state(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, strict=strict)
 
-    assert (sources, unreadable, actual, known) == before
+    assert (sources, unreadable, actual, left) == before
     assert parsed == parsed_before
     assert all(parsed[key] is value for key, value in parsed_before.items())
     assert {k: v for k, v in parsed.items() if isinstance(v, DesiredCapability)} == capabilities_before
@@ -469,12 +469,11 @@ def test_assembling_mutates_none_of_its_inputs(given_inputs: Inputs, strict: boo
     assert assembled == assembled_before  # with_relation_problems made a new one
     # And deterministic: the same inputs give the same assembly.
     assert (
-        assemble(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, known=known_arg)
-        == assembled
+        assemble(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, left=known_arg) == assembled
     )
     assert (
         desired_state(sources, unreadable, actual, parsed=parsed, unchanged=unchanged, strict=strict) == fresh
     )
-    if not known:  # desired_state is assemble and the relations, checked afresh
+    if not left:  # desired_state is assemble and the relations, checked afresh
         assert fresh == checked
     assert not checked.desired.held & checked.desired.capabilities.keys()

@@ -13,7 +13,7 @@ from gitops_sync.core.unchanged import (
     Mark,
     digest,
     files_digest,
-    known_unchanged,
+    left_unchanged_for,
     may_differ,
     unchanged_in_etcd,
 )
@@ -160,27 +160,27 @@ def test_a_file_not_named_after_its_id_is_found_by_its_record() -> None:
 
 def test_known_files_are_left_out_unless_etcd_is_checked_again() -> None:
     capability = rendered(A)
-    known = {"a.yaml": (A.sha256, capability)}
+    left = {"a.yaml": (A.sha256, capability)}
     actual = synced(A, B)
 
-    assert unchanged_in_etcd([A, B], actual, prefix=PREFIX, known=known).keys() == {"b.yaml"}
+    assert unchanged_in_etcd([A, B], actual, prefix=PREFIX, left=left).keys() == {"b.yaml"}
 
-    rechecked = unchanged_in_etcd([A, B], actual, prefix=PREFIX, known=known, recheck=True)
+    rechecked = unchanged_in_etcd([A, B], actual, prefix=PREFIX, left=left, recheck=True)
     assert rechecked.keys() == {"a.yaml", "b.yaml"}
     assert rechecked["a.yaml"] is capability  # the known object, so what depends on it holds still
 
     edited = with_key(actual, capability_key(PREFIX, "chora.test.a", "version"), KeyState(b"9.9.9", 11))
-    assert unchanged_in_etcd([A, B], edited, prefix=PREFIX, known=known, recheck=True).keys() == {"b.yaml"}
+    assert unchanged_in_etcd([A, B], edited, prefix=PREFIX, left=left, recheck=True).keys() == {"b.yaml"}
 
 
 def test_what_is_known_for_other_content_is_not_known() -> None:
     capability = rendered(A)
-    known = {"a.yaml": ("0" * 64, capability)}
-    assert known_unchanged(known, A) is None
-    assert known_unchanged({"a.yaml": (A.sha256, capability)}, A) is capability
-    assert known_unchanged(None, A) is None
-    # Known for other content, so etcd is asked, and vouches.
-    assert unchanged_in_etcd([A], synced(A), prefix=PREFIX, known=known).keys() == {"a.yaml"}
+    left = {"a.yaml": ("0" * 64, capability)}
+    assert left_unchanged_for(left, A) is None
+    assert left_unchanged_for({"a.yaml": (A.sha256, capability)}, A) is capability
+    assert left_unchanged_for(None, A) is None
+    # LeftUnchanged for other content, so etcd is asked, and vouches.
+    assert unchanged_in_etcd([A], synced(A), prefix=PREFIX, left=left).keys() == {"a.yaml"}
 
 
 def test_may_differ_is_every_id_not_held_unchanged_as_the_very_same_object() -> None:

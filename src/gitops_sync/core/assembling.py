@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gitops_sync.core.cross_checking import check_relations
 from gitops_sync.core.rendering import record_source
-from gitops_sync.core.unchanged import Known, Records, known_unchanged
+from gitops_sync.core.unchanged import LeftUnchanged, Records, left_unchanged_for
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.plans import DesiredCapability, DesiredState
 from gitops_sync.model.problems import Problem
@@ -51,9 +51,9 @@ def assemble(
     *,
     parsed: Parsed,
     unchanged: Mapping[str, DesiredCapability],
-    known: Known | None = None,
+    left: LeftUnchanged | None = None,
 ) -> Assembly:
-    """Each file's capability: the one ``known`` or ``unchanged`` (:func:`unchanged_in_etcd`) holds
+    """Each file's capability: the one ``left`` or ``unchanged`` (:func:`unchanged_in_etcd`) holds
     for it, else the one ``parsed`` holds (which must hold every other file). Relations between
     capabilities are not checked yet (:func:`with_relation_problems`)."""
     records = Records(actual.records)
@@ -63,7 +63,7 @@ def assemble(
     drifted: set[str] = set()
     synced_before: set[str] = set()
     for source in sources:
-        capability = known_unchanged(known, source)
+        capability = left_unchanged_for(left, source)
         if capability is None and (capability := unchanged.get(source.name)) is not None:
             unparsed.add(capability.id)
         if capability is not None:
@@ -95,7 +95,7 @@ def assemble(
 
 def with_relation_problems(assembly: Assembly, problems: Sequence[Problem]) -> Assembly:
     """``assembly`` with the problems of its capabilities' relations (:func:`check_relations` of
-    its desired capabilities, with its held ids as also known): a capability whose file has such an
+    its desired capabilities, with its held ids as also left): a capability whose file has such an
     error is held at its last good state too."""
     desired = assembly.desired
     errors = {problem.source for problem in problems if problem.severity == "error"}

@@ -5,7 +5,7 @@ that, each cheaper than parsing the file and comparing every key:
 
 - its record in etcd names the file with its current content hash, and none of its keys was written
   after the record (:func:`unchanged_in_etcd`, after every read of etcd);
-- this process left it so at the end of its last cycle, and nobody has written since (``known``,
+- this process left it so at the end of its last cycle, and nobody has written since (``left``,
   kept by the service's cache while its view of etcd is current);
 - the mark a clean sync leaves in its status still stands (:class:`Mark`): nobody has written to
   etcd at all since then, so with the same files and settings everything is unchanged.
@@ -27,13 +27,13 @@ from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
 from gitops_sync.model.sources import SourceFile
 
-Known = Mapping[str, tuple[str, DesiredCapability]]
+LeftUnchanged = Mapping[str, tuple[str, DesiredCapability]]
 """By file name, the content hash and the capability this process left unchanged in etcd."""
 
 
-def known_unchanged(known: Known | None, source: SourceFile) -> DesiredCapability | None:
-    """The capability ``known`` holds for the file, if it was rendered from exactly this content."""
-    entry = known.get(source.name) if known else None
+def left_unchanged_for(left: LeftUnchanged | None, source: SourceFile) -> DesiredCapability | None:
+    """The capability ``left`` holds for the file, if it was rendered from exactly this content."""
+    entry = left.get(source.name) if left else None
     return entry[1] if entry is not None and entry[0] == source.sha256 else None
 
 
@@ -42,21 +42,21 @@ def unchanged_in_etcd(
     actual: RegistryState,
     *,
     prefix: str,
-    known: Known | None = None,
+    left: LeftUnchanged | None = None,
     recheck: bool = False,
 ) -> dict[str, DesiredCapability]:
     """By file name, the capabilities etcd holds unchanged by its records, so their files need not
     be parsed: the record names the file with its current hash, and no key was written after it.
 
-    Files ``known`` with their current hash are left out, as unchanged already; with ``recheck``
+    Files ``left`` with their current hash are left out, as unchanged already; with ``recheck``
     (etcd was read afresh, and anyone may have written since) etcd must vouch for them too, and the
-    known capability is given for them (the same object, so what depends on it need not be checked
+    capability left unchanged is given for them (the same object, so what depends on it need not be checked
     again).
     """
     records = Records(actual.records)
     found: dict[str, DesiredCapability] = {}
     for source in sources:
-        kept = known_unchanged(known, source)
+        kept = left_unchanged_for(left, source)
         if kept is not None and not recheck:
             continue
         for candidate in records.candidates(source.name):
@@ -80,7 +80,7 @@ def may_differ(
 
 
 class Records:
-    """The records by source file, decoded only if a file is not known or a problem needs them: a
+    """The records by source file, decoded only if a file is not left unchanged or a problem needs them: a
     watch cycle with nothing new decodes none of them."""
 
     def __init__(self, raw: Mapping[str, KeyState]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 
 from gitops_sync.core.assembling import Assembly, Parsed
 from gitops_sync.core.cross_checking import RelationChecks
-from gitops_sync.core.unchanged import Known, known_unchanged
+from gitops_sync.core.unchanged import LeftUnchanged, left_unchanged_for
 from gitops_sync.errors import ManifestError, SourceChanged
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.sources import SourceFile
@@ -28,7 +28,7 @@ class CycleCache:
         self._parsed: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
         """By file name and content hash, what the content parsed to; kept across invalidations,
         as a content parses the same whatever etcd holds."""
-        self._known: dict[str, tuple[str, DesiredCapability]] = {}
+        self._left: dict[str, tuple[str, DesiredCapability]] = {}
         """By file name, the content hash and capability of the files whose capability etcd held
         unchanged at the end of the last cycle; used only where etcd, read again, vouches for it."""
         self._unchanged: dict[str, DesiredCapability] = {}
@@ -41,8 +41,9 @@ class CycleCache:
         """The cross-manifest checks as the last cycle left them."""
 
     @property
-    def known(self) -> Known:
-        return self._known
+    def left_unchanged(self) -> LeftUnchanged:
+        """By file name, the content hash and capability the last cycle left unchanged in etcd."""
+        return self._left
 
     @property
     def unchanged(self) -> Mapping[str, DesiredCapability]:
@@ -51,14 +52,17 @@ class CycleCache:
 
     def invalidate(self) -> None:
         """Trust nothing seen of etcd so far: the next cycle starts as the first one does. What was
-        parsed stays, by content hash, and what was known is used only where etcd vouches for it."""
+        parsed stays, by content hash, and what was left is used only where etcd vouches for it."""
         self.view = None
         self.last = None
         self._unchanged = {}
         self.relations = RelationChecks(strict=self._strict)
 
     def to_parse(
-        self, sources: Sequence[SourceFile], unchanged: Mapping[str, DesiredCapability], known: Known | None
+        self,
+        sources: Sequence[SourceFile],
+        unchanged: Mapping[str, DesiredCapability],
+        left: LeftUnchanged | None,
     ) -> list[SourceFile]:
         """The files whose content was not parsed yet, and that nothing vouches for as unchanged."""
         parsed = self._parsed
@@ -67,7 +71,7 @@ class CycleCache:
             for source in sources
             if (source.name, source.sha256) not in parsed
             and source.name not in unchanged
-            and known_unchanged(known, source) is None
+            and left_unchanged_for(left, source) is None
         ]
 
     def add_parsed(
@@ -115,17 +119,17 @@ class CycleCache:
         desired = assembly.desired.capabilities
         if differing is None:
             self._unchanged = {key: value for key, value in desired.items() if key not in report.failed}
-            self._known = {
+            self._left = {
                 capability.source: (sha256_of(capability.source) or "", capability)
                 for capability in self._unchanged.values()
             }
         else:
             self._settle_differing(desired, report.failed, differing, sha256_of)
-        known = self._known
+        left = self._left
         self._parsed = {
             (name, sha): parsed
             for (name, sha), parsed in self._parsed.items()
-            if sha256_of(name) == sha and known.get(name, (None,))[0] != sha
+            if sha256_of(name) == sha and left.get(name, (None,))[0] != sha
         }
 
     def _settle_differing(
@@ -135,11 +139,11 @@ class CycleCache:
         differing: Set[str],
         sha256_of: Callable[[str], str | None],
     ) -> None:
-        unchanged, known = self._unchanged, self._known
+        unchanged, left = self._unchanged, self._left
         for capability_id in (unchanged.keys() - desired.keys()).union(differing, failed):
             gone = unchanged.pop(capability_id, None)
-            if gone is not None and known.get(gone.source, (None, None))[1] is gone:
-                del known[gone.source]
+            if gone is not None and left.get(gone.source, (None, None))[1] is gone:
+                del left[gone.source]
         for capability_id in differing - set(failed):
             capability = unchanged[capability_id] = desired[capability_id]
-            known[capability.source] = (sha256_of(capability.source) or "", capability)
+            left[capability.source] = (sha256_of(capability.source) or "", capability)

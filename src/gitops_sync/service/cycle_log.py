@@ -31,15 +31,16 @@ class CycleLog:
     def found(self, manifests: int) -> None:
         log.info("Found %d capability manifest(s)", manifests)
 
-    def applied(self, batch: Sequence[Change], drift_candidates: frozenset[str]) -> None:
-        """The changes of a transaction that went through."""
+    def applied(self, batch: Sequence[Change], repaired: frozenset[str]) -> None:
+        """The changes of a transaction that went through; ``repaired``: the ids whose writes put
+        back Git's values after someone changed them in etcd."""
         for change in batch:
             fields = {"capability": change.capability_id}  # for LOG_FORMAT=json
             if change.kind == "delete":
                 log.info("Deleted: %s (its manifest is gone)", change.capability_id, extra=fields)
             elif change.kind == "record":
                 continue
-            elif change.capability_id in drift_candidates:
+            elif change.capability_id in repaired:
                 log.warning(
                     "Drift: %s was changed in etcd outside Git (%s); restored Git's value",
                     change.capability_id,

@@ -17,7 +17,7 @@ from typing import Final
 
 from gitops_sync.core.assembling import Assembly, Parsed, assemble, with_relation_problems
 from gitops_sync.core.batching import batches
-from gitops_sync.core.unchanged import Known, Mark, files_digest, may_differ, unchanged_in_etcd
+from gitops_sync.core.unchanged import LeftUnchanged, Mark, files_digest, may_differ, unchanged_in_etcd
 from gitops_sync.errors import GitOpsSyncError, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
 from gitops_sync.model.plans import Change, DesiredCapability, Plan
@@ -304,14 +304,14 @@ class Engine:
         vouch for."""
         actual, cache, prefix = view.state, self._cache, self.settings.prefix
         unchanged = unchanged_in_etcd(
-            files.files, actual, prefix=prefix, known=cache.known, recheck=not current
+            files.files, actual, prefix=prefix, left=cache.left_unchanged, recheck=not current
         )
         if first:
             self._log.found(len(files.files) + len(files.problems))
-        known = cache.known if current else None
-        parsed = self._parse(files, unchanged, known)
+        left = cache.left_unchanged if current else None
+        parsed = self._parse(files, unchanged, left)
         assembly = assemble(
-            files.files, files.problems, actual, parsed=parsed, unchanged=unchanged, known=known
+            files.files, files.problems, actual, parsed=parsed, unchanged=unchanged, left=left
         )
         desired = assembly.desired
         checked = cache.relations.check(desired.capabilities, desired.held, desired.unloadable)
@@ -322,11 +322,13 @@ class Engine:
         by_records = {capability.id for capability in unchanged.values()}
         return _Desired(assembly, assembly.desired.capabilities.keys() - by_records, None)
 
-    def _parse(self, files: Scan, unchanged: Mapping[str, DesiredCapability], known: Known | None) -> Parsed:
+    def _parse(
+        self, files: Scan, unchanged: Mapping[str, DesiredCapability], left: LeftUnchanged | None
+    ) -> Parsed:
         """Parse what nothing vouches for: many files on every core (a cold start, a big checkout),
         a few here and now."""
         settings, read = self.settings, self._scanner.read
-        needed = self._cache.to_parse(files.files, unchanged, known)
+        needed = self._cache.to_parse(files.files, unchanged, left)
         results = render_in_parallel(settings, read, needed) if len(needed) >= PARALLEL_FROM else None
         if results is None:
             results = [read_and_render(settings, read, source) for source in needed]
@@ -401,8 +403,9 @@ class Engine:
             self._cache.view.apply(batch, revision)
         run.applied.extend(batch)
         run.committed.append(revision)
-        self._recorder.drift_restored += len(restored(batch, drift_candidates))
-        self._log.applied(batch, drift_candidates)
+        repaired = restored(batch, drift_candidates)
+        self._recorder.drift_restored += len(repaired)
+        self._log.applied(batch, frozenset(repaired))
 
     # settle
 
