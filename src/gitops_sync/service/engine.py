@@ -51,7 +51,7 @@ IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way."""
 
 
-def no_fence() -> Fence | None:
+def _unfenced() -> Fence | None:
     return None
 
 
@@ -105,7 +105,7 @@ class Engine:
         *,
         one_shot: bool,
         listener: CycleListener | None = None,
-        fence: Callable[[], Fence | None] = no_fence,
+        fence: Callable[[], Fence | None] = _unfenced,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         """``fence``: the fence of this replica's leadership term, if it leads a group of replicas
@@ -116,7 +116,7 @@ class Engine:
         self.source = source or source_for(settings)
         """Where the manifests come from; asked for an update at the start of every cycle."""
         self.update = Update(commit=None)
-        """The source's answer this cycle."""
+        """The source's answer this cycle: the commit it is at, or why it is not at the latest."""
         self._one_shot = one_shot
         self._listener = listener
         self._fence = fence
@@ -131,10 +131,6 @@ class Engine:
     def drift_restored(self) -> int:
         """Capabilities put back to Git's values after someone changed their keys in etcd, in all."""
         return self._recorder.drift_restored
-
-    def applied_commit(self) -> str | None:
-        """The commit etcd's status records as applied (by any replica)."""
-        return self._recorder.applied_commit()
 
     def run_cycle(self, trigger: Trigger) -> CycleReport:
         """Reconcile once. Raises SourceUnavailable or StoreUnavailable before writing anything."""
