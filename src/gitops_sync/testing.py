@@ -276,7 +276,7 @@ def plain_client(host: str, port: int, timeout: float = 2.0) -> Any:
     For looking at etcd independently of the service's store; untyped, as the library is."""
     import etcd3  # noqa: PLC0415 - only for those that look at etcd, not for `make run`
 
-    from gitops_sync.store.etcd import GRPC_OPTIONS  # noqa: PLC0415
+    from gitops_sync.store.members import GRPC_OPTIONS  # noqa: PLC0415
 
     endpoint = etcd3.Endpoint(host, port, secure=False, time_retry=0, opts=GRPC_OPTIONS)
     return etcd3.MultiEndpointEtcd3Client(endpoints=[endpoint], timeout=timeout, failover=True)

@@ -16,7 +16,8 @@ from gitops_sync.errors import StoreConflict, StoreError, StoreUnavailable
 from gitops_sync.model.plans import Change
 from gitops_sync.model.registry import KeyState
 from gitops_sync.settings import EtcdConnection
-from gitops_sync.store.etcd import KEYS_PAGE_SIZE, PAGE_SIZE, EtcdStore, KeyEvents
+from gitops_sync.store.etcd import EtcdStore, KeyEvents
+from gitops_sync.store.reading import KEYS_PAGE_SIZE, PAGE_SIZE
 from gitops_sync.testing import EtcdProcess, free_port
 from support import value_of, wait_for
 

@@ -278,14 +278,24 @@ def strongly_connected(edges: Mapping[str, list[str]]) -> list[list[str]]:
                 if work:
                     parent = work[-1][0]
                     low[parent] = min(low[parent], low[node])
-                if low[node] == index[node]:
-                    component = stack[on_stack[node] :]
-                    del stack[on_stack[node] :]
-                    for member in component:
-                        del on_stack[member]
-                    if len(component) > 1 or node in edges[node]:
-                        cycles.append(sorted(component))
+                component = _closed_component(node, index, low, stack, on_stack)
+                if component is not None and (len(component) > 1 or node in edges[node]):
+                    cycles.append(sorted(component))
     return sorted(cycles)
+
+
+def _closed_component(
+    node: str, index: dict[str, int], low: dict[str, int], stack: list[str], on_stack: dict[str, int]
+) -> list[str] | None:
+    """If ``node`` is the root of a strongly connected component (Tarjan), that component, taken
+    off ``stack``; else None."""
+    if low[node] != index[node]:
+        return None
+    component = stack[on_stack[node] :]
+    del stack[on_stack[node] :]
+    for member in component:
+        del on_stack[member]
+    return component
 
 
 def _reaching_cycles(edges: Mapping[str, list[str]]) -> set[str]:

@@ -87,9 +87,39 @@ def problem(status: int, title: str, detail: str, revision: int | None = None) -
 
 def registry_routes(live: LiveCatalog) -> list[BaseRoute]:
     """The API's routes, answering from ``live``."""
-    revisions = Revisions(live)
+    api = _Endpoints(live)
+    blocking = api.blocking
+    return [
+        Route("/v1/capabilities", blocking(api.capabilities), methods=["GET", "HEAD"]),
+        Route("/v1/capabilities/{id:str}", blocking(api.capability), methods=["GET", "HEAD"]),
+        Route(
+            "/v1/capabilities/{id:str}/dependencies",
+            blocking(_related("dependencies")),
+            methods=["GET", "HEAD"],
+        ),
+        Route(
+            "/v1/capabilities/{id:str}/dependents",
+            blocking(_related("dependents")),
+            methods=["GET", "HEAD"],
+        ),
+        Route("/v1/graph", blocking(_graph), methods=["GET", "HEAD"]),
+        Route("/v1/events", api.events, methods=["GET"]),
+        Route("/openapi.json", lambda request: JSONResponse(DOCUMENT), methods=["GET", "HEAD"]),
+    ]
 
-    def blocking(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+
+class _Endpoints:
+    """The API's handlers, each answering from one live catalog."""
+
+    def __init__(self, live: LiveCatalog) -> None:
+        self.live = live
+        self.revisions = Revisions(live)
+
+    def blocking(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` as an endpoint: once the catalog is ready, at the revision a blocking read
+        waits for (``?index=N&wait=...``), with the revision in a header and query errors as 400."""
+        live, revisions = self.live, self.revisions
+
         async def endpoint(request: Request) -> Response:
             if not live.ready:
                 return problem(503, "Not ready", "the catalog has not read etcd yet; try again shortly")
@@ -108,7 +138,7 @@ def registry_routes(live: LiveCatalog) -> list[BaseRoute]:
 
         return endpoint
 
-    def capabilities(request: Request, catalog: Catalog) -> Response:
+    def capabilities(self, request: Request, catalog: Catalog) -> Response:
         query = request.query_params
         limit = _int(request, "limit", minimum=1, maximum=MAX_LIMIT)
         page, cursor = catalog.select(
@@ -119,67 +149,53 @@ def registry_routes(live: LiveCatalog) -> list[BaseRoute]:
             cursor=query.get("cursor") or None,
             limit=DEFAULT_LIMIT if limit is None else limit,
         )
-        items = [entry.as_json(live.state_of(entry.id)) for entry in page]
+        items = [entry.as_json(self.live.state_of(entry.id)) for entry in page]
         return JSONResponse({"items": items, "revision": catalog.revision, "next_cursor": cursor})
 
-    def capability(request: Request, catalog: Catalog) -> Response:
+    def capability(self, request: Request, catalog: Catalog) -> Response:
         entry = catalog.entries.get(request.path_params["id"])
         if entry is None:
             return _absent(request.path_params["id"], catalog)
         tag = f'"{entry.revision}"'
         if tag in (part.strip() for part in request.headers.get("if-none-match", "").split(",")):
             return Response(status_code=304, headers={"ETag": tag})
-        return JSONResponse(entry.as_json(live.state_of(entry.id)), headers={"ETag": tag})
+        return JSONResponse(entry.as_json(self.live.state_of(entry.id)), headers={"ETag": tag})
 
-    def related(direction: Direction) -> Handler:
-        def endpoint(request: Request, catalog: Catalog) -> Response:
-            capability_id = request.path_params["id"]
-            if capability_id not in catalog.entries:
-                return _absent(capability_id, catalog)
-            transitive = request.query_params.get("transitive", "false").lower() in ("true", "1", "yes")
-            items = catalog.neighbours(capability_id, direction, transitive=transitive)
-            return JSONResponse(
-                {
-                    "id": capability_id,
-                    "revision": catalog.revision,
-                    "items": [item.as_json() for item in items],
-                }
-            )
-
-        return endpoint
-
-    def graph(request: Request, catalog: Catalog) -> Response:
-        if request.query_params.get("format") == "dot":
-            return PlainTextResponse(catalog.dot(), media_type="text/vnd.graphviz")
-        return JSONResponse(catalog.graph())
-
-    async def events(request: Request) -> Response:
-        if not live.ready:
+    async def events(self, request: Request) -> Response:
+        if not self.live.ready:
             return problem(503, "Not ready", "the catalog has not read etcd yet; try again shortly")
         since = request.headers.get("last-event-id") or request.query_params.get("since")
         start = int(since) if since is not None and since.isdigit() else None
-        stream = _event_stream(request, live, revisions, start)
+        stream = _event_stream(request, self.live, self.revisions, start)
         return StreamingResponse(
             stream,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    return [
-        Route("/v1/capabilities", blocking(capabilities), methods=["GET", "HEAD"]),
-        Route("/v1/capabilities/{id:str}", blocking(capability), methods=["GET", "HEAD"]),
-        Route(
-            "/v1/capabilities/{id:str}/dependencies",
-            blocking(related("dependencies")),
-            methods=["GET", "HEAD"],
-        ),
-        Route(
-            "/v1/capabilities/{id:str}/dependents", blocking(related("dependents")), methods=["GET", "HEAD"]
-        ),
-        Route("/v1/graph", blocking(graph), methods=["GET", "HEAD"]),
-        Route("/v1/events", events, methods=["GET"]),
-        Route("/openapi.json", lambda request: JSONResponse(DOCUMENT), methods=["GET", "HEAD"]),
-    ]
+
+def _related(direction: Direction) -> Handler:
+    def endpoint(request: Request, catalog: Catalog) -> Response:
+        capability_id = request.path_params["id"]
+        if capability_id not in catalog.entries:
+            return _absent(capability_id, catalog)
+        transitive = request.query_params.get("transitive", "false").lower() in ("true", "1", "yes")
+        items = catalog.neighbours(capability_id, direction, transitive=transitive)
+        return JSONResponse(
+            {
+                "id": capability_id,
+                "revision": catalog.revision,
+                "items": [item.as_json() for item in items],
+            }
+        )
+
+    return endpoint
+
+
+def _graph(request: Request, catalog: Catalog) -> Response:
+    if request.query_params.get("format") == "dot":
+        return PlainTextResponse(catalog.dot(), media_type="text/vnd.graphviz")
+    return JSONResponse(catalog.graph())
 
 
 async def _event_stream(

@@ -29,35 +29,6 @@ AT_ONCE: Final = 2
 def upload_routes(observed: Observed) -> list[BaseRoute]:
     limiter = anyio.CapacityLimiter(AT_ONCE)
 
-    def answering(check: Callable[[Upload], dict[str, object]]) -> Callable[[Request], object]:
-        async def endpoint(request: Request) -> Response:
-            async with limiter:  # bodies are held whole: at most AT_ONCE of them in memory
-                return await answer(request)
-
-        async def answer(request: Request) -> Response:
-            try:
-                body = await read_capped(request, MAX_UPLOAD_BYTES)
-            except BodyTooLarge:
-                return problem(413, "Upload too large", f"send at most {MAX_UPLOAD_BYTES:,} bytes")
-            content_type = request.headers.get("content-type", "")
-
-            def work() -> dict[str, object]:
-                return check(unpack(body, content_type))
-
-            try:
-                answered = await anyio.to_thread.run_sync(work)
-            except UploadTooLarge as exc:
-                return problem(413, "Upload too large", str(exc))
-            except UnsupportedUpload as exc:
-                return problem(415, "Unsupported upload", str(exc))
-            except UploadError as exc:
-                return problem(400, "Bad upload", str(exc))
-            except StoreError as exc:
-                return problem(503, "etcd unavailable", str(exc))
-            return JSONResponse(answered)
-
-        return endpoint
-
     def validate(upload: Upload) -> dict[str, object]:
         return {"problems": problems_as_json(observed.validate(upload))}
 
@@ -65,6 +36,43 @@ def upload_routes(observed: Observed) -> list[BaseRoute]:
         return observed.plan(upload).as_json()
 
     return [
-        Route("/v1/validate", answering(validate), methods=["POST"]),
-        Route("/v1/plan", answering(plan), methods=["POST"]),
+        Route("/v1/validate", _answering(limiter, validate), methods=["POST"]),
+        Route("/v1/plan", _answering(limiter, plan), methods=["POST"]),
     ]
+
+
+def _answering(
+    limiter: anyio.CapacityLimiter, check: Callable[[Upload], dict[str, object]]
+) -> Callable[[Request], object]:
+    """An endpoint answering with ``check`` of the manifests uploaded, while ``limiter`` allows."""
+
+    async def endpoint(request: Request) -> Response:
+        async with limiter:  # bodies are held whole: at most AT_ONCE of them in memory
+            return await _answer(request, check)
+
+    return endpoint
+
+
+async def _answer(request: Request, check: Callable[[Upload], dict[str, object]]) -> Response:
+    """``check`` of the upload in ``request`` (unpacked and checked in a worker thread), or the
+    problem that stopped it."""
+    try:
+        body = await read_capped(request, MAX_UPLOAD_BYTES)
+    except BodyTooLarge:
+        return problem(413, "Upload too large", f"send at most {MAX_UPLOAD_BYTES:,} bytes")
+    content_type = request.headers.get("content-type", "")
+
+    def work() -> dict[str, object]:
+        return check(unpack(body, content_type))
+
+    try:
+        answered = await anyio.to_thread.run_sync(work)
+    except UploadTooLarge as exc:
+        return problem(413, "Upload too large", str(exc))
+    except UnsupportedUpload as exc:
+        return problem(415, "Unsupported upload", str(exc))
+    except UploadError as exc:
+        return problem(400, "Bad upload", str(exc))
+    except StoreError as exc:
+        return problem(503, "etcd unavailable", str(exc))
+    return JSONResponse(answered)

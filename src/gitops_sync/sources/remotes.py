@@ -31,6 +31,7 @@ from gitops_sync.errors import GitError, SourceUnavailable
 from gitops_sync.settings import GitRemote
 from gitops_sync.sources.git import COMMIT, Git
 from gitops_sync.sources.origins import Applied, Update
+from gitops_sync.sources.signatures import Signatures
 
 log = logging.getLogger("gitops-sync")
 
@@ -40,8 +41,6 @@ FIRST_RETRY: Final = 0.5
 LAST_RETRY: Final = 30.0
 KEPT_CHECKOUTS: Final = 2
 """The current checkout and the one before it, which a reader may still be in."""
-MAX_VERDICTS: Final = 1000
-"""Commits whose signature check is remembered (each is checked once, not at every fetch)."""
 ANCESTRY_STEPS: Final = 50
 """How far back the commits at hand are followed to tell a fast-forward from a force-push."""
 
@@ -109,8 +108,7 @@ class GitSource:
         self._lock = workspace / "lock"
         self._commit = _linked_commit(self._current)
         """The commit ``current`` leads to."""
-        self._verdicts: dict[str, str | None] = {}
-        """By commit: why it must not be applied, or None when it may."""
+        self._signatures = Signatures(remote, self._repo)
         self._wanted = threading.Event()
         self._waker: threading.Event | None = None
         self._fetched_at = -math.inf
@@ -178,7 +176,7 @@ class GitSource:
         try:
             with self._locked(git):
                 target = self._fetch(git)
-                refusal = self._verdict(git, target)
+                refusal = self._signatures.verdict(git, target)
                 if refusal is not None:
                     raise _Refused(refusal)
                 if target == self._commit and self.directory.is_dir():
@@ -213,7 +211,7 @@ class GitSource:
             self._commit is not None
             and self._commit == recorded
             and self.directory.is_dir()
-            and self._verdict(git, self._commit) is None
+            and self._signatures.verdict(git, self._commit) is None
         )
         if usable:
             if self._logged != problem:
@@ -231,7 +229,7 @@ class GitSource:
         try:
             with self._locked(git):
                 self._fetch_into_cache(git, recorded)
-                if self._verdict(git, recorded) is not None:
+                if self._signatures.verdict(git, recorded) is not None:
                     return False
                 self._check_out(git, recorded)
         except (GitError, _Refused) as exc:
@@ -307,42 +305,6 @@ class GitSource:
         if not COMMIT.fullmatch(commit):
             raise GitError(f"rev-parse gave {commit!r}, not a commit id")
         return commit
-
-    def _verdict(self, git: Git, commit: str) -> str | None:
-        """Why ``commit`` must not be applied (its signature does not verify), or None."""
-        if commit not in self._verdicts:
-            if len(self._verdicts) >= MAX_VERDICTS:
-                self._verdicts.clear()
-            self._verdicts[commit] = self._verify(git, commit)
-        return self._verdicts[commit]
-
-    def _verify(self, git: Git, commit: str) -> str | None:
-        remote = self.remote
-        if remote.allowed_signers is not None:
-            policy = f"--git-allowed-signers {remote.allowed_signers}"
-            args = ["-c", f"gpg.ssh.allowedSignersFile={remote.allowed_signers}", "verify-commit", commit]
-            return _refusal(git, commit, policy, lambda: git.run(args, git_dir=self._repo, timeout=30))
-        if remote.gpg_keyring is not None:
-            policy = f"--git-gpg-keyring {remote.gpg_keyring}"
-            return _refusal(git, commit, policy, lambda: self._verify_gpg(git, commit))
-        return None
-
-    def _verify_gpg(self, git: Git, commit: str) -> None:
-        """``verify-commit`` against the keyring alone: a GnuPG home of its own, with the keyring
-        imported and each of its keys trusted (the keyring is the list of trusted signers)."""
-        keyring = self.remote.gpg_keyring
-        assert keyring is not None  # noqa: S101 - checked by the caller
-        with tempfile.TemporaryDirectory(prefix="gitops-sync-gnupg-") as home:
-            env = {"GNUPGHOME": home}
-            gpg = ["-c", "gpg.program=gpg"]
-            run = _gpg(git, env)
-            run(["--import", str(keyring)])
-            listing = run(["--with-colons", "--fingerprint", "--list-keys"])
-            fingerprints = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")]
-            trust = Path(home) / "trust"
-            trust.write_text("".join(f"{fingerprint}:6:\n" for fingerprint in fingerprints))
-            run(["--import-ownertrust", str(trust)])
-            git.run([*gpg, "verify-commit", commit], git_dir=self._repo, env=env, timeout=30)
 
     def _check_out(self, git: Git, commit: str) -> None:
         """Check the commit's manifests' directory out into a new directory, swap it in as
@@ -435,31 +397,6 @@ def _reaches(git: Git, repo: Path, start: str, wanted: str) -> bool:
             return True
         frontier.extend(parents)
     return False
-
-
-def _refusal(git: Git, commit: str, policy: str, verify: Callable[[], object]) -> str | None:
-    try:
-        verify()
-    except GitError as exc:
-        said = str(exc)
-        if "No principal matched" in said or "public key not found" in said or "No public key" in said:
-            why = "signed by a key that is not trusted"
-        elif "no signature" in said or "said nothing" in said:
-            why = "not signed"
-        else:
-            why = f"its signature does not verify ({git.mask(said)})"
-        return f"commit {commit} not applied: {why} ({policy})"
-    return None
-
-
-def _gpg(git: Git, env: dict[str, str]) -> Callable[[list[str]], str]:
-    def run(args: list[str]) -> str:
-        try:
-            return Git(env={**git.env, **env}, timeout=30).run_program("gpg", ["--batch", "--quiet", *args])
-        except GitError as exc:
-            raise GitError(f"gpg {args[0]}: {exc}") from None
-
-    return run
 
 
 def _cause(said: str) -> str | None:

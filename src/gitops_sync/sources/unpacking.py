@@ -301,13 +301,7 @@ def _form_parts(body: bytes, boundary: str | None) -> Iterator[tuple[bytes, byte
     delimiter = b"--" + boundary.encode()
     separator = b"\r\n" + delimiter
     truncated = "the form ends early (a truncated upload?): its closing boundary is missing"
-    if body.startswith(delimiter):
-        position = len(delimiter)
-    else:  # after a preamble
-        at = body.find(separator)
-        if at < 0:
-            raise UploadError(f"the form holds no part: its boundary {boundary!r} does not occur in it")
-        position = at + len(separator)
+    position = _after_first_boundary(body, boundary, delimiter, separator)
     parts = 0
     while not body.startswith(b"--", position):  # the close delimiter
         line_end = body.find(b"\r\n", position)
@@ -316,17 +310,7 @@ def _form_parts(body: bytes, boundary: str | None) -> Iterator[tuple[bytes, byte
         if body[position:line_end].strip(b" \t"):
             raise UploadError("the form is malformed: a boundary is followed by more than white space")
         start = line_end + 2
-        if body.startswith(b"\r\n", start):  # a part without headers
-            headers_end = start
-        else:
-            headers_end = body.find(b"\r\n\r\n", start, start + MAX_PART_HEADER_BYTES)
-            if headers_end < 0:
-                msg = (
-                    f"a form part's headers do not end within {MAX_PART_HEADER_BYTES:,} bytes "
-                    "(a truncated or malformed upload?)"
-                )
-                raise UploadError(msg)
-            headers_end += 2
+        headers_end = _headers_end(body, start)
         content_start = headers_end + 2
         end = body.find(separator, content_start)
         if end < 0:
@@ -336,6 +320,31 @@ def _form_parts(body: bytes, boundary: str | None) -> Iterator[tuple[bytes, byte
             raise UploadTooLarge(f"the form has more than {MAX_MEMBERS:,} parts; send only the manifests")
         position = end + len(separator)
         yield body[start:headers_end], body[content_start:end]
+
+
+def _after_first_boundary(body: bytes, boundary: str, delimiter: bytes, separator: bytes) -> int:
+    """Where the first boundary ends: at the start of the body, or after a preamble."""
+    if body.startswith(delimiter):
+        return len(delimiter)
+    at = body.find(separator)
+    if at < 0:
+        raise UploadError(f"the form holds no part: its boundary {boundary!r} does not occur in it")
+    return at + len(separator)
+
+
+def _headers_end(body: bytes, start: int) -> int:
+    """Where the headers of the part starting at ``start`` end (before the blank line), looked
+    for within :data:`MAX_PART_HEADER_BYTES`."""
+    if body.startswith(b"\r\n", start):  # a part without headers
+        return start
+    headers_end = body.find(b"\r\n\r\n", start, start + MAX_PART_HEADER_BYTES)
+    if headers_end < 0:
+        msg = (
+            f"a form part's headers do not end within {MAX_PART_HEADER_BYTES:,} bytes "
+            "(a truncated or malformed upload?)"
+        )
+        raise UploadError(msg)
+    return headers_end + 2
 
 
 def _filename(headers: bytes) -> str | None:

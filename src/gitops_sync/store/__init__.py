@@ -1,1 +1,1 @@
-"""The etcd side. Only :mod:`gitops_sync.store.etcd` imports the etcd client."""
+"""The etcd side. Only this package imports the etcd client; :mod:`gitops_sync.store.etcd` is its front."""
