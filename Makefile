@@ -34,6 +34,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/check-module-length.py
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
