@@ -199,6 +199,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--generated-48", action="store_true", help="generate 48 manifests instead of copying the real corpus"
     )
     parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="leave out the seed's script: for comparing two commits, which share it",
+    )
+    parser.add_argument(
         "--http",
         action="store_true",
         help="watch mode with --http on and a --webhook-url (a receiver in this process), for their cost",
@@ -219,7 +224,7 @@ def plan_for(size: int, options: argparse.Namespace) -> Plan:
         runs=runs,
         edits=20 if large else 30,
         batch_runs=runs,
-        baseline_runs=baseline_runs(size, runs),
+        baseline_runs=0 if options.no_baseline else baseline_runs(size, runs),
         real_corpus=size == 48 and not options.generated_48 and corpus.REAL_CORPUS is not None,
         http=options.http,
         api=options.api,
@@ -634,7 +639,9 @@ class Session:
         """The baseline's runs, and how many times faster than it the cold sync (``cold`` s) is."""
         runs = self.plan.baseline_runs
         if not runs:
-            self.note(f"baseline: not run above {BASELINE_UP_TO:,} capabilities (it is slow)")
+            self.note(f"baseline: not run (--no-baseline, or more than {BASELINE_UP_TO:,} capabilities)")
+                f"baseline: not run (--no-baseline, or above {BASELINE_UP_TO:,} capabilities: it is slow)"
+            )
             return {}
         log.info("baseline: the seed's script, %d run(s)", runs)
         baseline = summary([self.baseline() for _ in range(runs)])
