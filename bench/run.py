@@ -640,8 +640,6 @@ class Session:
         runs = self.plan.baseline_runs
         if not runs:
             self.note(f"baseline: not run (--no-baseline, or more than {BASELINE_UP_TO:,} capabilities)")
-                f"baseline: not run (--no-baseline, or above {BASELINE_UP_TO:,} capabilities: it is slow)"
-            )
             return {}
         log.info("baseline: the seed's script, %d run(s)", runs)
         baseline = summary([self.baseline() for _ in range(runs)])
