@@ -21,7 +21,7 @@ from typing import Final
 
 import tenacity
 
-from gitops_sync.errors import SourceUnavailable, StoreAccessDenied, StoreUnavailable
+from gitops_sync.errors import SourceUnavailable, StoreUnavailable
 from gitops_sync.service import parsing
 from gitops_sync.service.file_events import FileEvents
 from gitops_sync.service.leading import Leadership, Role
@@ -90,9 +90,6 @@ class Watcher:
                     log.info("--- Sync cycle complete. Next sync in %gs ---", settings.interval)
                     parsing.prepare()  # once, while idle: a start may have parsed nothing
                     self._idle()
-        except StoreAccessDenied as exc:
-            log.error("%s", exc)
-            return 3
         finally:
             self._running = False
             self.stop.set()  # whatever ended the loop: the file-events thread ends with it
