@@ -16,7 +16,7 @@ from typing import TypeVar
 import etcd3
 import pytest
 
-from gitops_sync.testing import EtcdProcess
+from gitops_sync.testing import EtcdProcess, etcd_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPABILITIES = ROOT / "capabilities"
@@ -212,3 +212,14 @@ def requirement(target: str, version: str = "*", relationship: str | None = None
     """One entry of ``dc_relation.requires`` for :func:`manifest_text`."""
     named = f"      relationship: {relationship}\n" if relationship is not None else ""
     return f"    - capability: {target}\n      version: '{version}'\n{named}"
+
+
+def etcdctl(server: EtcdProcess, *args: str, user: str | None = None) -> None:
+    """``etcdctl ARGS`` against ``server``, as ``user`` (``name:password``) if given; fails on an error."""
+    credentials = [f"--user={user}"] if user else []
+    subprocess.run(
+        [str(etcd_binary().parent / "etcdctl"), f"--endpoints={server.endpoint}", *credentials, *args],
+        check=True,
+        capture_output=True,
+        timeout=20,
+    )

@@ -28,6 +28,8 @@ log = logging.getLogger("gitops-sync")
 
 
 class ExitCode(IntEnum):
+    """What the process exits with; :data:`MEANINGS` says what each means."""
+
     OK = 0
     INVALID = 1
     USAGE = 2
@@ -40,7 +42,7 @@ MEANINGS: Final[dict[ExitCode, str]] = {
     ExitCode.INVALID: "finished, but some manifests are invalid or some writes failed",
     ExitCode.USAGE: "usage or configuration error",
     ExitCode.UNREACHABLE: "etcd could not be reached, or refused the credentials or a permission",
-    ExitCode.INTERRUPTED: "interrupted by Ctrl+C (watch mode stops cleanly and exits 0)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl+C); watch mode stops cleanly and exits 0",
 }
 """One line per code, for ``--help``; the README's table says the same at more length."""
 
