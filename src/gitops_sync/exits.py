@@ -49,7 +49,7 @@ MEANINGS: Final[dict[ExitCode, str]] = {
 ERRORS: Final[tuple[tuple[type[BaseException], ExitCode], ...]] = (
     (ConfigurationError, ExitCode.USAGE),  # SourceUnavailable too: no usable directory or commit
     (StoreUnavailable, ExitCode.UNREACHABLE),
-    (StoreAccessDenied, ExitCode.UNREACHABLE),  # retrying will not help; the operator must
+    (StoreAccessDenied, ExitCode.UNREACHABLE),  # retrying will not help: the user or role must change
     (StoreError, ExitCode.INVALID),  # a write etcd refused: some writes failed
     (ManifestError, ExitCode.INVALID),  # cycles count these; one that escapes them is still a 1
     (GitError, ExitCode.INVALID),  # the Git source turns these into SourceUnavailable first
@@ -78,7 +78,7 @@ def ended_by(exc: BaseException) -> ExitCode:
     if code is None:
         raise exc
     if isinstance(exc, BrokenPipeError):
-        sys.stderr.close()  # whatever else is said would break the pipe again
+        sys.stderr.close()  # Python's flush of stdout at exit fails again: let it say nothing
     elif isinstance(exc, KeyboardInterrupt):
         log.info("Interrupted")
     elif code == ExitCode.USAGE:
