@@ -21,7 +21,7 @@ import pytest
 from gitops_sync.model.registry import RegistryState
 from gitops_sync.service import parsing
 from gitops_sync.store.etcd import EtcdStore
-from gitops_sync.testing import EtcdProcess
+from gitops_sync.testing import EtcdProcess, etcd_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPABILITIES = ROOT / "capabilities"
@@ -254,3 +254,14 @@ def files_read(monkeypatch: pytest.MonkeyPatch) -> Synchronized[int]:
 
     monkeypatch.setattr(os, "open", counting_open)
     return reads
+
+
+def etcdctl(server: EtcdProcess, *args: str, user: str | None = None) -> None:
+    """``etcdctl ARGS`` against ``server``, as ``user`` (``name:password``) if given; fails on an error."""
+    credentials = [f"--user={user}"] if user else []
+    subprocess.run(
+        [str(etcd_binary().parent / "etcdctl"), f"--endpoints={server.endpoint}", *credentials, *args],
+        check=True,
+        capture_output=True,
+        timeout=20,
+    )

@@ -3,7 +3,6 @@ against real etcd servers; no secret may appear in any log line."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +11,8 @@ import etcd3
 import pytest
 import trustme
 
-from gitops_sync.testing import EtcdProcess, ServerTLS, etcd_binary
-from support import CAPABILITIES, EXAMPLE_IDS, PREFIX, Cli, services, value_of, wait_for
+from gitops_sync.testing import EtcdProcess, ServerTLS
+from support import CAPABILITIES, EXAMPLE_IDS, PREFIX, Cli, etcdctl, services, value_of, wait_for
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - a test password
 ROOT_PASSWORD = "root-secret-4711"  # noqa: S105
@@ -91,16 +90,6 @@ def test_tls_files_that_do_not_exist_are_a_usage_error(cli: Cli, tmp_path: Path)
     result = cli("--list", "--cacert", str(tmp_path / "missing.pem"))
     assert result.code == 2
     assert f"--cacert {tmp_path / 'missing.pem'} is not a readable file" in result.err
-
-
-def etcdctl(server: EtcdProcess, *args: str, user: str | None = None) -> None:
-    credentials = [f"--user={user}"] if user else []
-    subprocess.run(
-        [str(etcd_binary().parent / "etcdctl"), f"--endpoints={server.endpoint}", *credentials, *args],
-        check=True,
-        capture_output=True,
-        timeout=20,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""What each mode of the command does, and the exit codes the README lists."""
+"""What each mode of the command does, and with which exit code (:mod:`gitops_sync.exits`) it ends."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from enum import IntEnum
 from typing import TYPE_CHECKING, Final, Literal, TextIO
 
-from gitops_sync.errors import StoreAccessDenied, StoreError, StoreUnavailable
+from gitops_sync.exits import HANDLED, ExitCode, ended_by
 from gitops_sync.model.keys import split_capability_key
 from gitops_sync.model.plans import Plan
 from gitops_sync.service.engine import Engine
@@ -32,24 +31,23 @@ must answer within 3 s, process start included, well inside a container health c
 Mode = Literal["sync", "watch", "list", "health-check", "validate", "print-schema", "status"]
 
 
-class ExitCode(IntEnum):
-    OK = 0
-    INVALID = 1
-    """Finished, but some manifests are invalid or some writes failed."""
-    USAGE = 2
-    """Usage or configuration error."""
-    UNREACHABLE = 3
-    """etcd could not be reached."""
-
-
 def run(settings: Settings, mode: Mode, out: TextIO | None = None, serve: Serve | None = None) -> ExitCode:
-    """Run one mode to completion; what it prints goes to ``out`` (stdout). Configuration errors
-    propagate to the caller. ``serve``: the HTTP server, for watch mode with ``--http``."""
+    """Run one mode to completion; what it prints goes to ``out`` (stdout). The error that ends it,
+    if one does, is reported and mapped to the exit code by :mod:`gitops_sync.exits`.
+    ``serve``: the HTTP server, for watch mode with ``--http``."""
     out = out or sys.stdout
-    if mode == "validate":
-        return validate_directory(settings, out)
-    if mode == "print-schema":
-        return print_schema(out)
+    try:
+        if mode == "validate":
+            return validate_directory(settings, out)
+        if mode == "print-schema":
+            return print_schema(out)
+        return _on_etcd(settings, mode, out, serve)
+    except HANDLED as exc:
+        return ended_by(exc)
+
+
+def _on_etcd(settings: Settings, mode: Mode, out: TextIO, serve: Serve | None) -> ExitCode:
+    """A mode that opens etcd; observers (webhooks) get their bounded time to deliver however it ends."""
     observers = _observers(settings, mode)
     on_request = observers.etcd_request if observers is not None and observers.metrics else None
     with EtcdStore(_connection(settings, mode), on_request) as store:
@@ -61,12 +59,6 @@ def run(settings: Settings, mode: Mode, out: TextIO | None = None, serve: Serve 
                 if mode == "watch"
                 else sync_once(settings, store, out, observers)
             )
-        except (StoreUnavailable, StoreAccessDenied) as exc:
-            log.error("%s", exc)
-            return ExitCode.UNREACHABLE
-        except StoreError as exc:
-            log.error("%s", exc)
-            return ExitCode.INVALID
         finally:
             if observers is not None:
                 _flush(observers, mode)
@@ -145,9 +137,11 @@ def watch_changes(
         settings, store, listener=listener, role=observers.role if observers is not None else None
     )
     if serve is None or observers is None or observers.metrics is None:
-        return ExitCode(watcher.run())
-    with serve(observers.observed(store, lambda: watcher.running, watcher.engine.source)):
-        return ExitCode(watcher.run())
+        watcher.run()
+    else:
+        with serve(observers.observed(store, lambda: watcher.running, watcher.engine.source)):
+            watcher.run()
+    return ExitCode.OK
 
 
 def show_status(settings: Settings, store: EtcdStore, out: TextIO) -> ExitCode:

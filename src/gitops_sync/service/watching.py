@@ -21,7 +21,7 @@ from typing import Final
 
 import tenacity
 
-from gitops_sync.errors import SourceUnavailable, StoreAccessDenied, StoreUnavailable
+from gitops_sync.errors import SourceUnavailable, StoreUnavailable
 from gitops_sync.service import parsing
 from gitops_sync.service.engine import Engine
 from gitops_sync.service.file_events import FileEvents
@@ -91,8 +91,9 @@ class Watcher:
         """The loop runs: from :meth:`run`'s start until it stops."""
         return self._running
 
-    def run(self) -> int:
-        """Sync until SIGINT/SIGTERM (or ``stop``); returns the exit code."""
+    def run(self) -> None:
+        """Sync until SIGINT/SIGTERM (or ``stop``). What else ends it is raised, for the exit-code
+        table (:mod:`gitops_sync.exits`) to map."""
         settings = self.settings
         log.info("Starting watch mode (interval: %gs)", settings.interval)
         log.info("Watching: %s", self.engine.source.label)
@@ -109,9 +110,6 @@ class Watcher:
                     log.info("--- Sync cycle complete. Next sync in %gs ---", settings.interval)
                     parsing.prepare()  # once, while idle: a start may have parsed nothing
                     self._idle()
-        except StoreAccessDenied as exc:
-            log.error("%s", exc)
-            return 3
         finally:
             self._running = False
             self.stop.set()  # whatever ended the loop: the file-events thread ends with it
@@ -120,7 +118,6 @@ class Watcher:
             if self.files is not None:
                 self.files.join()
         log.info("Stopped")
-        return 0
 
     def _cycle(self) -> CycleReport | None:
         """Lead, then sync once; None when stopped while standing by."""
