@@ -14,13 +14,10 @@ from typing import TYPE_CHECKING
 from gitops_sync import __version__, logs
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
+from gitops_sync.model.limits import INTERVAL_RANGE, LEASE_TTL_RANGE, MAX_TXN_OPS_RANGE, TIMEOUT_RANGE
 from gitops_sync.service.running import ExitCode, Mode, run
 from gitops_sync.settings import (
     ETCD_MAX_TXN_OPS,
-    INTERVAL_RANGE,
-    LEASE_TTL_RANGE,
-    MAX_TXN_OPS_RANGE,
-    TIMEOUT_RANGE,
     EtcdConnection,
     GitRemote,
     Settings,

@@ -13,15 +13,14 @@ from collections.abc import Callable
 import pytest
 
 from gitops_sync.errors import UnsupportedUpload, UploadError, UploadTooLarge
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES
-from gitops_sync.sources.unpacking import (
+from gitops_sync.model.limits import (
+    MAX_MANIFEST_BYTES,
     MAX_MEMBERS,
     MAX_NAME_BYTES,
     MAX_UNPACKED_BYTES,
     MAX_UPLOAD_BYTES,
-    Upload,
-    unpack,
 )
+from gitops_sync.sources.unpacking import Upload, unpack
 
 MANIFEST = b"metadata:\n  dc_identifier: chora.example.one\n"
 GZIP = "application/gzip"

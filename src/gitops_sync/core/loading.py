@@ -20,14 +20,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gitops_sync.core.validating import validate
 from gitops_sync.errors import ManifestError
+from gitops_sync.model.limits import MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_VALUES
 from gitops_sync.model.manifests import CAPABILITY_TYPES, Dependency, Manifest
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES
-
-MAX_DEPTH: Final = 64
-"""Nesting limit. Real manifests nest under 10 levels."""
-MAX_VALUES: Final = 100_000
-"""Values a document may hold once YAML aliases are expanded. Real manifests hold hundreds; a 1 KiB
-"billion laughs" file holds billions, which is why this is counted before anything walks it."""
 
 DEFAULT_RELATIONSHIP: Final = {"requires": "prerequisite"}
 """The relationship an entry gets when it names none; any other list's entries get the list's name."""

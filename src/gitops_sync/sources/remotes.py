@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from gitops_sync.errors import GitError, SourceUnavailable
+from gitops_sync.model.limits import ANCESTRY_STEPS
 from gitops_sync.settings import GitRemote
 from gitops_sync.sources.git import COMMIT, Git
 from gitops_sync.sources.origins import Applied, Update
@@ -42,8 +43,6 @@ KEPT_CHECKOUTS: Final = 2
 """The current checkout and the one before it, which a reader may still be in."""
 MAX_VERDICTS: Final = 1000
 """Commits whose signature check is remembered (each is checked once, not at every fetch)."""
-ANCESTRY_STEPS: Final = 50
-"""How far back the commits at hand are followed to tell a fast-forward from a force-push."""
 
 _CAUSES: Final = (
     (

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Final
 
 from gitops_sync.errors import SourceChanged, SourceUnavailable
+from gitops_sync.model.limits import MAX_MANIFEST_BYTES
 from gitops_sync.model.problems import Problem
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES, SourceFile
+from gitops_sync.model.sources import SourceFile
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 RACY_NS: Final = 2_000_000_000
