@@ -80,7 +80,7 @@ def _bind(address: tuple[str, int]) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.create_server((host, port), family=family, backlog=128)
         # Accepted connections inherit it. asyncio sets it only on sockets made with IPPROTO_TCP,
-        # and without it an answer's body waits for the client's delayed ACK of its head: 40 ms.
+        # and without it an answer's body waits for the client's delayed ACK of its head.
         listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         raise ConfigurationError(

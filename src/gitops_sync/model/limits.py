@@ -63,7 +63,7 @@ MAX_LIST_LIMIT: Final = 1_000
 
 MAX_UPLOAD_BYTES: Final = 32 * 1024 * 1024
 """An upload's body as sent; a larger one is refused (413) as soon as it says or shows it is over.
-Room for the largest registry measured, 10,000 manifests, as form data."""
+Room for a registry of 10,000 manifests as form data."""
 MAX_UNPACKED_BYTES: Final = 64 * 1024 * 1024
 """An archive's tar stream once decompressed (contents, headers, padding): what an upload can cost in
 memory and work. Decompression stops past it (a gzip bomb) and the upload is refused (413)."""
