@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from gitops_sync.core.catalog import Catalog, Direction, QueryError
 from gitops_sync.http.openapi import DOCUMENT
 from gitops_sync.model.keys import is_capability_id
-from gitops_sync.model.limits import MAX_LIST_LIMIT, MAX_WAIT_SECONDS
+from gitops_sync.model.limits import MAX_LIST_LIMIT, MAX_QUERY_DIGITS, MAX_WAIT_SECONDS
 from gitops_sync.service.cataloging import CatalogChange, LiveCatalog
 
 DEFAULT_WAIT: Final = 300.0
@@ -225,7 +225,7 @@ def _int(request: Request, name: str, *, minimum: int, maximum: int | None = Non
     text = request.query_params.get(name)
     if text is None or text == "":
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not text.isdigit() or len(text) > MAX_QUERY_DIGITS:
         raise QueryError(f"{name}={text[:40]!r} is not a whole number")
     value = int(text)
     if value < minimum or (maximum is not None and value > maximum):

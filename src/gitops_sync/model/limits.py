@@ -58,6 +58,9 @@ MAX_WAIT_SECONDS: Final = 300.0
 """The longest a blocking read waits (Consul's cap too); a longer ``?wait=`` waits this long."""
 MAX_LIST_LIMIT: Final = 1_000
 """``?limit=`` on a list of capabilities; more is refused (400)."""
+MAX_QUERY_DIGITS: Final = 18
+"""Digits of a whole number in a query (``?index=``, ``?limit=``), so any fits 64 bits; a longer one
+is refused (400) before it is converted."""
 
 # Uploads (POST /v1/validate and /v1/preview: a tar.gz or a form of files)
 
@@ -71,6 +74,8 @@ MAX_MEMBERS: Final = 20_000
 """Archive members (directories and other files included) or form parts read; more is refused (413)."""
 MAX_NAME_BYTES: Final = 4096
 """A manifest's path in an upload, in UTF-8 (Linux's ``PATH_MAX``); a longer one is refused (400)."""
+MAX_BOUNDARY_LENGTH: Final = 70
+"""A form's boundary (RFC 2046's limit); a longer one is refused (400) before the body is searched."""
 MAX_PART_HEADER_BYTES: Final = 16 * 1024
 """The headers of one form part (browsers and curl send a few hundred bytes); longer is refused (400)."""
 UPLOADS_AT_ONCE: Final = 2

@@ -38,6 +38,7 @@ from typing import Final, Self
 
 from gitops_sync.errors import UnsupportedUpload, UploadError, UploadTooLarge
 from gitops_sync.model.limits import (
+    MAX_BOUNDARY_LENGTH,
     MAX_MANIFEST_BYTES,
     MAX_MEMBERS,
     MAX_NAME_BYTES,
@@ -289,8 +290,11 @@ def _form_parts(body: bytes, boundary: str | None) -> Iterator[tuple[bytes, byte
     """Each part's headers and content, found with ``bytes.find``: in time linear in the body,
     whatever it holds. Strict about the framing (CRLF, as every client sends), lenient about
     what it need not read (a preamble, the epilogue, padding after a boundary)."""
-    if not boundary or len(boundary) > 70 or not boundary.isascii():
-        msg = f"{FORM_TYPE} needs a boundary parameter of 1 to 70 ASCII characters in its Content-Type"
+    if not boundary or len(boundary) > MAX_BOUNDARY_LENGTH or not boundary.isascii():
+        msg = (
+            f"{FORM_TYPE} needs a boundary parameter of 1 to {MAX_BOUNDARY_LENGTH} ASCII characters "
+            "in its Content-Type"
+        )
         raise UploadError(msg)
     delimiter = b"--" + boundary.encode()
     separator = b"\r\n" + delimiter
