@@ -40,6 +40,7 @@ import corpus
 from gitops_sync.core import loading
 from gitops_sync.core.validating import validate
 from gitops_sync.errors import ManifestError
+from gitops_sync.model import limits
 from gitops_sync.model.manifests import Dependency, Manifest
 
 Parse = Callable[[str], Any]
@@ -85,13 +86,13 @@ def plain_as_today(text: str) -> bool:
 
 def check(document: dict[str, Any], text: str) -> None:
     """Raise :class:`Fallback` unless the document is what today's loader would build."""
-    budget = loading.MAX_VALUES - 1
+    budget = limits.MAX_VALUES - 1
     ints = False
     stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(document, 1)]
     while stack:
         node, depth = stack.pop()
         budget -= 2 * len(node) if isinstance(node, dict) else len(node)
-        if budget < 0 or (node and depth >= loading.MAX_DEPTH):
+        if budget < 0 or (node and depth >= limits.MAX_DEPTH):
             raise Fallback
         if isinstance(node, dict):
             if not all(type(key) is str and plain_as_today(key) for key in node):

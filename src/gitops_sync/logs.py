@@ -30,8 +30,8 @@ FIELDS: Final = ("capability", "file", "line", "revision", "trigger", "reason")
 
 
 class _Formatter(logging.Formatter):
-    """The seed's format, with the time formatted once per second: a sync of 10,000 capabilities
-    logs 10,000 lines within a few seconds."""
+    """The seed's format, with the time formatted once per second, as a cold sync logs a line for
+    each capability."""
 
     _second: int | None = None
     _time = ""
@@ -80,7 +80,7 @@ def configure(level_name: str | None, format_name: str | None = None) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS[level])
     logger.propagate = False
-    # The format shows none of these, and finding them is a third of what each line costs (the
-    # logging HOWTO's "Optimization" section).
+    # The format shows none of these, and finding them is much of what each line costs (the
+    # logging HOWTO's "Optimization" section; bench/README.md).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None  # the documented way to skip finding the caller

@@ -8,13 +8,8 @@ from pathlib import Path
 
 from gitops_sync import __version__, exits
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX
-from gitops_sync.settings import (
-    ETCD_MAX_TXN_OPS,
-    INTERVAL_RANGE,
-    LEASE_TTL_RANGE,
-    MAX_TXN_OPS_RANGE,
-    TIMEOUT_RANGE,
-)
+from gitops_sync.model.limits import INTERVAL_RANGE, LEASE_TTL_RANGE, MAX_TXN_OPS_RANGE, TIMEOUT_RANGE
+from gitops_sync.settings import ETCD_MAX_TXN_OPS
 
 DEFAULT_CAPABILITIES = Path("capabilities")
 DEFAULT_PORT = 2379

@@ -16,6 +16,14 @@ from urllib.parse import urlsplit
 
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.model.keys import DEFAULT_PREFIX, DEFAULT_SYNC_PREFIX, OPS_PER_CAPABILITY, leader_key
+from gitops_sync.model.limits import (
+    INTERVAL_RANGE,
+    LEASE_TTL_RANGE,
+    MAX_GIT_REF_LENGTH,
+    MAX_TXN_OPS_RANGE,
+    TIMEOUT_RANGE,
+    WEBHOOK_SECRET_BYTES,
+)
 
 ETCD_MAX_REQUEST_BYTES: Final = 1_572_864
 """etcd's default ``--max-request-bytes`` (1.5 MiB)."""
@@ -23,19 +31,7 @@ ETCD_MAX_TXN_OPS: Final = 128
 """etcd's default ``--max-txn-ops``."""
 FENCE_OPS: Final = 1
 """A leader's writes compare its leader key too."""
-TIMEOUT_RANGE: Final = (0.1, 600.0)
-"""``--etcd-timeout``, seconds: long enough for one request, short enough to notice an outage."""
-INTERVAL_RANGE: Final = (0.1, 86_400.0)
-"""``--interval``, seconds: from a tenth of a second to a day."""
-LEASE_TTL_RANGE: Final = (2, 3_600)
-"""``--lease-ttl``, seconds: etcd refuses shorter leases; a longer one would leave the registry
-without a writer for over an hour after a leader dies."""
-MAX_TXN_OPS_RANGE: Final = (OPS_PER_CAPABILITY + FENCE_OPS, 100_000)
-"""``--max-txn-ops``: one capability's changes and a leader's fence, up to far beyond any etcd's own
-limit."""
 WEBHOOK_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the format's prefix, not a secret
-WEBHOOK_SECRET_BYTES: Final = (24, 64)
-"""The Standard Webhooks specification's bounds on a secret's length, once decoded."""
 
 
 def out_of_range(name: str, value: float, bounds: tuple[float, float], unit: str = "") -> str | None:
@@ -103,7 +99,7 @@ class EtcdConnection:
 
 _SCP_LIKE: Final = re.compile(r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:(?!//)[^\s]+$")
 """``git@host:path``, which git reads as SSH."""
-_REF: Final = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{1,255}$")
+_REF: Final = re.compile(rf"^(?!-)(?!.*\.\.)[A-Za-z0-9._/+-]{{1,{MAX_GIT_REF_LENGTH}}}$")
 """A branch, tag or commit as given to ``git fetch``: no option, no range, no white space."""
 
 

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from gitops_sync.http.registry import registry_routes
+from gitops_sync.model.limits import MAX_QUERY_DIGITS
 from gitops_sync.service.cataloging import LiveCatalog
 from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import EtcdStore
@@ -123,6 +124,7 @@ def test_list_filters_and_headers(cli: Cli, directory: Path, api: httpx.Client) 
         {"limit": "0"},
         {"limit": "1001"},
         {"limit": "NaN"},
+        {"index": "9" * (MAX_QUERY_DIGITS + 1)},
         {"cursor": "!!"},
         {"wait": "soon", "index": "1"},
     ],

@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gitops_sync.core.loading import (
-    MAX_DEPTH,
     _Builder,
     _check_bounds,
     _Loader,
@@ -23,13 +22,14 @@ from gitops_sync.core.loading import (
     load_manifest,
 )
 from gitops_sync.errors import ManifestError
+from gitops_sync.model.limits import MAX_DEPTH
 from support import CAPABILITIES
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]\n"
     for previous, name in zip("abcd", "bcde", strict=True)
 )
-"""Over :data:`~gitops_sync.core.loading.MAX_VALUES` values once its aliases are expanded (10 ** 5 in ``e`` alone)."""
+"""Over :data:`~gitops_sync.model.limits.MAX_VALUES` values once its aliases are expanded (10 ** 5 in ``e`` alone)."""
 DECLINED = "declined"
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.errors import ConfigurationError, HookRejected
-from gitops_sync.sources.push_hooks import MAX_BODY_BYTES, PushEvent, read_secret, receive, verify
+from gitops_sync.model.limits import MAX_HOOK_BODY_BYTES
+from gitops_sync.sources.push_hooks import PushEvent, read_secret, receive, verify
 
 SECRET = b"0123456789abcdef-hook-secret"
 COMMIT = "a" * 40
@@ -92,7 +93,7 @@ def test_the_signature_is_checked_before_the_body_is_parsed() -> None:
 
 
 def test_a_body_over_the_limit_is_refused_unread() -> None:
-    body = b" " * (MAX_BODY_BYTES + 1)
+    body = b" " * (MAX_HOOK_BODY_BYTES + 1)
     source = Source()
 
     with pytest.raises(HookRejected) as refused:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.errors import ManifestError, SourceUnavailable
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES
+from gitops_sync.model.limits import MAX_MANIFEST_BYTES
 from gitops_sync.sources import scanning
 from gitops_sync.sources.scanning import Scanner
 from support import LONG_AFTER_NS, files_opened

@@ -13,15 +13,15 @@ from collections.abc import Callable
 import pytest
 
 from gitops_sync.errors import UnsupportedUpload, UploadError, UploadTooLarge
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES
-from gitops_sync.sources.unpacking import (
+from gitops_sync.model.limits import (
+    MAX_BOUNDARY_LENGTH,
+    MAX_MANIFEST_BYTES,
     MAX_MEMBERS,
     MAX_NAME_BYTES,
     MAX_UNPACKED_BYTES,
     MAX_UPLOAD_BYTES,
-    Upload,
-    unpack,
 )
+from gitops_sync.sources.unpacking import FORM_TYPE, Upload, unpack
 
 MANIFEST = b"metadata:\n  dc_identifier: chora.example.one\n"
 GZIP = "application/gzip"
@@ -397,6 +397,18 @@ def test_a_broken_or_hostile_form_is_refused(body: bytes, content_type: str, say
     with pytest.raises(UploadError, match=says) as refused:
         unpack(body, content_type)
     assert type(refused.value) is UploadError
+
+
+def test_a_boundary_up_to_its_limit_is_read_and_a_longer_one_refused() -> None:
+    longest = b"b" * MAX_BOUNDARY_LENGTH
+    part = (b'name="f"; filename="one.yaml"', MANIFEST)
+    assert names(unpack(form(part, boundary=longest), f"{FORM_TYPE}; boundary={longest.decode()}")) == [
+        "one.yaml"
+    ]
+    with pytest.raises(
+        UploadError, match=f"boundary parameter of 1 to {MAX_BOUNDARY_LENGTH} ASCII characters"
+    ):
+        unpack(form(part, boundary=longest + b"b"), f"{FORM_TYPE}; boundary={longest.decode()}b")
 
 
 def test_a_form_with_too_many_parts_is_refused() -> None:

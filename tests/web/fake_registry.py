@@ -20,10 +20,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import nodesemver
 
+from gitops_sync.model.limits import MAX_LIST_LIMIT
 from gitops_sync.web import ASSETS, CONTENT_SECURITY_POLICY
 
 Json = dict[str, Any]
-MAX_LIMIT = 1000
 
 
 def capability(
@@ -150,7 +150,7 @@ class FakeRegistry:
         return 200, self._related(id, steps[rest[0]], transitive)
 
     def _list(self, query: Mapping[str, list[str]]) -> Json:
-        limit = min(MAX_LIMIT, int(query.get("limit", ["100"])[0]))
+        limit = min(MAX_LIST_LIMIT, int(query.get("limit", ["100"])[0]))
         cursor = query.get("cursor", [""])[0]
         wanted_type = query.get("type", [""])[0]
         words = query.get("q", [""])[0].lower()

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import TYPE_CHECKING
 
+from gitops_sync.model.limits import MAX_RANGE_LENGTH, MAX_VERSION_LENGTH
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem, printable
 
@@ -176,21 +177,17 @@ def _dependency_problems(
 
 
 def is_range(constraint: str) -> bool:
-    """An npm-style range (``^1.0.0``, ``~1.2``, ``>=1 <2``, ``*``) of at most 256 characters."""
+    """An npm-style range (``^1.0.0``, ``~1.2``, ``>=1 <2``, ``*``) of at most
+    :data:`~gitops_sync.model.limits.MAX_RANGE_LENGTH` characters."""
     return _range(constraint) is not None
 
 
 @functools.lru_cache(maxsize=65536)
 def satisfies(version: str, constraint: str) -> bool:
     """Whether ``version`` is in the range ``constraint`` (pre-releases included); False if it is none."""
-    tested = _range(constraint) if len(version) <= MAX_RANGE_LENGTH else None
+    tested = _range(constraint) if len(version) <= MAX_VERSION_LENGTH else None
     # Pre-releases count: the registry checks consistency, it does not pick versions to install.
     return tested is not None and bool(tested.test(version, include_prerelease=True))
-
-
-MAX_RANGE_LENGTH = 256
-"""The longest constraint parsed (the schema's limit, and npm's): longer ones are not ranges, as
-parsing time grows with the square of the length."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -20,14 +20,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from gitops_sync.core.validating import validate
 from gitops_sync.errors import ManifestError
+from gitops_sync.model.limits import MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_VALUES
 from gitops_sync.model.manifests import CAPABILITY_TYPES, Dependency, Manifest
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES
-
-MAX_DEPTH: Final = 64
-"""Nesting limit. Real manifests nest under 10 levels."""
-MAX_VALUES: Final = 100_000
-"""Values a document may hold once YAML aliases are expanded. Real manifests hold hundreds; a 1 KiB
-"billion laughs" file holds billions, which is why this is counted before anything walks it."""
 
 DEFAULT_RELATIONSHIP: Final = {"requires": "prerequisite"}
 """The relationship an entry gets when it names none; any other list's entries get the list's name."""
@@ -44,8 +38,7 @@ class _Loader(yaml.CSafeLoader):
 
     def resolve(self, kind: type[Node], value: str | None, implicit: Any) -> str:
         """PyYAML's resolver without its lookups of wildcard and path resolvers, which the safe loader
-        has none of: libyaml calls it and the two below for every node, and they were a sixth of the
-        time it takes to parse a manifest."""
+        has none of; libyaml calls it and the two below for every node (bench/README.md)."""
         if kind is not ScalarNode or value is None:
             return _SEQ_TAG if kind is SequenceNode else _MAP_TAG
         for tag, pattern in _IMPLICIT_RESOLVERS.get(value[:1], ()) if implicit[0] else ():
@@ -209,9 +202,8 @@ class _Unusual(Exception):
 
 
 class _Builder:
-    """Builds a document of plain JSON data, which nearly every manifest is, straight from its nodes:
-    seven times faster than PyYAML's constructor, whose generators, per-node dispatch and bookkeeping
-    for anchors and merge keys took as long as libyaml's parsing.
+    """Builds a document of plain JSON data, which nearly every manifest is, straight from its nodes,
+    without PyYAML's constructor and its per-node generators and bookkeeping (bench/README.md).
 
     It raises :class:`_Unusual` for anything else, and PyYAML builds that document, or reports its
     first error, as before: a merge key, a duplicate or non-string key, binary, a set, NaN, a tag it

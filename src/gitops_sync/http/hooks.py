@@ -15,23 +15,21 @@ from starlette.routing import BaseRoute, Route
 
 from gitops_sync.errors import HookRejected
 from gitops_sync.http.bodies import BodyTooLarge, read_capped
+from gitops_sync.model.limits import HOOKS_AT_ONCE, MAX_HOOK_BODY_BYTES
 from gitops_sync.model.problems import printable
 from gitops_sync.service.observing import Observed
-from gitops_sync.sources.push_hooks import MAX_BODY_BYTES
 
 log = logging.getLogger("gitops-sync")
 
-AT_ONCE = 4
-"""Hook requests read at the same time; a forge sends one a push."""
 NOT_HERE = "no push hook here: run with --git-url and --git-webhook-secret-file\n"
 
 
 def hook_routes(observed: Observed) -> list[BaseRoute]:
     receive = observed.push_hook
-    limiter = anyio.CapacityLimiter(AT_ONCE)
+    limiter = anyio.CapacityLimiter(HOOKS_AT_ONCE)
 
     async def push(request: Request) -> Response:
-        async with limiter:  # bodies are held whole: at most AT_ONCE of them in memory
+        async with limiter:  # bodies are held whole: at most HOOKS_AT_ONCE of them in memory
             return await delivered(request)
 
     async def delivered(request: Request) -> Response:
@@ -40,9 +38,9 @@ def hook_routes(observed: Observed) -> list[BaseRoute]:
                 "no push hook here: run with --git-url and --git-webhook-secret-file\n", 404
             )
         try:
-            body = await read_capped(request, MAX_BODY_BYTES)
+            body = await read_capped(request, MAX_HOOK_BODY_BYTES)
         except BodyTooLarge:
-            return PlainTextResponse(f"body over {MAX_BODY_BYTES:,} bytes\n", 413)
+            return PlainTextResponse(f"body over {MAX_HOOK_BODY_BYTES:,} bytes\n", 413)
         headers = dict(request.headers)
         try:
             delivery = await anyio.to_thread.run_sync(receive, headers, body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from gitops_sync import __version__
+from gitops_sync.model.limits import MAX_LIST_LIMIT, MAX_WAIT_SECONDS
 
 _REVISION_HEADER: Final = {
     "X-Registry-Revision": {
@@ -154,7 +155,12 @@ DOCUMENT: Final[dict[str, Any]] = {
                     {
                         "name": "limit",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_LIST_LIMIT,
+                            "default": 100,
+                        },
                     },
                     {
                         "name": "cursor",
@@ -253,7 +259,8 @@ DOCUMENT: Final[dict[str, Any]] = {
                 "name": "wait",
                 "in": "query",
                 "schema": {"type": "string", "default": "5m"},
-                "description": "How long a blocking read waits at most (500ms, 30s, 5m; capped at 5m).",
+                "description": "How long a blocking read waits at most (500ms, 30s, 5m; "
+                f"capped at {MAX_WAIT_SECONDS / 60:g}m).",
             },
         },
         "responses": {

@@ -22,12 +22,10 @@ from starlette.routing import BaseRoute, Route
 from gitops_sync.core.catalog import Catalog, Direction, QueryError
 from gitops_sync.http.openapi import DOCUMENT
 from gitops_sync.model.keys import is_capability_id
+from gitops_sync.model.limits import MAX_LIST_LIMIT, MAX_QUERY_DIGITS, MAX_WAIT_SECONDS
 from gitops_sync.service.cataloging import CatalogChange, LiveCatalog
 
-MAX_WAIT: Final = 300.0
-"""The longest a blocking read waits, in seconds (Consul's cap too)."""
 DEFAULT_WAIT: Final = 300.0
-MAX_LIMIT: Final = 1_000
 DEFAULT_LIMIT: Final = 100
 KEEPALIVE_SECONDS: Final = 15.0
 """An event stream sends a comment this often, so proxies and clients know it is alive."""
@@ -140,7 +138,7 @@ class _Endpoints:
 
     def capabilities(self, request: Request, catalog: Catalog) -> Response:
         query = request.query_params
-        limit = _int(request, "limit", minimum=1, maximum=MAX_LIMIT)
+        limit = _int(request, "limit", minimum=1, maximum=MAX_LIST_LIMIT)
         page, cursor = catalog.select(
             type_=query.get("type") or None,
             text=query.get("q") or None,
@@ -243,7 +241,7 @@ def _int(request: Request, name: str, *, minimum: int, maximum: int | None = Non
     text = request.query_params.get(name)
     if text is None or text == "":
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not text.isdigit() or len(text) > MAX_QUERY_DIGITS:
         raise QueryError(f"{name}={text[:40]!r} is not a whole number")
     value = int(text)
     if value < minimum or (maximum is not None and value > maximum):
@@ -259,4 +257,4 @@ def _duration(text: str | None) -> float:
     if match is None:
         raise QueryError(f"wait={text[:40]!r} is not a duration such as 30s, 500ms or 5m")
     number, unit = float(match.group(1)), match.group(2) or "s"
-    return min(number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit], MAX_WAIT)
+    return min(number * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit], MAX_WAIT_SECONDS)

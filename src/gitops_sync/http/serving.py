@@ -21,16 +21,14 @@ from starlette.routing import BaseRoute
 
 from gitops_sync.errors import ConfigurationError
 from gitops_sync.http.app import build_app
+from gitops_sync.model.limits import MAX_CONNECTIONS, MAX_HEADERS_BYTES
 from gitops_sync.service.observing import Observed
 
 log = logging.getLogger("gitops-sync")
 
 STARTUP_SECONDS: Final = 10.0
 GRACEFUL_SECONDS: Final = 2
-CONNECTIONS: Final = 512
-"""Connections served at once (blocking reads and event streams hold theirs); more get 503."""
 KEEP_ALIVE_SECONDS: Final = 5
-MAX_HEADERS_BYTES: Final = 16 * 1024
 
 
 @contextmanager
@@ -46,7 +44,7 @@ def serve(address: tuple[str, int], observed: Observed, routes: Sequence[BaseRou
         log_config=None,
         access_log=False,
         server_header=False,
-        limit_concurrency=CONNECTIONS,
+        limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         h11_max_incomplete_event_size=MAX_HEADERS_BYTES,
@@ -82,7 +80,7 @@ def _bind(address: tuple[str, int]) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.create_server((host, port), family=family, backlog=128)
         # Accepted connections inherit it. asyncio sets it only on sockets made with IPPROTO_TCP,
-        # and without it an answer's body waits for the client's delayed ACK of its head: 40 ms.
+        # and without it an answer's body waits for the client's delayed ACK of its head.
         listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         raise ConfigurationError(

@@ -1,14 +1,13 @@
 """The Plan API: ``POST /v1/validate`` and ``POST /v1/plan`` take a set of manifests (a gzipped tar, or
 multipart files) and answer as ``--validate`` and ``--dry-run`` would for exactly those files,
 against the live registry. Nothing is written. Bodies are capped before they are read whole, and
-only :data:`AT_ONCE` uploads are read and checked at a time (the checks in worker threads), so
+only :data:`UPLOADS_AT_ONCE` uploads are read and checked at a time (the checks in worker threads), so
 memory stays bounded whatever many clients send at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
 
 import anyio
 from starlette.requests import Request
@@ -18,16 +17,14 @@ from starlette.routing import BaseRoute, Route
 from gitops_sync.errors import StoreError, UnsupportedUpload, UploadError, UploadTooLarge
 from gitops_sync.http.bodies import BodyTooLarge, read_capped
 from gitops_sync.http.registry import problem
+from gitops_sync.model.limits import MAX_UPLOAD_BYTES, UPLOADS_AT_ONCE
 from gitops_sync.service.observing import Observed
 from gitops_sync.service.previewing import problems_as_json
-from gitops_sync.sources.unpacking import MAX_UPLOAD_BYTES, Upload, unpack
-
-AT_ONCE: Final = 2
-"""Uploads checked at the same time: each parses every file it holds, on a 2-core machine."""
+from gitops_sync.sources.unpacking import Upload, unpack
 
 
 def upload_routes(observed: Observed) -> list[BaseRoute]:
-    limiter = anyio.CapacityLimiter(AT_ONCE)
+    limiter = anyio.CapacityLimiter(UPLOADS_AT_ONCE)
 
     def validate(upload: Upload) -> dict[str, object]:
         return {"problems": problems_as_json(observed.validate(upload))}
@@ -47,7 +44,7 @@ def _answering(
     """An endpoint answering with ``check`` of the manifests uploaded, while ``limiter`` allows."""
 
     async def endpoint(request: Request) -> Response:
-        async with limiter:  # bodies are held whole: at most AT_ONCE of them in memory
+        async with limiter:  # bodies are held whole: at most UPLOADS_AT_ONCE of them in memory
             return await _answer(request, check)
 
     return endpoint

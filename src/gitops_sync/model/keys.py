@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-CAPABILITY_ID: Final = re.compile(r"^chora\.[a-z_]+\.[a-z0-9_]{1,50}$")
+from gitops_sync.model.limits import MAX_ID_NAME_LENGTH
+
+CAPABILITY_ID: Final = re.compile(rf"^chora\.[a-z_]+\.[a-z0-9_]{{1,{MAX_ID_NAME_LENGTH}}}$")
 """What a capability id looks like; the schema's ``identifier`` says the same (a test checks)."""
 
 CAPABILITY_FIELDS: Final = ("metadata", "type", "version", "dependencies")

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
-
-MAX_MANIFEST_BYTES: Final = 1024 * 1024
-"""A manifest file's size limit; its keys must fit one etcd request (1.5 MiB) with room to spare."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,13 +4,13 @@ Parsing dominates a cold sync and is CPU-bound Python, so threads would not help
 parses too, alongside one forked worker per other core it may run on, as many as the files keep
 busy and the memory available holds: every worker costs memory (the pages it touches are
 copied), and the parent would otherwise only wait. All of them take small shares of
-the files from one counter in shared memory, so none waits for another to hand it work, and the
-last share ends them all within a few milliseconds of each other. Workers inherit the list of
-files to parse (nothing is sent to them), read their files themselves, and send back plain tuples,
-which cost a fifth of what pickling the dataclasses would. When nothing is known of the files yet
-(a first sync into this etcd), the workers scan them too, so each file is read and hashed once.
-Workers run with the garbage collector off: parsing makes next to no cyclic garbage (41 objects in
-1,000 files), and a collection would walk, and so copy, every object the parent holds.
+the files from one counter in shared memory, so none waits for another to hand it work, and they
+finish close together. Workers inherit the list of files to parse (nothing is sent to them), read
+their files themselves, and send back plain tuples, cheaper to pickle than the dataclasses. When
+nothing is known of the files yet (a first sync into this etcd), the workers scan them too, so each
+file is read and hashed once. Workers run with the garbage collector off: parsing makes next to no
+cyclic garbage, and a collection would walk, and so copy, every object the parent holds. What each
+of these saves, measured, is in bench/README.md.
 """
 
 from __future__ import annotations
@@ -47,12 +47,13 @@ PARALLEL_FROM: Final = 200
 """Files to parse at once from which worker processes pay for themselves; also the files each
 worker is given at least, so that a few hundred files do not fork a worker per core."""
 WORKER_BYTES: Final = 64 << 20
-"""Memory to count per worker: one held 19 MB of its own at 10,000 files (its heap, the results
-of a task, the parent's pages it touched); the rest is room for larger directories."""
+"""Memory to count per worker (its heap, a task's results, the parent's pages it touches), with room
+for larger directories than any measured (bench/README.md)."""
 MEMORY_SHARE: Final = 0.5
 """The share of the memory available that the workers may take between them."""
 SHARE: Final = 50
-"""Files taken at a time: about 15 ms of work, so that all finish close together."""
+"""Files taken at a time: small, so that all finish close together; large enough that taking one is
+cheap."""
 TASK: Final = 500
 """Files a worker parses before it sends them back, which bounds the memory their results take."""
 QUEUED: Final = 2
@@ -114,7 +115,7 @@ def render_file(settings: Settings, source: SourceFile) -> DesiredCapability:
 
 
 def prepare() -> None:
-    """Load the YAML parser and compile the schema's validator now (40 ms), not when the first file
+    """Load the YAML parser and compile the schema's validator now, not when the first file
     is parsed: before parse workers are forked, so they share them, and in watch mode once it has
     started, so that the first edit does not wait for them."""
     from gitops_sync.core import validating  # noqa: PLC0415 - see render_file

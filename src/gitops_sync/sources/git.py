@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from gitops_sync.errors import ConfigurationError, GitError
+from gitops_sync.model.limits import MAX_GIT_OUTPUT_BYTES
 
 PASSED_THROUGH: Final = (
     "PATH",
@@ -36,8 +37,6 @@ PASSED_THROUGH: Final = (
 )
 """What a git command takes from this process's environment: where programs are, and how the
 network is reached. Nothing else (no ``GIT_TRACE``, which would print the token, no ``GIT_DIR``)."""
-MAX_OUTPUT: Final = 1024 * 1024
-"""The most a git command's output may be; the commands run here print a few lines."""
 COMMIT: Final = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 """A full commit id, SHA-1 or SHA-256."""
 
@@ -190,8 +189,8 @@ class Git:
         if process.returncode != 0:
             said = self.mask(_last_words(err))
             raise GitError(said or f"{program} exited with status {process.returncode} and said nothing")
-        if len(out) > MAX_OUTPUT:
-            raise GitError(f"{program} printed more than {MAX_OUTPUT:,} bytes")
+        if len(out) > MAX_GIT_OUTPUT_BYTES:
+            raise GitError(f"{program} printed more than {MAX_GIT_OUTPUT_BYTES:,} bytes")
         return out.decode(errors="replace")
 
     def mask(self, text: str) -> str:

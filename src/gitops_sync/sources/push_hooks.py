@@ -15,15 +15,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Literal, Protocol
 
 from gitops_sync.errors import ConfigurationError, HookRejected
+from gitops_sync.model.limits import (
+    MAX_HOOK_BODY_BYTES,
+    MAX_HOOK_EVENT_SHOWN,
+    MAX_HOOK_REF_LENGTH,
+    MIN_PUSH_SECRET_BYTES,
+)
 from gitops_sync.sources.git import COMMIT
-
-MAX_BODY_BYTES: Final = 5 * 1024 * 1024
-"""The largest body accepted: GitHub's push payloads are far smaller (it cuts them at 25 MB only
-for pushes of thousands of commits, which the hook need not read: any push event wakes a fetch)."""
-MIN_SECRET_BYTES: Final = 16
 
 
 class Wakeable(Protocol):
@@ -69,21 +70,21 @@ def read_secret(path: Path) -> bytes:
         secret = path.read_bytes().rstrip(b"\r\n")
     except OSError as exc:
         raise ConfigurationError(f"--git-webhook-secret-file {path}: {exc.strerror}") from None
-    if len(secret) < MIN_SECRET_BYTES:
+    if len(secret) < MIN_PUSH_SECRET_BYTES:
         raise ConfigurationError(
             f"--git-webhook-secret-file {path} holds {len(secret)} bytes; use a random secret of at "
-            f"least {MIN_SECRET_BYTES} (say, `openssl rand -hex 32`)"
+            f"least {MIN_PUSH_SECRET_BYTES} (say, `openssl rand -hex 32`)"
         )
     return secret
 
 
 def verify(headers: Mapping[str, str], body: bytes, secret: bytes) -> PushEvent:
     """The event, if the request is signed with ``secret``; raises :class:`HookRejected` (status
-    401, or 413 for a body over :data:`MAX_BODY_BYTES`) before parsing anything otherwise."""
+    401, or 413 for a body over :data:`MAX_HOOK_BODY_BYTES`) before parsing anything otherwise."""
     if not secret:
         raise HookRejected(401, "no hook secret is configured")
-    if len(body) > MAX_BODY_BYTES:
-        raise HookRejected(413, f"body over {MAX_BODY_BYTES:,} bytes")
+    if len(body) > MAX_HOOK_BODY_BYTES:
+        raise HookRejected(413, f"body over {MAX_HOOK_BODY_BYTES:,} bytes")
     header = {name.lower(): value for name, value in headers.items()}
     signature = header.get("x-hub-signature-256")
     token = header.get("x-gitlab-token")
@@ -117,4 +118,5 @@ def _parse(forge: Literal["github", "gitlab"], event: str, body: bytes) -> PushE
     except (ValueError, RecursionError):
         payload = None
     ref = payload.get("ref") if isinstance(payload, dict) else None
-    return PushEvent(forge, event[:100], ref if isinstance(ref, str) and len(ref) <= 1024 else None)
+    kept = ref if isinstance(ref, str) and len(ref) <= MAX_HOOK_REF_LENGTH else None
+    return PushEvent(forge, event[:MAX_HOOK_EVENT_SHOWN], kept)

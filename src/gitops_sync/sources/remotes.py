@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from gitops_sync.errors import GitError, SourceUnavailable
+from gitops_sync.model.limits import ANCESTRY_STEPS
 from gitops_sync.settings import GitRemote
 from gitops_sync.sources.git import COMMIT, Git
 from gitops_sync.sources.origins import Applied, Update
@@ -41,8 +42,6 @@ FIRST_RETRY: Final = 0.5
 LAST_RETRY: Final = 30.0
 KEPT_CHECKOUTS: Final = 2
 """The current checkout and the one before it, which a reader may still be in."""
-ANCESTRY_STEPS: Final = 50
-"""How far back the commits at hand are followed to tell a fast-forward from a force-push."""
 
 _CAUSES: Final = (
     (

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Final
 
 from gitops_sync.errors import SourceChanged, SourceUnavailable
+from gitops_sync.model.limits import MAX_MANIFEST_BYTES
 from gitops_sync.model.problems import Problem
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES, SourceFile
+from gitops_sync.model.sources import SourceFile
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 RACY_NS: Final = 2_000_000_000
@@ -300,8 +301,8 @@ def _read(path: str, root: Path, *, symlink: bool) -> bytes | None:
             )
             raise _Unusable(msg)
         # Ask for one byte more than fstat saw: a short read with all of that is the end of the
-        # file, so one call does for almost every file (asking for the whole 1 MiB limit would
-        # allocate 1 MiB each time). A file that grew since is read on, up to one byte over the
+        # file, so one call does for almost every file (asking for the whole limit would allocate
+        # that much each time). A file that grew since is read on, up to one byte over the
         # limit, which the loader then refuses.
         chunks: list[bytes] = []
         remaining = MAX_MANIFEST_BYTES + 1

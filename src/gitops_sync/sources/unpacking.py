@@ -37,23 +37,18 @@ from email.message import Message
 from typing import Final, Self
 
 from gitops_sync.errors import UnsupportedUpload, UploadError, UploadTooLarge
+from gitops_sync.model.limits import (
+    MAX_BOUNDARY_LENGTH,
+    MAX_MANIFEST_BYTES,
+    MAX_MEMBERS,
+    MAX_NAME_BYTES,
+    MAX_PART_HEADER_BYTES,
+    MAX_UNPACKED_BYTES,
+    MAX_UPLOAD_BYTES,
+)
 from gitops_sync.model.problems import Problem, printable
-from gitops_sync.model.sources import MAX_MANIFEST_BYTES, SourceFile
+from gitops_sync.model.sources import SourceFile
 from gitops_sync.sources.scanning import is_manifest_name
-
-MAX_UPLOAD_BYTES: Final = 32 * 1024 * 1024
-"""The request body's limit, as sent. 10,000 manifests of a few KiB each (the largest registry
-measured) are about 20 MB as form data, and a few MB gzip-compressed."""
-MAX_UNPACKED_BYTES: Final = 64 * 1024 * 1024
-"""The tar stream's limit once decompressed (file contents, headers, padding and all): what an
-upload can cost in memory and in work. Twice 10,000 manifests of a few KiB with their 512-byte
-headers; a gzip bomb stops here."""
-MAX_MEMBERS: Final = 20_000
-"""Archive members (directories and other files included) or form parts read; more is refused."""
-MAX_NAME_BYTES: Final = 4096
-"""A manifest's path in the upload, in UTF-8: Linux's longest path (``PATH_MAX``)."""
-MAX_PART_HEADER_BYTES: Final = 16 * 1024
-"""The headers of one form part; browsers and curl send a few hundred bytes."""
 
 GZIP_TYPES: Final = ("application/gzip", "application/x-gzip")
 FORM_TYPE: Final = "multipart/form-data"
@@ -295,8 +290,11 @@ def _form_parts(body: bytes, boundary: str | None) -> Iterator[tuple[bytes, byte
     """Each part's headers and content, found with ``bytes.find``: in time linear in the body,
     whatever it holds. Strict about the framing (CRLF, as every client sends), lenient about
     what it need not read (a preamble, the epilogue, padding after a boundary)."""
-    if not boundary or len(boundary) > 70 or not boundary.isascii():
-        msg = f"{FORM_TYPE} needs a boundary parameter of 1 to 70 ASCII characters in its Content-Type"
+    if not boundary or len(boundary) > MAX_BOUNDARY_LENGTH or not boundary.isascii():
+        msg = (
+            f"{FORM_TYPE} needs a boundary parameter of 1 to {MAX_BOUNDARY_LENGTH} ASCII characters "
+            "in its Content-Type"
+        )
         raise UploadError(msg)
     delimiter = b"--" + boundary.encode()
     separator = b"\r\n" + delimiter
