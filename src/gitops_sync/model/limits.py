@@ -94,6 +94,11 @@ MAX_HOOK_REF_LENGTH: Final = 1024
 MAX_HOOK_EVENT_SHOWN: Final = 100
 """Characters of a hook's event header kept for logs and answers; the rest is cut."""
 
+# etcd
+
+MAX_ETCD_RESPONSE_BYTES: Final = 64 * 1024 * 1024
+"""One gRPC response from etcd; a larger one fails the request (reads are paged well below it)."""
+
 # Git (--git-url)
 
 MAX_GIT_OUTPUT_BYTES: Final = 1024 * 1024

@@ -13,11 +13,11 @@ from typing import Any, Final
 import grpc
 from etcd3 import etcdrpc
 
+from gitops_sync.model.limits import MAX_ETCD_RESPONSE_BYTES
 from gitops_sync.settings import EtcdConnection
 
-RECEIVE_LIMIT: Final = 64 * 1024 * 1024
 GRPC_OPTIONS: Final = [
-    ("grpc.max_receive_message_length", RECEIVE_LIMIT),
+    ("grpc.max_receive_message_length", MAX_ETCD_RESPONSE_BYTES),
     # gRPC backs off reconnecting for up to 120 s by default; a registry sync should notice a
     # restarted etcd within a second or so.
     ("grpc.initial_reconnect_backoff_ms", 100),
