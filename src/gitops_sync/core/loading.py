@@ -13,6 +13,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final
 
 import yaml
@@ -29,7 +30,7 @@ MAX_VALUES: Final = 100_000
 """Values a document may hold once YAML aliases are expanded. Real manifests hold hundreds; a 1 KiB
 "billion laughs" file holds billions, which is why this is counted before anything walks it."""
 
-DEFAULT_RELATIONSHIP: Final = {"requires": "prerequisite"}
+DEFAULT_RELATIONSHIP: Final[Mapping[str, str]] = MappingProxyType({"requires": "prerequisite"})
 """The relationship an entry gets when it names none; any other list's entries get the list's name."""
 
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
