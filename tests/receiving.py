@@ -41,13 +41,8 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
-                with receiver._lock:
-                    receiver.deliveries.append(
-                        Delivery({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
-                    )
-                    answer = receiver._answers.pop(0) if receiver._answers else 200
-                receiver._released.wait(60)
-                status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                received = {k.lower(): v for k, v in self.headers.items()}
+                status, headers = receiver.record(Delivery(received, body, time.monotonic()))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -77,6 +72,14 @@ class Receiver:
             return got[:count] if len(got) >= count else None
 
         return wait_for(arrived, timeout=timeout)
+
+    def record(self, delivery: Delivery) -> tuple[int, dict[str, str]]:
+        """Keep ``delivery``, and once released, return the status and headers to answer it with."""
+        with self._lock:
+            self.deliveries.append(delivery)
+            answer = self._answers.pop(0) if self._answers else 200
+        self._released.wait(60)
+        return answer if isinstance(answer, tuple) else (answer, {})
 
     def release(self) -> None:
         self._released.set()

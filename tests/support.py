@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import multiprocessing
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import etcd3
 import pytest
@@ -84,6 +87,30 @@ def wait_for(condition: Callable[[], T | None], *, timeout: float, interval: flo
             msg = f"condition not met within {timeout}s"
             raise AssertionError(msg)
         time.sleep(interval)
+
+
+class SentGet:
+    """A GET written whole to the server's socket before the constructor returns, so that what the
+    test does next happens after the server can read it: a blocking read that is surely waiting,
+    with no sleep."""
+
+    def __init__(self, base_url: str, target: str, *, timeout: float = 40) -> None:
+        url = urlsplit(base_url)
+        assert url.hostname is not None
+        assert url.port is not None
+        self._connection = socket.create_connection((url.hostname, url.port), timeout=timeout)
+        request = f"GET {target} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n\r\n"
+        self._connection.sendall(request.encode())
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        """The status, headers (names lower-cased) and body, once the server has answered."""
+        response = http.client.HTTPResponse(self._connection)
+        try:
+            response.begin()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            response.close()
+            self._connection.close()
 
 
 class ServiceProcess:

@@ -29,7 +29,7 @@ FIELDS: Final = ("capability", "file", "line", "revision", "trigger", "reason")
 """Fields a log call may pass in ``extra``; the JSON format shows them (the text format does not)."""
 
 
-class _Formatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
     """The seed's format, with the time formatted once per second, as a cold sync logs a line for
     each capability."""
 
@@ -75,7 +75,7 @@ def configure(level_name: str | None, format_name: str | None = None) -> None:
     if log_format not in LOG_FORMATS:
         raise ConfigurationError(f"LOG_FORMAT={format_name!r} is not one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else _Formatter(FORMAT, DATE_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(FORMAT, DATE_FORMAT))
     logger = logging.getLogger("gitops-sync")
     logger.handlers[:] = [handler]
     logger.setLevel(LEVELS[level])
@@ -83,4 +83,4 @@ def configure(level_name: str | None, format_name: str | None = None) -> None:
     # The format shows none of these, and finding them is much of what each line costs (the
     # logging HOWTO's "Optimization" section; bench/README.md).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None  # the documented way to skip finding the caller
+    logging._srcfile = None  # noqa: SLF001 - the logging HOWTO's documented way to skip finding the caller

@@ -9,7 +9,6 @@ import io
 import json
 import socket
 import tarfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +28,17 @@ from gitops_sync.service.observing import Observed
 from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess, free_port
-from support import CAPABILITIES, PREFIX, Cli, ServiceProcess, keys_under, services, wait_for, watch_args
+from support import (
+    CAPABILITIES,
+    PREFIX,
+    Cli,
+    SentGet,
+    ServiceProcess,
+    keys_under,
+    services,
+    wait_for,
+    watch_args,
+)
 
 EDITED = "chora.platform.event_bus"
 
@@ -98,23 +107,20 @@ def test_a_blocking_read_wakes_soon_after_an_edit_in_git(
     served = serve(*watch_args(directory, etcd_server, "--interval", "3600"))
     wait_for(lambda: EDITED in served.ids(), timeout=10)
     revision = served.get("/v1/capabilities").json()["revision"]
-    answered: dict[str, Any] = {}
+    started = time.monotonic()
+    unchanged = served.get(f"/v1/capabilities/{EDITED}", index=str(revision), wait="500ms")
+    assert time.monotonic() - started >= 0.5  # nothing changed: it waited all of ``wait``
+    assert unchanged.json()["version"] == "0.6.2"
 
-    def blocked() -> None:
-        response = served.get(f"/v1/capabilities/{EDITED}", index=str(revision), wait="30s")
-        answered.update(response=response, at=time.monotonic())
-
-    reader = threading.Thread(target=blocked)
-    reader.start()
-    time.sleep(0.5)  # the request is in and waiting (nothing else may answer it)
-    assert "response" not in answered
+    waiting = SentGet(str(served.client.base_url), f"/v1/capabilities/{EDITED}?index={revision}&wait=30s")
     edited = time.monotonic()
     set_version(directory, "0.7.0")
-    reader.join(timeout=10)
-    assert answered["response"].json()["version"] == "0.7.0"
-    latency = answered["at"] - edited
+    status, _, body = waiting.answer()
+    latency = time.monotonic() - edited
+    assert status == 200
+    assert json.loads(body)["version"] == "0.7.0"
     print(f"blocking read answered {latency * 1000:.0f} ms after the edit")
-    assert latency < 2  # measured 60-120 ms; a loaded CI machine gets room
+    assert latency < 20  # woken by the edit (--interval 3600), not by its 30 s ``wait``
 
 
 def test_a_standby_replica_answers_like_the_leader(
@@ -231,7 +237,7 @@ def github_push(secret: bytes, ref: str) -> tuple[bytes, dict[str, str]]:
     }
 
 
-def test_a_signed_push_hook_gets_a_commit_into_etcd_within_two_seconds(
+def test_a_signed_push_hook_gets_a_commit_into_etcd_without_waiting_for_the_interval(
     serve: Callable[..., Served], tmp_path: Path, etcd_server: EtcdProcess
 ) -> None:
     etcd = etcd_server
@@ -253,6 +259,8 @@ def test_a_signed_push_hook_gets_a_commit_into_etcd_within_two_seconds(
     body, headers = github_push(b"wrong-secret-" + b"y" * 32, "refs/heads/main")
     refused = served.client.post("/hooks/git", content=body, headers=headers)
     assert refused.status_code == 401
+    # That nothing happens has no moment to wait for: a fetch and sync it had started would show
+    # within this second (the push hook below takes about a tenth of it).
     time.sleep(1)
     assert served.get(f"/v1/capabilities/{GIT_REGISTRY}").json()["version"] == "1.0.0"  # no fetch
 
@@ -262,24 +270,28 @@ def test_a_signed_push_hook_gets_a_commit_into_etcd_within_two_seconds(
     body, headers = github_push(secret, "refs/heads/main")
     sent = time.monotonic()
     assert served.client.post("/hooks/git", content=body, headers=headers).status_code == 202
-    wait_for(lambda: served.get(f"/v1/capabilities/{GIT_REGISTRY}").json()["version"] == "3.1.4", timeout=5)
-    took = time.monotonic() - sent
-    print(f"push hook to etcd: {took * 1000:.0f} ms")
-    assert took < 2
-    assert served.get("/v1/status").json()["commit"] == pushed == remote.sha("main")
+    # Woken by the hook, not by --interval 60; how soon is bench's to measure.
+    wait_for(lambda: served.get(f"/v1/capabilities/{GIT_REGISTRY}").json()["version"] == "3.1.4", timeout=20)
+    print(f"push hook to etcd: {(time.monotonic() - sent) * 1000:.0f} ms")
+    # The status is written once the cycle is over, a moment after the version it reads back.
+    wait_for(lambda: served.get("/v1/status").json()["commit"] == pushed, timeout=10)
+    assert pushed == remote.sha("main")
 
 
 def test_answers_do_not_wait_for_a_delayed_ack(
     serve: Callable[..., Served], directory: Path, etcd_server: EtcdProcess
 ) -> None:
     """Without TCP_NODELAY an answer's body waited for the client's delayed ACK of its head: 40 ms
-    each, so 20 GETs took 0.9 s; with it, about 10 ms in all."""
+    each, so 20 GETs took 0.9 s; with it, about 10 ms in all. The median, not the sum: a loaded
+    machine delays a few GETs by more than that, but not most of them."""
     served = serve(*watch_args(directory, etcd_server))
     served.get(f"/v1/capabilities/{EDITED}")
-    started = time.monotonic()
+    took: list[float] = []
     for _ in range(20):
+        started = time.monotonic()
         assert served.get(f"/v1/capabilities/{EDITED}").status_code == 200
-    assert time.monotonic() - started < 0.6
+        took.append(time.monotonic() - started)
+    assert sorted(took)[10] < 0.03
 
 
 def test_an_upload_that_says_it_is_too_large_is_refused_before_it_is_read(

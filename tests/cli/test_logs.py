@@ -16,7 +16,7 @@ def record_at(created: float) -> logging.LogRecord:
 
 def test_each_line_has_its_own_second() -> None:
     configured = logging.Formatter(logs.FORMAT, logs.DATE_FORMAT)
-    formatter = logs._Formatter(logs.FORMAT, logs.DATE_FORMAT)
+    formatter = logs.TextFormatter(logs.FORMAT, logs.DATE_FORMAT)
     start = float(int(time.time()))
     for created in (start, start + 0.4, start + 0.999, start + 1, start + 61.5, start + 1):
         record = record_at(created)

@@ -488,7 +488,7 @@ def test_hostile_documents_are_rejected_fast_in_bounded_memory(text: str, cause:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     assert cause in error.message
-    assert elapsed < 1.0
+    assert elapsed < 10  # milliseconds; an unguarded alias bomb runs for minutes
     assert peak < 20 * 1024 * 1024
 
 

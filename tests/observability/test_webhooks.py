@@ -159,9 +159,9 @@ def test_a_hanging_receiver_does_not_delay_the_next_cycle(
         receiver.wait(1, timeout=10)  # and it does not answer
         for version in ("1.3.0", "1.4.0", "1.5.0"):
             edit_version(capabilities, REGISTRY, version)
-            started = time.monotonic()
-            wait_for(functools.partial(holds, etcd, version), timeout=3)
-            assert time.monotonic() - started < 3
+            # Well within the 5 s a delivery may take before it times out, which a cycle that
+            # waited for the receiver would wait (bench measures how soon an edit lands).
+            wait_for(functools.partial(holds, etcd, version), timeout=4.5)
         assert len(receiver.received()) == 1  # still hanging on the first
         assert service.process.poll() is None
 

@@ -90,10 +90,10 @@ def test_watch_mode_ignores_keys_that_are_not_utf8_and_keeps_watching(
         odd_keys.put(b"/chora/capabilities/\x80", b"not ours either")  # an event the watch skips
 
         odd_keys.put(f"{PREFIX}{REGISTRY}/version", "6.6.6")  # the registry watch still wakes the loop
-        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.4.0", timeout=2)
+        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.4.0", timeout=15)
         version = capabilities / f"{REGISTRY}.yaml"
         version.write_text(version.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.4.1"))
-        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.4.1", timeout=2)
+        wait_for(lambda: value_of(odd_keys, f"{PREFIX}{REGISTRY}/version") == b"1.4.1", timeout=15)
 
         log = service.text()
         # Once as found at the start, once more when the next read found one more.

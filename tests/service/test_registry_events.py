@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import etcd3
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from gitops_sync.model.plans import Change
 from gitops_sync.service.registry_events import RegistryEvents
 from gitops_sync.settings import EtcdConnection
-from gitops_sync.store.etcd import EtcdStore, KeyEvents
+from gitops_sync.store.etcd import EtcdStore, KeyEvents, WatchCallback
 from gitops_sync.testing import EtcdProcess
 
 PREFIX = "/chora/capabilities/"
@@ -62,17 +62,33 @@ def test_a_write_by_anyone_else_is_news_once(
 
 
 def test_own_revisions_not_yet_delivered_stay_own_when_a_catching_up_watch_sends_a_later_header(
-    watched: tuple[RegistryEvents, threading.Event],
+    store: EtcdStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """etcd sends a watch that is catching up its events in batches, each with the current revision
-    in its header: an own revision newer than the batch's events is still to come."""
-    events, wake = watched
-    events.note_own(60)
-    events._on_events(KeyEvents(revision=100, changes=((f"{PREFIX}a/version", 50),)))
-    assert events.changed()  # 50 was someone else's
-    wake.clear()
+    in its header: an own revision newer than the batch's events is still to come. (Batches that
+    large take thousands of writes to provoke, so they are handed to the watch's callback here.)"""
+    callbacks: list[WatchCallback] = []
+    real = store.watch_prefix
 
-    events._on_events(KeyEvents(revision=100, changes=((f"{PREFIX}b/version", 60),)))
+    def watch_prefix(prefix: str, start_revision: int, callback: WatchCallback) -> Callable[[], None]:
+        callbacks.append(callback)
+        return real(prefix, start_revision, callback)
 
-    assert not wake.is_set()
-    assert not events.changed()
+    monkeypatch.setattr(store, "watch_prefix", watch_prefix)
+    wake = threading.Event()
+    events = RegistryEvents(store, PREFIX, wake)
+    events.follow(store.read(PREFIX, "/chora/sync/").revision)
+    assert events.changed()
+    (deliver,) = callbacks
+    try:
+        events.note_own(60)
+        deliver(KeyEvents(revision=100, changes=((f"{PREFIX}a/version", 50),)))
+        assert events.changed()  # 50 was someone else's
+        wake.clear()
+
+        deliver(KeyEvents(revision=100, changes=((f"{PREFIX}b/version", 60),)))
+
+        assert not wake.is_set()
+        assert not events.changed()
+    finally:
+        events.close()

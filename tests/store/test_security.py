@@ -226,7 +226,9 @@ def test_watch_mode_under_the_role_outlives_its_auth_token(
             env={"ETCD_PASSWORD": PASSWORD, "LOG_LEVEL": "debug"},
         )
         service.wait_for_log("Sync complete: 1 synced", timeout=20)
-        time.sleep(3)  # longer than the 2 s auth token: the next requests must renew it
+        # etcd drops a simple token unused for its TTL (2 s here), checking once a second, and shows
+        # no one when: 3 s is the shortest wait sure to outlast it. The next requests must renew it.
+        time.sleep(3)
 
         manifest.write_text(manifest.read_text().replace("dc_hasVersion: 1.4.0", "dc_hasVersion: 1.4.1"))
         wait_for(

@@ -47,8 +47,8 @@ def test_an_edit_in_git_appears_on_the_open_page_without_reload(
         path = directory / f"{EDITED}.yaml"
         path.write_text(path.read_text().replace('dc_hasVersion: "0.6.2"', 'dc_hasVersion: "0.7.1"'))
         edited = time.monotonic()
-        expect(version).to_have_text("0.7.1", timeout=10_000)
+        # --interval 3600 and no reload: only the event stream can bring it (how soon is bench's).
+        expect(version).to_have_text("0.7.1", timeout=20_000)
         took = time.monotonic() - edited
         assert page.evaluate("window.__notReloaded") is True  # the same page, updated in place
         print(f"edit in Git on the open page after {took * 1000:.0f} ms")
-        assert took < 2

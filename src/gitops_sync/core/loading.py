@@ -13,6 +13,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final
 
 import yaml
@@ -23,7 +24,7 @@ from gitops_sync.errors import ManifestError
 from gitops_sync.model.limits import MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_VALUES
 from gitops_sync.model.manifests import CAPABILITY_TYPES, Dependency, Manifest
 
-DEFAULT_RELATIONSHIP: Final = {"requires": "prerequisite"}
+DEFAULT_RELATIONSHIP: Final[Mapping[str, str]] = MappingProxyType({"requires": "prerequisite"})
 """The relationship an entry gets when it names none; any other list's entries get the list's name."""
 
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from types import MappingProxyType
+from typing import Final, TypeAlias
 
 JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
 
-CAPABILITY_TYPES: Mapping[str, str] = {
-    "service": "chora_service",
-    "pattern": "chora_pattern",
-}
+CAPABILITY_TYPES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "service": "chora_service",
+        "pattern": "chora_pattern",
+    }
+)
 """Known capability types, each with the manifest block that marks it. A new type is one entry here."""
 
 

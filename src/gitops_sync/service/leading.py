@@ -51,7 +51,8 @@ class Role:
         """Another replica leads, and this one knows it (etcd answered)."""
         return self._name == "standing by"
 
-    def _become(self, name: RoleName) -> None:
+    def become(self, name: RoleName) -> None:
+        """Called by this replica's :class:`Leadership` only."""
         self._name = name  # one reference assignment: atomic for readers in other threads
 
 
@@ -87,7 +88,7 @@ class Leadership:
             if fence is not None and not self._lost.is_set():
                 return fence
             if fence is not None:
-                self.role._become("starting")
+                self.role.become("starting")
                 log.warning("Lost the leadership (lease %x); no longer writing", self._lease or 0)
                 self._stale = self._lease
                 self._release(revoke=False)
@@ -98,7 +99,7 @@ class Leadership:
 
     def close(self) -> None:
         """Step down, so another replica takes over at once."""
-        self.role._become("stopped")
+        self.role.become("stopped")
         self._release(revoke=True)
 
     def _try_to_lead(self) -> bool:
@@ -111,7 +112,7 @@ class Leadership:
         if holder is not None and holder[0].value == self.identity.encode():
             revision = holder[1]  # our create went through, but its answer was lost
         if revision is None:
-            self.role._become("standing by")
+            self.role.become("standing by")
             if not self._waiting_logged:
                 name = (holder[0].value or b"?").decode(errors="replace") if holder else "another replica"
                 log.info("Standing by: %s leads; taking over if its lease (%ds) ends", name, self._ttl)
@@ -120,7 +121,7 @@ class Leadership:
         self._lease, self._fence, self._candidate = lease, Fence(self._key, revision), None
         self._lost.clear()
         self._waiting_logged = False
-        self.role._become("leading")
+        self.role.become("leading")
         self._keeper = threading.Thread(target=self._keep_alive, args=(lease,), name="lease", daemon=True)
         self._keeper.start()
         log.info("Leading as %s (lease %x, %ds)", self.identity, lease, self._ttl)

@@ -227,11 +227,13 @@ def _memory_available() -> int | None:
     return min(found) if found else None
 
 
-class _Shares:
+class Shares:
     """Where the next share of the items starts, counted in memory every process shares."""
 
     def __init__(self, context: ForkContext, items: int) -> None:
-        self._lock = context.Lock()
+        self.lock = context.Lock()
+        """Held only while taking or closing; a process killed holding it leaves it held, which
+        :meth:`take` and :meth:`close` wait out for at most :data:`LOCK_TIMEOUT`."""
         self._next: ctypes.c_int64 = context.RawValue(ctypes.c_int64, 0)
         self._items = items
         self.stuck = False
@@ -239,7 +241,7 @@ class _Shares:
 
     def take(self) -> int | None:
         """The start of a share no process has taken yet; None when all are taken."""
-        if not self._lock.acquire(timeout=LOCK_TIMEOUT):
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT):
             self.stuck = True
             return None
         try:
@@ -249,13 +251,13 @@ class _Shares:
             self._next.value = start + SHARE
             return start
         finally:
-            self._lock.release()
+            self.lock.release()
 
     def close(self) -> None:
         """Leave no share to take: each process stops after the share in hand."""
-        if self._lock.acquire(timeout=LOCK_TIMEOUT):
+        if self.lock.acquire(timeout=LOCK_TIMEOUT):
             self._next.value = self._items
-            self._lock.release()
+            self.lock.release()
 
     @property
     def left(self) -> bool:
@@ -273,7 +275,7 @@ def _with_workers(job: _Job[Item, Result, Wire], workers: int) -> list[Result]:
 
     prepare()
     context = multiprocessing.get_context("fork")
-    shares = _Shares(context, len(job.items))
+    shares = Shares(context, len(job.items))
     results: dict[int, list[Result]] = {}
     with ProcessPoolExecutor(
         max_workers=workers,
@@ -347,10 +349,10 @@ def _work_share(job: _Job[Item, Result, Wire], start: int) -> list[Result]:
     return [job.work(item) for item in job.items[start : start + SHARE]]
 
 
-_inherited: tuple[_Job[Any, Any, Any], _Shares] | None = None
+_inherited: tuple[_Job[Any, Any, Any], Shares] | None = None
 
 
-def _inherit(job: _Job[Any, Any, Any], shares: _Shares) -> None:
+def _inherit(job: _Job[Any, Any, Any], shares: Shares) -> None:
     global _inherited  # noqa: PLW0603 - one worker process's inputs, set once when it starts
     _inherited = job, shares
     gc.disable()  # see the module's docstring
@@ -359,6 +361,11 @@ def _inherit(job: _Job[Any, Any, Any], shares: _Shares) -> None:
     # through the handler inherited from the parent, which would only say it will stop later.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def worker_shares() -> Shares | None:
+    """In a parse worker, the share counter it takes from; None in any other process."""
+    return None if _inherited is None else _inherited[1]
 
 
 def _work_task() -> _Sent[Any]:
