@@ -16,6 +16,7 @@ from gitops_sync.core.unchanged import (
     left_unchanged_for,
     may_differ,
     unchanged_in_etcd,
+    vouched_for,
 )
 from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
 from gitops_sync.model.plans import DesiredCapability
@@ -158,7 +159,7 @@ def test_a_file_not_named_after_its_id_is_found_by_its_record() -> None:
     assert found == {"misnamed.yaml": dataclasses.replace(rendered(misnamed), values=None)}
 
 
-def test_known_files_are_left_out_unless_etcd_is_checked_again() -> None:
+def test_files_left_unchanged_are_left_out_unless_etcd_is_checked_again() -> None:
     capability = rendered(A)
     left = {"a.yaml": (A.sha256, capability)}
     actual = synced(A, B)
@@ -173,13 +174,13 @@ def test_known_files_are_left_out_unless_etcd_is_checked_again() -> None:
     assert unchanged_in_etcd([A, B], edited, prefix=PREFIX, left=left, recheck=True).keys() == {"b.yaml"}
 
 
-def test_what_is_known_for_other_content_is_not_known() -> None:
+def test_what_was_left_unchanged_of_other_content_vouches_for_nothing() -> None:
     capability = rendered(A)
     left = {"a.yaml": ("0" * 64, capability)}
     assert left_unchanged_for(left, A) is None
     assert left_unchanged_for({"a.yaml": (A.sha256, capability)}, A) is capability
     assert left_unchanged_for(None, A) is None
-    # LeftUnchanged for other content, so etcd is asked, and vouches.
+    # Left unchanged with other content, so etcd is asked, and vouches.
     assert unchanged_in_etcd([A], synced(A), prefix=PREFIX, left=left).keys() == {"a.yaml"}
 
 
@@ -192,3 +193,15 @@ def test_may_differ_is_every_id_not_held_unchanged_as_the_very_same_object() -> 
     assert may_differ(desired, {a.id: a, b.id: equal_copy}) == {b.id, c.id}
     assert may_differ(desired, desired) == set()
     assert may_differ(desired, {}) == set(desired)
+
+
+def test_what_nothing_vouches_for_is_to_be_parsed_in_order() -> None:
+    c = source_file("c.yaml", manifest_text("chora.test.c"))
+    changed = source_file("b.yaml", manifest_text("chora.test.b", version="2.0.0"))
+    left = {"a.yaml": (A.sha256, rendered(A))}
+
+    found, unvouched = vouched_for([A, changed, c], synced(B), prefix=PREFIX, left=left)
+    assert (found, unvouched) == ({}, [changed, c])  # A is left unchanged: neither found nor to parse
+
+    found, unvouched = vouched_for([A, changed, c], synced(B), prefix=PREFIX, left=left, recheck=True)
+    assert (found, unvouched) == ({}, [A, changed, c])  # etcd, read again, holds no record of A

@@ -245,4 +245,4 @@ def test_a_file_that_changed_while_being_read_is_parsed_again_next_time() -> Non
     )
 
     assert isinstance(parsed[(changing.name, changing.sha256)], SourceChanged)  # this cycle's answer
-    assert cache.to_parse([changing, steady], {}, None) == [changing]
+    assert cache.to_parse([changing, steady]) == [changing]

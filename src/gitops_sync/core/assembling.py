@@ -97,11 +97,16 @@ def with_relation_problems(assembly: Assembly, problems: Sequence[Problem]) -> A
     """``assembly`` with the problems of its capabilities' relations (:func:`check_relations` of
     its desired capabilities, with its held ids as also left): a capability whose file has such an
     error is held at its last good state too."""
+    if not problems:
+        return assembly
     desired = assembly.desired
     errors = {problem.source for problem in problems if problem.severity == "error"}
-    held = desired.held | {
-        capability.id for capability in desired.capabilities.values() if capability.source in errors
-    }
+    held = (
+        desired.held
+        | {capability.id for capability in desired.capabilities.values() if capability.source in errors}
+        if errors
+        else desired.held
+    )
     capabilities = (
         {key: value for key, value in desired.capabilities.items() if key not in held}
         if held != desired.held
@@ -111,9 +116,9 @@ def with_relation_problems(assembly: Assembly, problems: Sequence[Problem]) -> A
     return Assembly(
         desired=dataclasses.replace(desired, capabilities=capabilities, held=held),
         problems=tuple(sorted((*assembly.problems, *problems), key=_problem_order)),
-        unparsed=assembly.unparsed & kept,
-        drifted=assembly.drifted & kept,
-        synced_before=assembly.synced_before & kept,
+        unparsed=frozenset(assembly.unparsed & kept),
+        drifted=frozenset(assembly.drifted & kept),
+        synced_before=frozenset(assembly.synced_before & kept),
     )
 
 

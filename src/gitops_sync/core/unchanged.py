@@ -4,7 +4,7 @@ A capability is *unchanged* when etcd holds exactly what its file renders to. Th
 that, each cheaper than parsing the file and comparing every key:
 
 - its record in etcd names the file with its current content hash, and none of its keys was written
-  after the record (:func:`unchanged_in_etcd`, after every read of etcd);
+  after the record (:func:`vouched_for`, after every read of etcd);
 - this process left it so at the end of its last cycle, and nobody has written since (``left``,
   kept by the service's cache while its view of etcd is current);
 - the mark a clean sync leaves in its status still stands (:class:`Mark`): nobody has written to
@@ -45,16 +45,31 @@ def unchanged_in_etcd(
     left: LeftUnchanged | None = None,
     recheck: bool = False,
 ) -> dict[str, DesiredCapability]:
-    """By file name, the capabilities etcd holds unchanged by its records, so their files need not
-    be parsed: the record names the file with its current hash, and no key was written after it.
+    """By file name, the capabilities etcd holds unchanged by its records: :func:`vouched_for`
+    without the files nothing vouches for."""
+    return vouched_for(sources, actual, prefix=prefix, left=left, recheck=recheck)[0]
 
-    Files ``left`` with their current hash are left out, as unchanged already; with ``recheck``
+
+def vouched_for(
+    sources: Sequence[SourceFile],
+    actual: RegistryState,
+    *,
+    prefix: str,
+    left: LeftUnchanged | None = None,
+    recheck: bool = False,
+) -> tuple[dict[str, DesiredCapability], list[SourceFile]]:
+    """By file name, the capabilities etcd holds unchanged by its records, so their files need not
+    be parsed (the record names the file with its current hash, and no key was written after it);
+    and, in order, the files nothing vouches for, which must be parsed.
+
+    Files ``left`` unchanged with their current hash are vouched for by that; with ``recheck``
     (etcd was read afresh, and anyone may have written since) etcd must vouch for them too, and the
-    capability left unchanged is given for them (the same object, so what depends on it need not be checked
-    again).
+    capability left unchanged is given for them (the same object, so what depends on it need not
+    be checked again).
     """
     records = Records(actual.records)
     found: dict[str, DesiredCapability] = {}
+    unvouched: list[SourceFile] = []
     for source in sources:
         kept = left_unchanged_for(left, source)
         if kept is not None and not recheck:
@@ -64,7 +79,9 @@ def unchanged_in_etcd(
             if capability is not None:
                 found[source.name] = kept if kept is not None and kept.id == capability.id else capability
                 break
-    return found
+        else:
+            unvouched.append(source)
+    return found, unvouched
 
 
 def may_differ(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 
 from gitops_sync.core.assembling import Assembly, Parsed
 from gitops_sync.core.cross_checking import RelationChecks
-from gitops_sync.core.unchanged import LeftUnchanged, left_unchanged_for
+from gitops_sync.core.unchanged import LeftUnchanged
 from gitops_sync.errors import ManifestError, SourceChanged
 from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.sources import SourceFile
@@ -58,21 +58,10 @@ class CycleCache:
         self._unchanged = {}
         self.relations = RelationChecks(strict=self._strict)
 
-    def to_parse(
-        self,
-        sources: Sequence[SourceFile],
-        unchanged: Mapping[str, DesiredCapability],
-        left: LeftUnchanged | None,
-    ) -> list[SourceFile]:
-        """The files whose content was not parsed yet, and that nothing vouches for as unchanged."""
+    def to_parse(self, sources: Sequence[SourceFile]) -> list[SourceFile]:
+        """Those of ``sources`` whose content was not parsed yet."""
         parsed = self._parsed
-        return [
-            source
-            for source in sources
-            if (source.name, source.sha256) not in parsed
-            and source.name not in unchanged
-            and left_unchanged_for(left, source) is None
-        ]
+        return [source for source in sources if (source.name, source.sha256) not in parsed]
 
     def add_parsed(
         self,

@@ -9,7 +9,7 @@ Each step is a method named after it; what a cycle remembers for the next is in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,11 +17,12 @@ from typing import Final
 
 from gitops_sync.core.assembling import Assembly, Parsed, assemble, with_relation_problems
 from gitops_sync.core.batching import batches
-from gitops_sync.core.unchanged import LeftUnchanged, Mark, files_digest, may_differ, unchanged_in_etcd
+from gitops_sync.core.unchanged import Mark, files_digest, may_differ, vouched_for
 from gitops_sync.errors import GitOpsSyncError, StoreConflict, StoreError
 from gitops_sync.model.keys import status_key
-from gitops_sync.model.plans import Change, DesiredCapability, Plan
+from gitops_sync.model.plans import Change, Plan
 from gitops_sync.model.registry import KeyState, RegistryState
+from gitops_sync.model.sources import SourceFile
 from gitops_sync.service.cache import CycleCache
 from gitops_sync.service.collector import collector_paused
 from gitops_sync.service.cycle_log import CycleLog
@@ -299,13 +300,13 @@ class Engine:
         current, etcd holds unchanged what the last cycle left; after a read, what its records
         vouch for."""
         actual, cache, prefix = view.state, self._cache, self.settings.prefix
-        unchanged = unchanged_in_etcd(
+        unchanged, unvouched = vouched_for(
             files.files, actual, prefix=prefix, left=cache.left_unchanged, recheck=not current
         )
         if first:
             self._log.found(len(files.files) + len(files.problems))
         left = cache.left_unchanged if current else None
-        parsed = self._parse(files, unchanged, left)
+        parsed = self._parse(unvouched)
         assembly = assemble(
             files.files, files.problems, actual, parsed=parsed, unchanged=unchanged, left=left
         )
@@ -318,13 +319,11 @@ class Engine:
         by_records = {capability.id for capability in unchanged.values()}
         return _Desired(assembly, assembly.desired.capabilities.keys() - by_records, None)
 
-    def _parse(
-        self, files: Scan, unchanged: Mapping[str, DesiredCapability], left: LeftUnchanged | None
-    ) -> Parsed:
+    def _parse(self, unvouched: Sequence[SourceFile]) -> Parsed:
         """Parse what nothing vouches for: many files on every core (a cold start, a big checkout),
         a few here and now."""
         settings, read = self.settings, self._scanner.read
-        needed = self._cache.to_parse(files.files, unchanged, left)
+        needed = self._cache.to_parse(unvouched)
         results = render_in_parallel(settings, read, needed) if len(needed) >= PARALLEL_FROM else None
         if results is None:
             results = [read_and_render(settings, read, source) for source in needed]
