@@ -84,7 +84,7 @@ def with_commit(record: bytes, commit: str | None) -> bytes:
 
 
 def without_commit(value: bytes) -> bytes:
-    """A record as :func:`desire` renders it, whichever commit wrote it: what planning compares."""
+    """A record as :func:`desire` renders it, whichever commit wrote it: what reconciling compares."""
     if not value.startswith(_COMMIT_FIELD):
         return value
     end = value.find(b'",', len(_COMMIT_FIELD))
