@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import corpus
 
-from gitops_sync.core import loading
+from gitops_sync.core import loading, yaml_loader
 from gitops_sync.core.validating import validate
 from gitops_sync.errors import ManifestError
 from gitops_sync.model import limits
@@ -70,7 +70,7 @@ def parsers() -> dict[str, Parse]:
 
 def plain_as_today(text: str) -> bool:
     """Whether YAML 1.1 reads this string as the same string were it written unquoted."""
-    for tag, pattern in loading._IMPLICIT_RESOLVERS.get(text[:1], ()):
+    for tag, pattern in yaml_loader._IMPLICIT_RESOLVERS.get(text[:1], ()):
         if pattern.match(text):
             if tag == _YAML_TAG:  # '!', '&' or '*' alone: quoted, or the screen sent it to libyaml
                 return True
@@ -259,7 +259,7 @@ def outcome(load_one: Callable[[], Manifest]) -> str:
 
 def today_document(text: str) -> object:
     """What today's loader builds (schema aside), or the name of the error it raises."""
-    loader = loading._Loader(text)
+    loader = yaml_loader.ManifestLoader(text)
     try:
         root = loading._compose("fuzz", loader)
         return loading._construct("fuzz", loader, root, loading._KeyLines(root), aliases="*" in text)

@@ -77,19 +77,19 @@ PROBES: Final[dict[str, str | bytes]] = {
 def today() -> Load:
     """Today's path as ``load_manifest`` takes it: libyaml composes nodes, the builder builds (or
     PyYAML, after counting the values of a document with aliases); the schema is not checked."""
-    from gitops_sync.core import loading  # noqa: PLC0415 - the bench measures the internals
+    from gitops_sync.core import loading, yaml_loader  # noqa: PLC0415 - the bench measures the internals
 
     def load(text: str) -> Any:
-        loader = loading._Loader(text)
+        loader = yaml_loader.ManifestLoader(text)
         try:
             root = loader.get_single_node()
             if root is None:
                 return None
             try:
-                return loading._Builder(loader).document(root)
-            except loading._Unusual:
+                return yaml_loader.Builder(loader).document(root)
+            except yaml_loader.Unusual:
                 if "*" in text:
-                    loading._check_bounds("probe", root)
+                    loading.check_bounds("probe", root)
                 return loader.construct_document(root)
         finally:
             loader.dispose()

@@ -1,7 +1,7 @@
 """The loader's fast path: it builds what PyYAML builds, and leaves everything else to PyYAML.
 
 ``test_loading`` checks what users see; these tests pin the promise that makes the fast path safe:
-whenever :class:`_Builder` builds a document, PyYAML's constructor builds the same one (same types,
+whenever :class:`Builder` builds a document, PyYAML's constructor builds the same one (same types,
 same key order), so the errors and results of the loader are PyYAML's either way.
 """
 
@@ -14,13 +14,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitops_sync.core.loading import (
-    _Builder,
-    _check_bounds,
-    _Loader,
-    _Unusual,
-    load_manifest,
-)
+from gitops_sync.core.loading import check_bounds, load_manifest
+from gitops_sync.core.yaml_loader import Builder, ManifestLoader, Unusual
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.limits import MAX_DEPTH
 from support import CAPABILITIES
@@ -34,17 +29,17 @@ DECLINED = "declined"
 
 
 def compose(text: str) -> yaml.Node:
-    root = yaml.compose(text, Loader=_Loader)
+    root = yaml.compose(text, Loader=ManifestLoader)
     assert root is not None
     return root
 
 
 def fast_path(text: str) -> object:
     """What the fast path builds, or ``DECLINED``."""
-    loader = _Loader("")
+    loader = ManifestLoader("")
     try:
-        return _Builder(loader).document(compose(text))
-    except _Unusual:
+        return Builder(loader).document(compose(text))
+    except Unusual:
         return DECLINED
     finally:
         loader.dispose()
@@ -52,7 +47,7 @@ def fast_path(text: str) -> object:
 
 def fast_and_pyyaml(text: str) -> tuple[object, object]:
     """What the fast path builds (or ``DECLINED``) and what PyYAML's constructor builds."""
-    return fast_path(text), yaml.load(text, Loader=_Loader)  # noqa: S506 - the loader is a safe loader
+    return fast_path(text), yaml.load(text, Loader=ManifestLoader)  # noqa: S506 - the loader is a safe loader
 
 
 def same(a: object, b: object) -> bool:
@@ -144,7 +139,7 @@ def test_anything_but_plain_json_data_goes_to_pyyaml(text: str) -> None:
 def test_fast_path_declines_exactly_what_the_bounds_check_rejects(levels: int, inner: str) -> None:
     text = "a: " + "[" * levels + inner + "]" * levels + "\n"
     try:
-        _check_bounds("deep.yaml", compose(text))
+        check_bounds("deep.yaml", compose(text))
     except ManifestError:
         rejected = True
     else:
@@ -230,9 +225,9 @@ def test_resolver_tags_nodes_as_pyyamls_does(text: str) -> None:
             return str(exc)
         return [] if node is None else tags(node)
 
-    assert composed(_Loader) == composed(yaml.CSafeLoader)
+    assert composed(ManifestLoader) == composed(yaml.CSafeLoader)
 
 
 def test_the_loader_has_no_wildcard_or_path_resolvers_its_resolver_skips() -> None:
-    assert None not in _Loader.yaml_implicit_resolvers
-    assert not _Loader.yaml_path_resolvers
+    assert None not in ManifestLoader.yaml_implicit_resolvers
+    assert not ManifestLoader.yaml_path_resolvers

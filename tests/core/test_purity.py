@@ -32,7 +32,7 @@ ALLOWED_CACHES = {
 before it. Each is bounded: an ``lru_cache`` with a ``maxsize``, or a ``cache`` of no arguments."""
 
 ALLOWED_IMPORT_TIME_CODE = {
-    "core/loading.py": "registers the checked scalar constructors on the module's own PyYAML loader "
+    "core/yaml_loader.py": "registers the checked scalar constructors on the module's own PyYAML loader "
     "class, once, at import; nothing changes them after",
 }
 """Modules that run statements at import beyond definitions: set-up done once, never state."""

@@ -18,9 +18,10 @@ import yaml
 
 from gitops_sync.cli import main
 from gitops_sync.core.assembling import desired_state
-from gitops_sync.core.loading import _Builder, _Loader, load_manifest
+from gitops_sync.core.loading import load_manifest
 from gitops_sync.core.rendering import desire
 from gitops_sync.core.unchanged import unchanged_in_etcd
+from gitops_sync.core.yaml_loader import Builder, ManifestLoader
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX
 from gitops_sync.model.manifests import Dependency, Manifest
@@ -122,14 +123,14 @@ def test_rich_manifest_keeps_each_entrys_own_relationship(chora_base: Path) -> N
 def test_real_manifests_take_the_fast_path_and_build_as_pyyaml_does(chora_base: Path) -> None:
     for path in sorted(chora_base.glob("*.yaml")):
         text = path.read_text(encoding="utf-8")
-        loader = _Loader("")
+        loader = ManifestLoader("")
         try:
-            root = yaml.compose(text, Loader=_Loader)
+            root = yaml.compose(text, Loader=ManifestLoader)
             assert root is not None
-            fast = _Builder(loader).document(root)  # raises _Unusual if the fast path declines
+            fast = Builder(loader).document(root)  # raises Unusual if the fast path declines
         finally:
             loader.dispose()
-        assert json.dumps(fast) == json.dumps(yaml.load(text, Loader=_Loader)), path.name  # noqa: S506
+        assert json.dumps(fast) == json.dumps(yaml.load(text, Loader=ManifestLoader)), path.name  # noqa: S506
 
 
 class NothingParsed(Mapping[tuple[str, str], DesiredCapability | ManifestError]):
