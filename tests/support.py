@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import multiprocessing
 import os
@@ -21,7 +22,11 @@ from urllib.parse import urlsplit
 import etcd3
 import pytest
 
+from gitops_sync.core.loading import load_manifest
+from gitops_sync.core.rendering import desire
+from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.registry import RegistryState
+from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing
 from gitops_sync.store.etcd import EtcdStore
 from gitops_sync.testing import EtcdProcess, etcd_binary
@@ -292,3 +297,21 @@ def etcdctl(server: EtcdProcess, *args: str, user: str | None = None) -> None:
         capture_output=True,
         timeout=20,
     )
+
+
+def small_manifest(capability_id: str, *, version: str = "1.0.0") -> bytes:
+    """The smallest valid manifest (a pattern) for ``capability_id``."""
+    return (
+        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: T\n  dc_hasVersion: {version}\n"
+        "chora_pattern: {}\n"
+    ).encode()
+
+
+def source_file(name: str, content: bytes) -> SourceFile:
+    """A manifest file as a scan finds it, with its content."""
+    return SourceFile(name, content, hashlib.sha256(content).hexdigest())
+
+
+def rendered(source: SourceFile) -> DesiredCapability:
+    """The capability ``source`` renders to under the default prefix."""
+    return desire(load_manifest(source.name, source.data), source, prefix=PREFIX, max_request_bytes=1_500_000)

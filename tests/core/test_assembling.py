@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import pytest
@@ -13,8 +12,7 @@ from hypothesis import strategies as st
 
 from gitops_sync.core.assembling import Assembly, assemble, desired_state, with_relation_problems
 from gitops_sync.core.cross_checking import check_relations
-from gitops_sync.core.loading import load_manifest
-from gitops_sync.core.rendering import desire, encode_record
+from gitops_sync.core.rendering import encode_record
 from gitops_sync.core.unchanged import LeftUnchanged, unchanged_in_etcd
 from gitops_sync.errors import ManifestError
 from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
@@ -22,25 +20,10 @@ from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
 from gitops_sync.model.sources import SourceFile
-from support import CAPABILITIES, EXAMPLE_IDS
+from support import CAPABILITIES, EXAMPLE_IDS, rendered, small_manifest, source_file
 
 PREFIX = DEFAULT_PREFIX
 EMPTY = RegistryState(revision=1, capability_keys={}, records={})
-
-
-def manifest_text(capability_id: str, *, version: str = "1.0.0") -> bytes:
-    return (
-        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: T\n  dc_hasVersion: {version}\n"
-        "chora_pattern: {}\n"
-    ).encode()
-
-
-def source_file(name: str, content: bytes) -> SourceFile:
-    return SourceFile(name, content, hashlib.sha256(content).hexdigest())
-
-
-def real_desire(source: SourceFile) -> DesiredCapability:
-    return desire(load_manifest(source.name, source.data), source, prefix=PREFIX, max_request_bytes=1_500_000)
 
 
 class Parsed(Mapping[tuple[str, str], DesiredCapability | ManifestError]):
@@ -58,7 +41,7 @@ class Parsed(Mapping[tuple[str, str], DesiredCapability | ManifestError]):
             pytest.fail(f"{source.name} was parsed although etcd already holds it unchanged")
         self.called.append(source.name)
         try:
-            return real_desire(source)
+            return rendered(source)
         except ManifestError as exc:
             return exc
 
@@ -84,7 +67,7 @@ def synced(*sources: SourceFile, revision: int = 10) -> RegistryState:
     keys: dict[str, KeyState] = {}
     records: dict[str, KeyState] = {}
     for source in sources:
-        capability = real_desire(source)
+        capability = rendered(source)
         keys.update((key, KeyState(value, revision)) for key, value in rendered_values(capability).items())
         records[capability.id] = KeyState(capability.record, revision)
     return RegistryState(revision=revision, capability_keys=keys, records=records)
@@ -104,8 +87,8 @@ def run(
     return assembly, parsed.called
 
 
-A = source_file("a.yaml", manifest_text("chora.test.a"))
-B = source_file("b.yaml", manifest_text("chora.test.b"))
+A = source_file("a.yaml", small_manifest("chora.test.a"))
+B = source_file("b.yaml", small_manifest("chora.test.b"))
 BROKEN = b"metadata:\n  dc_identifier: chora.test.a\n  dc_title: [unclosed\n"
 
 
@@ -114,19 +97,19 @@ def test_everything_is_parsed_when_etcd_is_empty() -> None:
     assert parsed == ["a.yaml", "b.yaml"]
     assert assembly.unparsed == frozenset()
     assert errors(assembly) == ()
-    assert assembly.desired.capabilities == {"chora.test.a": real_desire(A), "chora.test.b": real_desire(B)}
+    assert assembly.desired.capabilities == {"chora.test.a": rendered(A), "chora.test.b": rendered(B)}
     assert assembly.desired.held == frozenset()
 
 
 def test_unchanged_files_whose_keys_match_are_reused_without_parsing() -> None:
-    changed_b = source_file("b.yaml", manifest_text("chora.test.b", version="2.0.0"))
+    changed_b = source_file("b.yaml", small_manifest("chora.test.b", version="2.0.0"))
     assembly, parsed = run([A, changed_b], synced(A, B), refuse=["a.yaml"])
 
     assert parsed == ["b.yaml"]
     assert assembly.unparsed == frozenset({"chora.test.a"})
     assert errors(assembly) == ()
-    assert assembly.desired.capabilities["chora.test.a"] == from_etcd(real_desire(A))
-    assert assembly.desired.capabilities["chora.test.b"] == real_desire(changed_b)
+    assert assembly.desired.capabilities["chora.test.a"] == from_etcd(rendered(A))
+    assert assembly.desired.capabilities["chora.test.b"] == rendered(changed_b)
 
 
 def test_a_restart_with_nothing_changed_parses_nothing() -> None:
@@ -134,8 +117,8 @@ def test_a_restart_with_nothing_changed_parses_nothing() -> None:
     assert parsed == []
     assert assembly.unparsed == frozenset({"chora.test.a", "chora.test.b"})
     assert assembly.desired.capabilities == {
-        "chora.test.a": from_etcd(real_desire(A)),
-        "chora.test.b": from_etcd(real_desire(B)),
+        "chora.test.a": from_etcd(rendered(A)),
+        "chora.test.b": from_etcd(rendered(B)),
     }
 
 
@@ -151,7 +134,7 @@ def test_a_changed_file_is_parsed() -> None:
     assembly, parsed = run([edited], synced(A))
     assert parsed == ["a.yaml"]
     assert assembly.unparsed == frozenset()
-    assert assembly.desired.capabilities["chora.test.a"].values == rendered_values(real_desire(A))
+    assert assembly.desired.capabilities["chora.test.a"].values == rendered_values(rendered(A))
 
 
 @pytest.mark.parametrize("edit", ["changed", "deleted"])
@@ -168,7 +151,7 @@ def test_an_unchanged_file_whose_keys_were_edited_in_etcd_is_parsed(edit: str) -
     assembly, parsed = run([A], actual)
     assert parsed == ["a.yaml"]
     assert assembly.unparsed == frozenset()
-    assert assembly.desired.capabilities["chora.test.a"] == real_desire(A)
+    assert assembly.desired.capabilities["chora.test.a"] == rendered(A)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +188,7 @@ def duplicate_problems(assembly: Assembly) -> dict[str, str]:
 
 
 def test_two_files_with_the_same_id_are_both_errors_and_the_id_is_held() -> None:
-    copy = source_file("copy.yaml", manifest_text("chora.test.a", version="2.0.0"))
+    copy = source_file("copy.yaml", small_manifest("chora.test.a", version="2.0.0"))
     assembly, _ = run([A, copy, B], EMPTY)
 
     problems = duplicate_problems(assembly)
@@ -229,7 +212,7 @@ def test_a_new_copy_of_a_reused_file_holds_the_id_too() -> None:
 
 
 def test_three_claims_name_the_two_other_files() -> None:
-    claims = [source_file(f"{n}.yaml", manifest_text("chora.test.a")) for n in ("x", "y", "z")]
+    claims = [source_file(f"{n}.yaml", small_manifest("chora.test.a")) for n in ("x", "y", "z")]
     problems = duplicate_problems(run(claims, EMPTY)[0])
     assert "y.yaml, z.yaml" in problems["x.yaml"]
     assert "x.yaml, z.yaml" in problems["y.yaml"]
@@ -278,8 +261,8 @@ def test_problems_are_sorted_by_file_and_line() -> None:
 
 
 def test_a_file_that_fails_to_load_holds_every_id_recorded_for_it() -> None:
-    old_id = source_file("a.yaml", manifest_text("chora.test.old"))
-    new_id = source_file("a.yaml", manifest_text("chora.test.new"))
+    old_id = source_file("a.yaml", small_manifest("chora.test.old"))
+    new_id = source_file("a.yaml", small_manifest("chora.test.new"))
     actual = synced(new_id)
     old = synced(old_id)
     actual = RegistryState(
@@ -292,7 +275,7 @@ def test_a_file_that_fails_to_load_holds_every_id_recorded_for_it() -> None:
 
 
 def test_held_and_desired_ids_are_disjoint() -> None:
-    claimant = source_file("b.yaml", manifest_text("chora.test.a", version="2.0.0"))
+    claimant = source_file("b.yaml", small_manifest("chora.test.a", version="2.0.0"))
     assembly, _ = run([source_file("a.yaml", BROKEN), claimant], synced(A))
     assert not assembly.desired.held & assembly.desired.capabilities.keys()
 
@@ -302,7 +285,7 @@ def test_held_and_desired_ids_are_disjoint() -> None:
 
 def requiring(capability_id: str, required: str, constraint: str) -> bytes:
     return (
-        manifest_text(capability_id)
+        small_manifest(capability_id)
         + (
             f"dc_relation:\n  requires:\n    - capability: {required}\n      version: '{constraint}'\n"
         ).encode()
@@ -331,7 +314,7 @@ def test_assemble_leaves_the_relations_to_with_relation_problems() -> None:
 
 
 def test_a_known_file_is_taken_as_known_without_parsing() -> None:
-    capability = real_desire(A)
+    capability = rendered(A)
     left = {"a.yaml": (A.sha256, capability)}
     parsed = Parsed([A, B], refuse=["a.yaml"])
     assembly = assemble([A, B], (), synced(A), parsed=parsed, unchanged={}, left=left)
@@ -342,23 +325,23 @@ def test_a_known_file_is_taken_as_known_without_parsing() -> None:
 
 
 def test_a_known_file_with_other_content_is_parsed() -> None:
-    edited = source_file("a.yaml", manifest_text("chora.test.a", version="2.0.0"))
+    edited = source_file("a.yaml", small_manifest("chora.test.a", version="2.0.0"))
     parsed = Parsed([edited])
     assembly = assemble(
-        [edited], (), EMPTY, parsed=parsed, unchanged={}, left={"a.yaml": (A.sha256, real_desire(A))}
+        [edited], (), EMPTY, parsed=parsed, unchanged={}, left={"a.yaml": (A.sha256, rendered(A))}
     )
     assert parsed.called == ["a.yaml"]
-    assert assembly.desired.capabilities["chora.test.a"] == real_desire(edited)
+    assert assembly.desired.capabilities["chora.test.a"] == rendered(edited)
     assert assembly.synced_before == frozenset()
 
 
 def test_an_unchanged_file_whose_keys_were_edited_is_drift_and_a_changed_one_is_not() -> None:
-    c = source_file("c.yaml", manifest_text("chora.test.c"))
+    c = source_file("c.yaml", small_manifest("chora.test.c"))
     before = synced(A, B, c)
     keys = dict(before.capability_keys)
     keys[capability_key(PREFIX, "chora.test.a", "version")] = KeyState(b"9.9.9", 11)
     actual = RegistryState(11, keys, before.records)
-    changed_b = source_file("b.yaml", manifest_text("chora.test.b", version="2.0.0"))
+    changed_b = source_file("b.yaml", small_manifest("chora.test.b", version="2.0.0"))
 
     assembly, parsed = run([A, changed_b, c], actual)
 
@@ -374,7 +357,7 @@ POOL = (
     A,
     B,
     APP,
-    source_file("a.yaml", manifest_text("chora.test.a", version="2.0.0")),
+    source_file("a.yaml", small_manifest("chora.test.a", version="2.0.0")),
     source_file("a.yaml", BROKEN),
     source_file("copy.yaml", A.data),
     source_file("b.yaml", requiring("chora.test.b", "chora.test.app", "*")),
@@ -421,7 +404,7 @@ def inputs(draw: st.DrawFn) -> Inputs:
     )
     loading = [source for source in sources if source.data != BROKEN]
     left = {
-        source.name: (draw(st.sampled_from([source.sha256, "0" * 64])), real_desire(source))
+        source.name: (draw(st.sampled_from([source.sha256, "0" * 64])), rendered(source))
         for source in (draw(st.lists(st.sampled_from(loading), unique=True)) if loading else [])
     }
     return Inputs(sources, unreadable, RegistryState(11, keys, records), left)
@@ -431,7 +414,7 @@ def parse_all(sources: list[SourceFile]) -> dict[tuple[str, str], DesiredCapabil
     parsed: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
     for source in sources:
         try:
-            parsed[(source.name, source.sha256)] = real_desire(source)
+            parsed[(source.name, source.sha256)] = rendered(source)
         except ManifestError as exc:
             parsed[(source.name, source.sha256)] = exc
     return parsed

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import pytest
 
-from gitops_sync.core.loading import load_manifest
-from gitops_sync.core.rendering import desire, encode_record, with_commit
+from gitops_sync.core.rendering import encode_record, with_commit
 from gitops_sync.core.unchanged import (
     Mark,
     digest,
@@ -19,10 +17,10 @@ from gitops_sync.core.unchanged import (
     vouched_for,
 )
 from gitops_sync.model.keys import DEFAULT_PREFIX, capability_key
-from gitops_sync.model.plans import DesiredCapability
 from gitops_sync.model.problems import Problem
 from gitops_sync.model.registry import KeyState, ManagedRecord, RegistryState
 from gitops_sync.model.sources import SourceFile
+from support import rendered, small_manifest, source_file
 
 PREFIX = DEFAULT_PREFIX
 
@@ -65,21 +63,6 @@ def test_the_files_digest_tells_names_and_contents_apart() -> None:
 # --- unchanged in etcd: what the records vouch for -----------------------------------------------
 
 
-def manifest_text(capability_id: str, *, version: str = "1.0.0") -> bytes:
-    return (
-        f"metadata:\n  dc_identifier: {capability_id}\n  dc_title: T\n  dc_hasVersion: {version}\n"
-        "chora_pattern: {}\n"
-    ).encode()
-
-
-def source_file(name: str, content: bytes) -> SourceFile:
-    return SourceFile(name, content, hashlib.sha256(content).hexdigest())
-
-
-def rendered(source: SourceFile) -> DesiredCapability:
-    return desire(load_manifest(source.name, source.data), source, prefix=PREFIX, max_request_bytes=1_500_000)
-
-
 def synced(*sources: SourceFile, revision: int = 10) -> RegistryState:
     """etcd as a sync of these files left it."""
     keys: dict[str, KeyState] = {}
@@ -101,8 +84,8 @@ def with_key(actual: RegistryState, key: str, state: KeyState | None) -> Registr
     return RegistryState(max(actual.revision, state.mod_revision if state else 0), keys, actual.records)
 
 
-A = source_file("a.yaml", manifest_text("chora.test.a"))
-B = source_file("b.yaml", manifest_text("chora.test.b"))
+A = source_file("a.yaml", small_manifest("chora.test.a"))
+B = source_file("b.yaml", small_manifest("chora.test.b"))
 
 
 def test_etcd_vouches_for_unchanged_files_with_their_capability_as_it_holds_it() -> None:
@@ -186,7 +169,7 @@ def test_what_was_left_unchanged_of_other_content_vouches_for_nothing() -> None:
 
 def test_may_differ_is_every_id_not_held_unchanged_as_the_very_same_object() -> None:
     a, b = rendered(A), rendered(B)
-    c = rendered(source_file("c.yaml", manifest_text("chora.test.c")))
+    c = rendered(source_file("c.yaml", small_manifest("chora.test.c")))
     desired = {a.id: a, b.id: b, c.id: c}
     equal_copy = dataclasses.replace(b)
     assert equal_copy == b
@@ -196,8 +179,8 @@ def test_may_differ_is_every_id_not_held_unchanged_as_the_very_same_object() -> 
 
 
 def test_what_nothing_vouches_for_is_to_be_parsed_in_order() -> None:
-    c = source_file("c.yaml", manifest_text("chora.test.c"))
-    changed = source_file("b.yaml", manifest_text("chora.test.b", version="2.0.0"))
+    c = source_file("c.yaml", small_manifest("chora.test.c"))
+    changed = source_file("b.yaml", small_manifest("chora.test.b", version="2.0.0"))
     left = {"a.yaml": (A.sha256, rendered(A))}
 
     found, unvouched = vouched_for([A, changed, c], synced(B), prefix=PREFIX, left=left)

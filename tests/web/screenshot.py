@@ -86,7 +86,8 @@ def take(url: str, out: Path, select: str | None, browser: Browser) -> None:
         page = context.new_page()
         page.goto(url + (f"#{select}" if select else ""))
         page.locator("#capabilities tbody tr.row").first.wait_for()
-        page.wait_for_function("Number(document.getElementById('graph').dataset.nodes) > 0")
+        # A selector, not a JavaScript predicate: the page's CSP (script-src 'self') forbids eval.
+        page.locator("#graph[data-nodes]:not([data-nodes='']):not([data-nodes='0'])").wait_for()
         if select:
             page.locator("#detail .edges").first.wait_for()
         wait_for(lambda: painted(page) > 1_000, timeout=10)

@@ -79,6 +79,10 @@ class CycleReport:
         """Capabilities the cycle wrote with a change of this kind."""
         return sum(change.kind == kind for change in self.applied)
 
+    def ids(self, kind: str) -> tuple[str, ...]:
+        """The ids the cycle wrote with a change of this kind, in the order written."""
+        return tuple(change.capability_id for change in self.applied if change.kind == kind)
+
 
 def restored(applied: Sequence[Change], drift_candidates: frozenset[str]) -> tuple[str, ...]:
     """The ids among ``drift_candidates`` whose keys the cycle wrote back."""
@@ -122,9 +126,9 @@ def outcome_of(report: CycleReport, cause: Cause, started: datetime, *, leader: 
         started_at=started,
         finished_at=datetime.now(UTC),
         result=report.result,
-        created=tuple(change.capability_id for change in applied if change.kind == "create"),
-        updated=tuple(change.capability_id for change in applied if change.kind == "update"),
-        deleted=tuple(change.capability_id for change in applied if change.kind == "delete"),
+        created=report.ids("create"),
+        updated=report.ids("update"),
+        deleted=report.ids("delete"),
         unchanged=report.skipped,
         capabilities=report.desired,
         problems=report.problems,
