@@ -236,3 +236,39 @@ def test_a_watch_on_a_frozen_member_ends(tmp_path: Path) -> None:
         server.stop()
     assert isinstance(ended[0], StoreUnavailable)
     assert f"watch of /w/ on etcd at {server.endpoint} broke" in str(ended[0])
+
+
+def test_a_lease_is_kept_alive_past_its_ttl_while_a_stop_can_cut_requests_short(
+    etcd_server: EtcdProcess, etcd: etcd3.MultiEndpointEtcd3Client
+) -> None:
+    """Watch mode's store can be stopped (``stop_on``), and its keep-alives must still be answered
+    at once: a keep-alive that waited for its deadline instead cost the leader its lease every TTL."""
+    stop = threading.Event()
+    with EtcdStore(EtcdConnection(((etcd_server.host, etcd_server.client_port),))) as store:
+        store.stop_on(stop)
+        lease = store.grant_lease(2)
+        assert store.create("/lease/leader", b"me", lease) is not None
+        renewals = []
+        for _ in range(8):  # 3 s in all: past the TTL, which only renewals can outlast
+            renewals.append(store.keep_alive(lease))
+            stop.wait(0.4)
+
+    assert renewals == [2] * 8
+    assert value_of(etcd, "/lease/leader") == b"me"
+
+
+def test_a_stop_cuts_a_keep_alive_short(tmp_path: Path) -> None:
+    server = EtcdProcess(tmp_path / "etcd").start()
+    stop = threading.Event()
+    try:
+        connection = EtcdConnection(((server.host, server.client_port),), timeout=30)
+        with EtcdStore(connection) as store:
+            store.stop_on(stop)
+            lease = store.grant_lease(10)
+            server.freeze()  # the keep-alive now waits for an answer that does not come
+            threading.Timer(0.5, stop.set).start()
+            with pytest.raises(StoreError):
+                store.keep_alive(lease)
+    finally:
+        server.thaw()
+        server.stop()

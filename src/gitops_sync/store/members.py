@@ -95,10 +95,28 @@ class Attempt:
         return call.result()
 
     def streamed(self, method: Any, request: Any) -> list[Any]:
-        """Send one request on a stream that etcd closes after answering it; every answer."""
+        """Send one request on a stream that etcd closes after answering it; every answer.
+
+        The answers are read as they come: a stream's call is not done until they have been read,
+        so waiting for it first (as :meth:`unary` does) would wait for the deadline. A stop
+        meanwhile cancels the call from a watcher thread, which ends with the call."""
         call = method(iter([request]), timeout=self.timeout, metadata=self.metadata)
-        self._wait(call)
-        return list(call)
+        if self.stop is None:
+            return list(call)
+        read = threading.Event()
+        watcher = threading.Thread(
+            target=_cancel_when_set, args=(call, self.stop, read), name="stream stop", daemon=True
+        )
+        watcher.start()
+        try:
+            return list(call)
+        except grpc.RpcError:
+            if self.stop.is_set():
+                raise Stopped from None
+            raise
+        finally:
+            read.set()
+            watcher.join()
 
     def _wait(self, call: Any) -> None:
         if self.stop is None:
@@ -109,6 +127,13 @@ class Attempt:
             if self.stop.is_set():
                 call.cancel()
                 raise Stopped
+
+
+def _cancel_when_set(call: Any, stop: threading.Event, read: threading.Event) -> None:
+    while not read.wait(_STOP_POLL):
+        if stop.is_set():
+            call.cancel()
+            return
 
 
 class Stopped(Exception):
