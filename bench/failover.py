@@ -24,15 +24,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
 import corpus
 
-from gitops_sync.testing import EtcdCluster, EtcdProcess, raft_leader, seconds_until_held
+from gitops_sync.testing import EtcdCluster, EtcdProcess, raft_leader, seconds_until_held, wait_for
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 BIN: Final = Path(sys.executable).parent
@@ -42,20 +41,6 @@ EDITED: Final = "chora.platform.config_store"
 KEY: Final = f"/chora/capabilities/{EDITED}/version"
 GIVE_UP: Final = 15.0
 """Seconds after which an edit counts as lost (it is then reported, not waited for longer)."""
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T | None], *, timeout: float, interval: float = 0.01) -> T:
-    """Poll ``condition`` until it returns something truthy; TimeoutError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
 
-from support import wait_for
+from gitops_sync.testing import wait_for
 
 
 @dataclass(frozen=True)

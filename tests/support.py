@@ -10,13 +10,11 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 import etcd3
@@ -29,7 +27,7 @@ from gitops_sync.model.registry import RegistryState
 from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing
 from gitops_sync.store.etcd import EtcdStore
-from gitops_sync.testing import EtcdProcess, etcd_binary
+from gitops_sync.testing import EtcdProcess, etcd_binary, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPABILITIES = ROOT / "capabilities"
@@ -48,8 +46,6 @@ COUNT = len(EXAMPLE_IDS)
 LONG_AFTER_NS = 10 * 10**9
 """For ``scanning.RACY_NS``: scan as if long after the files were written, so the scanner trusts
 their status from then on (a file changed just now is read again at every scan)."""
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -79,19 +75,6 @@ def value_once_up(client: etcd3.MultiEndpointEtcd3Client, key: str) -> bytes | N
 def value_of(client: etcd3.MultiEndpointEtcd3Client, key: str) -> bytes | None:
     value, _ = client.get(key)
     return value if value is None else bytes(value)
-
-
-def wait_for(condition: Callable[[], T | None], *, timeout: float, interval: float = 0.01) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            msg = f"condition not met within {timeout}s"
-            raise AssertionError(msg)
-        time.sleep(interval)
 
 
 class SentGet:

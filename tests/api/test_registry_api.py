@@ -23,8 +23,8 @@ from gitops_sync.model.limits import MAX_QUERY_DIGITS
 from gitops_sync.service.cataloging import LiveCatalog
 from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import EtcdStore
-from gitops_sync.testing import EtcdProcess, free_port
-from support import PREFIX, Cli, SentGet, requirement, wait_for
+from gitops_sync.testing import EtcdProcess, free_port, wait_for
+from support import PREFIX, Cli, SentGet, requirement
 from support import manifest_text as manifest
 
 API = "chora.t.api"

@@ -27,18 +27,8 @@ from gitops_sync.service.cataloging import LiveCatalog
 from gitops_sync.service.observing import Observed
 from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import EtcdStore
-from gitops_sync.testing import EtcdProcess, free_port
-from support import (
-    CAPABILITIES,
-    PREFIX,
-    Cli,
-    SentGet,
-    ServiceProcess,
-    keys_under,
-    services,
-    wait_for,
-    watch_args,
-)
+from gitops_sync.testing import EtcdProcess, free_port, wait_for
+from support import CAPABILITIES, PREFIX, Cli, SentGet, ServiceProcess, keys_under, services, watch_args
 
 EDITED = "chora.platform.event_bus"
 

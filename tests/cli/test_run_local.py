@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gitops_sync.testing import EtcdProcess, etcd_binary, etcd_version, free_port, is_listening
-from support import EXAMPLE_IDS, ROOT, wait_for
+from gitops_sync.testing import EtcdProcess, etcd_binary, etcd_version, free_port, is_listening, wait_for
+from support import EXAMPLE_IDS, ROOT
 
 
 class RunLocal:

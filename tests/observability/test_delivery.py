@@ -13,8 +13,8 @@ from gitops_sync.model.problems import Problem
 from gitops_sync.service.outcomes import CycleOutcome
 from gitops_sync.service.webhooks import RetryPolicy, Webhooks, sign
 from gitops_sync.settings import Settings, webhook_key
+from gitops_sync.testing import wait_for
 from receiving import Receiver
-from support import wait_for
 
 KEY = bytes(range(32))
 FAST = RetryPolicy(first_delay=0.05, max_delay=0.2, give_up_after=1.0, timeout=0.5)

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gitops_sync.http.openapi import DOCUMENT
-from gitops_sync.testing import EtcdProcess, free_port
-from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
+from gitops_sync.testing import EtcdProcess, free_port, wait_for
+from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, watch_args
 
 REGISTRY = "chora.platform.config_store"
 Labels = frozenset[tuple[str, str]]

@@ -20,9 +20,9 @@ from typing import Any
 import etcd3
 import pytest
 
-from gitops_sync.testing import EtcdProcess
+from gitops_sync.testing import EtcdProcess, wait_for
 from receiving import Delivery, Receiver
-from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, wait_for, watch_args
+from support import PREFIX, ROOT, Cli, ServiceProcess, services, value_of, watch_args
 
 REGISTRY = "chora.platform.config_store"
 SECRET_BYTES = bytes(range(32))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitops_sync.service.file_events import FileEvents
-from support import wait_for
+from gitops_sync.testing import wait_for
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from gitops_sync.service.watching import Watcher
 from gitops_sync.settings import EtcdConnection, GitRemote, Settings
 from gitops_sync.sources.remotes import GitSource
 from gitops_sync.store.etcd import EtcdStore
-from gitops_sync.testing import EtcdProcess
-from support import PREFIX, Cli, keys_under, services, value_of, wait_for
+from gitops_sync.testing import EtcdProcess, wait_for
+from support import PREFIX, Cli, keys_under, services, value_of
 
 STATUS = "/chora/sync/status"
 RECORDS = "/chora/sync/managed/"

@@ -14,8 +14,8 @@ from pathlib import Path
 import etcd3
 import pytest
 
-from gitops_sync.testing import EtcdProcess
-from support import PREFIX, Cli, keys_under, requirement, services, value_of, wait_for, watch_args
+from gitops_sync.testing import EtcdProcess, wait_for
+from support import PREFIX, Cli, keys_under, requirement, services, value_of, watch_args
 from support import manifest_text as manifest
 
 SYNC = "/chora/sync/managed/"

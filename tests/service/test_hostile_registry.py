@@ -11,8 +11,8 @@ import etcd3
 import pytest
 
 from gitops_sync.cli import main
-from gitops_sync.testing import EtcdProcess
-from support import EXAMPLE_IDS, PREFIX, Cli, renamed_copies, services, value_of, wait_for, watch_args
+from gitops_sync.testing import EtcdProcess, wait_for
+from support import EXAMPLE_IDS, PREFIX, Cli, renamed_copies, services, value_of, watch_args
 
 REGISTRY = "chora.platform.config_store"
 COUNT = len(EXAMPLE_IDS)

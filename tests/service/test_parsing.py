@@ -19,7 +19,8 @@ from gitops_sync.model.sources import SourceFile
 from gitops_sync.service import parsing
 from gitops_sync.settings import Settings
 from gitops_sync.sources.scanning import Scanner
-from support import EXAMPLE_IDS, renamed_copies, wait_for
+from gitops_sync.testing import wait_for
+from support import EXAMPLE_IDS, renamed_copies
 
 COPIES = 36
 """The example manifests 36 times over under other names (288 files): several shares each process."""

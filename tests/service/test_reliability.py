@@ -20,7 +20,14 @@ from gitops_sync.service.engine import Engine
 from gitops_sync.service.triggers import Trigger
 from gitops_sync.settings import EtcdConnection, Settings
 from gitops_sync.store.etcd import EtcdStore, Fence
-from gitops_sync.testing import EtcdCluster, EtcdProcess, plain_client, raft_leader, seconds_until_held
+from gitops_sync.testing import (
+    EtcdCluster,
+    EtcdProcess,
+    plain_client,
+    raft_leader,
+    seconds_until_held,
+    wait_for,
+)
 from support import (
     EXAMPLE_IDS,
     PREFIX,
@@ -29,7 +36,6 @@ from support import (
     services,
     value_of,
     value_once_up,
-    wait_for,
     watch_args,
 )
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import etcd3
 import pytest
 
-from gitops_sync.testing import EtcdProcess
-from support import PREFIX, ServiceProcess, services, value_of, wait_for, watch_args
+from gitops_sync.testing import EtcdProcess, wait_for
+from support import PREFIX, ServiceProcess, services, value_of, watch_args
 
 REGISTRY = "chora.platform.config_store"
 OTHER = "chora.devex.service_template"

@@ -17,8 +17,8 @@ from gitops_sync.model.registry import KeyState
 from gitops_sync.settings import EtcdConnection
 from gitops_sync.store.etcd import EtcdStore, KeyEvents
 from gitops_sync.store.reading import KEYS_PAGE_SIZE, PAGE_SIZE
-from gitops_sync.testing import EtcdProcess, free_port
-from support import value_of, wait_for
+from gitops_sync.testing import EtcdProcess, free_port, wait_for
+from support import value_of
 
 
 def put_many(etcd: etcd3.MultiEndpointEtcd3Client, items: list[tuple[str, str]]) -> None:

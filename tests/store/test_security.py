@@ -11,8 +11,8 @@ import etcd3
 import pytest
 import trustme
 
-from gitops_sync.testing import EtcdProcess, ServerTLS
-from support import CAPABILITIES, EXAMPLE_IDS, PREFIX, Cli, etcdctl, services, value_of, wait_for
+from gitops_sync.testing import EtcdProcess, ServerTLS, wait_for
+from support import CAPABILITIES, EXAMPLE_IDS, PREFIX, Cli, etcdctl, services, value_of
 
 PASSWORD = "correct-horse-battery-staple"  # noqa: S105 - a test password
 ROOT_PASSWORD = "root-secret-4711"  # noqa: S105

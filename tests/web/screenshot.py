@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from gitops_sync.testing import wait_for
+
 if not __package__:  # run as a script: find `web.*` where pytest finds it
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import Browser, ViewportSize, sync_playwright
 
 from gitops_sync.core.loading import load_manifest
-from support import wait_for
 from web.browsing import launch, painted
 from web.fake_registry import FakeRegistry, Json, satisfies, serving
 

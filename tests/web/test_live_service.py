@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from gitops_sync.testing import EtcdProcess, free_port
-from support import CAPABILITIES, services, wait_for, watch_args
+from gitops_sync.testing import EtcdProcess, free_port, wait_for
+from support import CAPABILITIES, services, watch_args
 
 EDITED = "chora.platform.event_bus"
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
+from gitops_sync.testing import wait_for
 from gitops_sync.web import CONTENT_SECURITY_POLICY
-from support import wait_for
 from web.browsing import painted
 from web.fake_registry import FakeRegistry, capability, serving
 
