@@ -8,12 +8,13 @@ Each step is a method named after it; what a cycle remembers for the next is in 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence, Set
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from gitops_sync.core.assembling import Assembly, Parsed, assemble, with_relation_problems
 from gitops_sync.core.batching import batches
@@ -46,14 +47,12 @@ from gitops_sync.store.etcd import EtcdStore, Fence
 
 log = logging.getLogger("gitops-sync")
 
+_Read = TypeVar("_Read")
+
 MAX_ATTEMPTS: Final = 3
 """Reconciles per cycle when transactions keep losing to a concurrent writer."""
 IN_FLIGHT: Final = 2
 """Transactions sent to etcd at once: while etcd applies one, the next is on its way."""
-
-
-def _unfenced() -> Fence | None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +83,6 @@ class _Run:
     trigger: Trigger
     started: datetime
     fence: Fence | None
-    view: RegistryView | None = None
-    """etcd as the current attempt reconciles against."""
     current: bool = False
     """The view was current (not read) in the current attempt."""
     applied: list[Change] = field(default_factory=list)
@@ -106,7 +103,7 @@ class Engine:
         *,
         one_shot: bool,
         listener: CycleListener | None = None,
-        fence: Callable[[], Fence | None] = _unfenced,
+        fence: Callable[[], Fence | None] = lambda: None,
         on_commit: Callable[[int], None] | None = None,
     ) -> None:
         """``fence``: the fence of this replica's leadership term, if it leads a group of replicas
@@ -173,7 +170,7 @@ class Engine:
             planned = self._reconcile(view, desired)
             if self.settings.dry_run or self._apply(planned, desired.assembly, run, attempt):
                 break
-        return self._settle(planned, observed.files, desired, run)
+        return self._settle(planned, observed.files, desired, view.state, run)
 
     # observe
 
@@ -184,9 +181,8 @@ class Engine:
             return self._first_look()
         if trigger.registry_quiet and self._cache.view is not None:
             return _Observed(self._scanner.scan(trigger.changed_files))
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
-            reading = reader.submit(self._read)
-            return _Observed(self._scanner.scan(trigger.changed_files), reading.result())
+        files, read = self._scanned_while(self._read, trigger.changed_files)
+        return _Observed(files, read)
 
     def _first_look(self) -> _Observed:
         """The first look at the files and at etcd since the cache was invalidated.
@@ -205,14 +201,20 @@ class Engine:
             files, parsed = scanned
             self._cache.take_parsed(parsed)
             return _Observed(files, read)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
-            reading = reader.submit(self._mark_or_read, status, head)
-            files, found = self._scanner.scan(), reading.result()
+        files, found = self._scanned_while(functools.partial(self._mark_or_read, status, head))
         if isinstance(found, RegistryState):
             return _Observed(files, found)
         if files.problems or found[0].files != files_digest(files.files):
             return _Observed(files)  # the files changed since: etcd is read now
         return _Observed(files, mark=found)
+
+    def _scanned_while(
+        self, read: Callable[[], _Read], changed_files: frozenset[str] | None = None
+    ) -> tuple[Scan, _Read]:
+        """The files, scanned while ``read`` reads etcd in a thread, and what it read."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read etcd") as reader:
+            reading = reader.submit(read)
+            return self._scanner.scan(changed_files), reading.result()
 
     def _mark_or_read(self, status: KeyState | None, head: int) -> RegistryState | tuple[Mark, int]:
         """The mark of the last clean sync with etcd's revision ``head``, if ``status`` holds a
@@ -269,7 +271,6 @@ class Engine:
             )
             # A one-shot sync does not keep the view up to date with its writes: no cycle follows.
             self._cache.view = None if self._one_shot else view
-        run.view = view
         return view
 
     def _report_unchanged(self, mark: Mark, head: int) -> CycleReport:
@@ -404,8 +405,7 @@ class Engine:
 
     # settle
 
-    def _report(self, planned: Plan, assembly: Assembly, run: _Run) -> CycleReport:
-        actual = run.view.state if run.view is not None else RegistryState(0, {}, {})
+    def _report(self, planned: Plan, assembly: Assembly, actual: RegistryState, run: _Run) -> CycleReport:
         applied = tuple(run.applied)
         return CycleReport(
             plan=planned,
@@ -422,9 +422,12 @@ class Engine:
             drift_restored=restored(applied, assembly.drift_candidates),
         )
 
-    def _settle(self, planned: Plan, files: Scan, desired: _Desired, run: _Run) -> CycleReport:
-        """Report and log the cycle, remember what it left for the next, and record its status."""
-        report = self._report(planned, desired.assembly, run)
+    def _settle(
+        self, planned: Plan, files: Scan, desired: _Desired, actual: RegistryState, run: _Run
+    ) -> CycleReport:
+        """Report and log the cycle, remember what it left for the next, and record its status;
+        ``actual``: etcd as the last attempt reconciled against."""
+        report = self._report(planned, desired.assembly, actual, run)
         self._log.findings(report)
         log.debug("%d manifest(s) taken unchanged from etcd without parsing", len(desired.assembly.unparsed))
         if self.settings.dry_run:
@@ -433,8 +436,8 @@ class Engine:
         keep = None if self._one_shot else desired.assembly
         self._cache.settle(report, keep, desired.differing, self._scanner.sha256_of)
         mark = None if run.current else mark_of(report, files, self._settings_digest, run.transactions)
-        previous = run.view.state.status if run.view is not None else None
-        written = self._recorder.record(report, previous, mark, (run.trigger.cause, run.started), run.fence)
+        cycle = (run.trigger.cause, run.started)
+        written = self._recorder.record(report, actual.status, mark, cycle, run.fence)
         if written is not None:
             value, revision = written
             if self._on_commit is not None:
