@@ -240,8 +240,12 @@ def test_a_file_that_changed_while_being_read_is_parsed_again_next_time() -> Non
     failure = ManifestError(steady.name, "not a mapping", 1)
 
     parsed = cache.add_parsed(
-        [changing, steady],
-        [SourceChanged(changing.name, "changed while being read; checked again next cycle"), failure],
+        {
+            (changing.name, changing.sha256): SourceChanged(
+                changing.name, "changed while being read; checked again next cycle"
+            ),
+            (steady.name, steady.sha256): failure,
+        }
     )
 
     assert isinstance(parsed[(changing.name, changing.sha256)], SourceChanged)  # this cycle's answer

@@ -63,25 +63,16 @@ class CycleCache:
         parsed = self._parsed
         return [source for source in sources if (source.name, source.sha256) not in parsed]
 
-    def add_parsed(
-        self,
-        sources: Sequence[SourceFile],
-        results: Sequence[DesiredCapability | ManifestError],
-    ) -> Parsed:
-        """Take in what ``sources`` parsed to; returns what every content parsed to. A file that
-        changed while it was read is parsed again next time."""
+    def add_parsed(self, results: Mapping[tuple[str, str], DesiredCapability | ManifestError]) -> Parsed:
+        """Take in what contents parsed to, by file name and content hash; returns what every content
+        parsed to. A file that changed while it was read is not kept: it is parsed again next time."""
         passing: dict[tuple[str, str], DesiredCapability | ManifestError] = {}
-        for source, result in zip(sources, results, strict=True):
-            key = (source.name, source.sha256)
+        for key, result in results.items():
             if isinstance(result, SourceChanged):
                 passing[key] = result
             else:
                 self._parsed[key] = result
         return ChainMap(passing, self._parsed) if passing else self._parsed
-
-    def take_parsed(self, parsed: Mapping[tuple[str, str], DesiredCapability | ManifestError]) -> None:
-        """Take in what a scan by parse workers parsed."""
-        self._parsed.update(parsed)
 
     @property
     def has_parsed(self) -> bool:

@@ -199,7 +199,7 @@ class Engine:
             if scanned is None:
                 return _Observed(self._scanner.scan(), read)
             files, parsed = scanned
-            self._cache.take_parsed(parsed)
+            self._cache.add_parsed(parsed)
             return _Observed(files, read)
         files, found = self._scanned_while(functools.partial(self._mark_or_read, status, head))
         if isinstance(found, RegistryState):
@@ -328,7 +328,9 @@ class Engine:
         results = render_in_parallel(settings, read, needed) if len(needed) >= PARALLEL_FROM else None
         if results is None:
             results = [read_and_render(settings, read, source) for source in needed]
-        return self._cache.add_parsed(needed, results)
+        return self._cache.add_parsed(
+            {(source.name, source.sha256): result for source, result in zip(needed, results, strict=True)}
+        )
 
     # reconcile
 
